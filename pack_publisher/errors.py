@@ -1,0 +1,29 @@
+"""The one error type for problems a user must fix, and the exit codes tasks map it to."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # a build, push or verification failed
+EXIT_USAGE = 2  # bad settings, flags or input: fix and re-run
+
+
+class PublisherError(Exception):
+    """A problem the user must fix, carrying a one-line message and an exit code.
+
+    Anything else that escapes a task is a bug and may show a traceback.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PublisherError):
+    """A setting, flag or input file is invalid (exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)

@@ -1,0 +1,47 @@
+"""The OCI naming grammar (distribution spec) for repositories, tags and media types, and semver."""
+
+from __future__ import annotations
+
+import re
+
+PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATH_RE = re.compile(rf"^{PATH_COMPONENT}(?:/{PATH_COMPONENT})*$")
+PATH_COMPONENT_RE = re.compile(rf"^{PATH_COMPONENT}$")
+TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+# host or IPv4 with an optional port; IPv6 literals in brackets
+REGISTRY_RE = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:]+\])(?::[0-9]{1,5})?$"
+)
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
+SEMVER_RE = re.compile(
+    r"^(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?:-(?P<prerelease>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+(?P<buildmetadata>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+# distribution refuses repository names longer than this
+MAX_REPOSITORY_LENGTH = 255
+
+
+def is_semver(value: str) -> bool:
+    return SEMVER_RE.match(value) is not None
+
+
+def semver_problem(value: str) -> str | None:
+    """Why `value` cannot be a published pack version (semver usable as an OCI tag), or None."""
+    match = SEMVER_RE.match(value)
+    if match is None:
+        hint = "; drop the leading 'v'" if value.startswith("v") and is_semver(value[1:]) else ""
+        return f"{value!r} is not a semantic version (X.Y.Z[-pre-release]){hint}"
+    build = match.group("buildmetadata")
+    if build is not None:
+        core = value.split("+", 1)[0]
+        suggestion = f"{core}-{build}" if "-" not in core else f"{core}.{build}"
+        return (
+            f"{value!r} carries build metadata ('+{build}'), which no OCI tag can hold ('+' is not allowed "
+            f"in tags); use a pre-release instead, e.g. {suggestion!r}"
+        )
+    if not TAG_RE.match(value):
+        return f"{value!r} is longer than an OCI tag may be (128 characters)"
+    return None

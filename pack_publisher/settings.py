@@ -1,0 +1,267 @@
+"""Settings resolved once from the environment (and task flags) into one validated, frozen model."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import gitinfo
+from .errors import ConfigError
+from .oci_names import (
+    PATH_COMPONENT_RE,
+    REGISTRY_RE,
+    REPOSITORY_PATH_RE,
+    semver_problem,
+)
+
+# The environment variable each field is read from, for error messages.
+ENV_NAMES = {
+    "oci_registry": "OCI_REGISTRY",
+    "oci_org": "OCI_ORG",
+    "oci_repo": "OCI_REPO",
+    "pack_version": "PACK_VERSION",
+    "packs_dir": "PACKS_DIR",
+    "out_dir": "OUT_DIR",
+    "lock_file": "LOCK_FILE",
+    "dry_run": "DRY_RUN",
+    "oras_experimental": "ORAS_EXPERIMENTAL",
+    "packc": "PACKC / PACKC_BIN",
+    "source_date_epoch": "SOURCE_DATE_EPOCH",
+    "github_repository": "GITHUB_REPOSITORY",
+    "github_repository_owner": "GITHUB_REPOSITORY_OWNER",
+    "github_server_url": "GITHUB_SERVER_URL",
+}
+
+
+class EnvSettings(BaseSettings):
+    """The raw inputs, one field per environment variable; task flags are passed as init values."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", env_ignore_empty=True, populate_by_name=True
+    )
+
+    oci_registry: str = "ghcr.io"
+    oci_org: str | None = None
+    oci_repo: str = "greentic-packs"
+    pack_version: str | None = None
+    packs_dir: str = "packs"
+    out_dir: str = "dist/packs"
+    lock_file: str = "packs.lock.json"
+    dry_run: bool = False
+    oras_experimental: bool = False
+    packc: str | None = Field(default=None, validation_alias=AliasChoices("packc", "PACKC", "PACKC_BIN"))
+    source_date_epoch: int | None = Field(default=None, ge=0)
+    github_repository: str | None = None
+    github_repository_owner: str | None = None
+    github_server_url: str = "https://github.com"
+    # credentials: typed as secrets so they never print; used by the publishing transports
+    oci_username: str | None = None
+    oci_password: SecretStr | None = None
+    github_actor: str | None = None
+    github_token: SecretStr | None = None
+
+    @field_validator("oci_registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value:
+            raise ValueError(f"{value!r} must be a host[:port] without a scheme (e.g. 'ghcr.io')")
+        lowered = value.lower().rstrip("/")
+        if not REGISTRY_RE.match(lowered):
+            raise ValueError(f"{value!r} is not a registry host[:port]")
+        return lowered
+
+    @field_validator("oci_org")
+    @classmethod
+    def _org(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        lowered = value.strip().lower()  # GitHub owners may have capitals; OCI paths may not
+        if not PATH_COMPONENT_RE.match(lowered):
+            raise ValueError(f"{value!r} is not a valid OCI repository path component")
+        return lowered
+
+    @field_validator("oci_repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        if not REPOSITORY_PATH_RE.match(value):
+            hint = " (it must be lowercase)" if REPOSITORY_PATH_RE.match(value.lower()) else ""
+            raise ValueError(f"{value!r} is not a valid OCI repository path{hint}")
+        return value
+
+    @field_validator("pack_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = semver_problem(value.strip())
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+
+class Settings(BaseModel):
+    """Everything a task needs, resolved and checked once; shared by every task of one invocation."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    root: Path
+    registry: str
+    org: str
+    repo: str
+    version: str
+    version_source: str
+    packs_dir: Path
+    out_dir: Path
+    lock_file: Path
+    dry_run: bool
+    builder_override: str | None
+    oras_experimental: bool
+    git_sha: str
+    created: str
+    source_url: str | None
+    notices: tuple[str, ...] = ()
+    credentials: dict[str, SecretStr | str | None] = Field(default_factory=dict, repr=False)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value the settings know, for redaction."""
+        return [v.get_secret_value() for v in self.credentials.values() if isinstance(v, SecretStr)]
+
+    def repository(self, pack_name: str) -> str:
+        """The repository path of a pack inside the registry: `<org>/<repo>/<pack>`."""
+        return f"{self.org}/{self.repo}/{pack_name}"
+
+    def reference(self, pack_name: str, tag: str | None = None) -> str:
+        return f"{self.registry}/{self.repository(pack_name)}:{tag or self.version}"
+
+    def relative(self, path: Path) -> str:
+        """A path as shown to users and written to the lockfile: relative to the repository if inside."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    name = ENV_NAMES.get(field, field.upper())
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in {"bool_parsing", "int_parsing", "greater_than_equal"}:
+        message = f"{err['input']!r}: {message.lower()}"
+    return ConfigError(f"{name}: {message}")
+
+
+def _resolve_version(env: EnvSettings, root: Path, sha: str, dry_run: bool) -> tuple[str, str, list[str]]:
+    if env.pack_version:
+        return env.pack_version, "PACK_VERSION", []
+    version_tags = [t for t in gitinfo.head_tags(root) if t[:1] == "v" and t[1:2].isdigit()]
+    for tag in version_tags:
+        problem = semver_problem(tag[1:])
+        if problem:
+            raise ConfigError(f"git tag {tag!r} on HEAD is not a release tag vX.Y.Z: {problem}")
+    if len(version_tags) > 1:
+        raise ConfigError(f"HEAD carries several release tags ({', '.join(version_tags)}); set PACK_VERSION")
+    if version_tags:
+        return version_tags[0][1:], f"git tag {version_tags[0]}", []
+    if dry_run:
+        version = f"0.0.0-dev.{sha[:7]}"
+        return version, "dry-run fallback", [f"no PACK_VERSION and no vX.Y.Z tag on HEAD: dry run uses {version}"]
+    raise ConfigError(
+        "PACK_VERSION is not set and HEAD has no vX.Y.Z tag: tag the commit (git tag v1.2.3) or set PACK_VERSION"
+    )
+
+
+def _source_url(env: EnvSettings, root: Path) -> str | None:
+    if env.github_repository:
+        return f"{env.github_server_url.rstrip('/')}/{env.github_repository}"
+    slug = gitinfo.github_slug(gitinfo.origin_url(root))
+    return f"https://github.com/{slug[0]}/{slug[1]}" if slug else None
+
+
+def _org(env: EnvSettings, root: Path) -> str:
+    if env.oci_org:
+        return env.oci_org
+    candidates = [
+        ("GITHUB_REPOSITORY_OWNER", env.github_repository_owner),
+        ("the GitHub owner of the origin remote", (gitinfo.github_slug(gitinfo.origin_url(root)) or (None,))[0]),
+    ]
+    for origin, value in candidates:
+        if value:
+            lowered = value.lower()
+            if not PATH_COMPONENT_RE.match(lowered):
+                raise ConfigError(f"OCI_ORG: {value!r} (from {origin}) is not a valid OCI repository path component")
+            return lowered
+    raise ConfigError("OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor a GitHub origin remote gives one")
+
+
+def format_created(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read the environment once, apply task flags (`overrides`, None meaning 'not given'), check all."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        env = EnvSettings(**given)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    root = root.resolve()
+    sha = gitinfo.head_sha(root)
+    version, version_source, notices = _resolve_version(env, root, sha, env.dry_run)
+    source_url = _source_url(env, root)
+    if source_url is None:
+        notices.append("no GITHUB_REPOSITORY and no GitHub origin remote: the source annotation is left out")
+    epoch = env.source_date_epoch if env.source_date_epoch is not None else gitinfo.head_commit_time(root)
+    return Settings(
+        root=root,
+        registry=env.oci_registry,
+        org=_org(env, root),
+        repo=env.oci_repo,
+        version=version,
+        version_source=version_source,
+        packs_dir=(root / env.packs_dir).resolve(),
+        out_dir=(root / env.out_dir).resolve(),
+        lock_file=(root / env.lock_file).resolve(),
+        dry_run=env.dry_run,
+        builder_override=env.packc,
+        oras_experimental=env.oras_experimental,
+        git_sha=sha,
+        created=format_created(epoch),
+        source_url=source_url,
+        notices=tuple(notices),
+        credentials={
+            "oci_username": env.oci_username,
+            "oci_password": env.oci_password,
+            "github_actor": env.github_actor,
+            "github_token": env.github_token,
+        },
+    )
+
+
+SECRET_ENV_VARS = (
+    "OCI_PASSWORD",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+)
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for child processes (builder, oras): the parent's without known secrets."""
+    return {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}

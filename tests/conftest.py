@@ -1,0 +1,102 @@
+"""Shared fixtures: the builder stand-in on PATH, throw-away git repositories, running `invoke`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+STANDINS = Path(__file__).resolve().parent / "standins"
+COMMIT_DATE = "2026-01-02T03:04:05Z"
+COMMIT_EPOCH = 1767323045
+
+
+def make_executable(path: Path, script: Path) -> Path:
+    """A tiny launcher that runs a Python stand-in with this interpreter (so its imports resolve)."""
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def builder_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding `greentic-pack` (the stand-in), to put on PATH."""
+    folder = tmp_path_factory.mktemp("bin")
+    make_executable(folder / "greentic-pack", STANDINS / "greentic_pack.py")
+    return folder
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_AUTHOR_DATE": COMMIT_DATE,
+        "GIT_COMMITTER_DATE": COMMIT_DATE,
+    }
+    out = subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def init_repo(repo: Path) -> str:
+    """Commit whatever `repo` holds into a new git repository; the HEAD sha."""
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "test commit")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A committed copy of this repository's tasks.py and packs/, as a clean clone would have."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy2(PROJECT / "tasks.py", repo / "tasks.py")
+    shutil.copytree(PROJECT / "packs", repo / "packs")
+    init_repo(repo)
+    return repo
+
+
+def clean_env(builder_dir: Path | None, home: Path, **extra: str) -> dict[str, str]:
+    """A minimal environment: no CI or GitHub variables leaking in from the machine running the tests."""
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    env = {
+        "PATH": f"{builder_dir}{os.pathsep}{path}" if builder_dir else path,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.update(extra)
+    return env
+
+
+RunInvoke = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_invoke(builder_bin: Path, tmp_path: Path) -> RunInvoke:
+    """Run `invoke ARGS` in a folder, as a user would, with the builder stand-in on PATH."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+
+    def run(cwd: Path, *args: str, builder: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=cwd,
+            env=clean_env(builder_bin if builder else None, home, **env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run
