@@ -1,0 +1,139 @@
+"""Check a built `.gtpack` against the Greentic reader's rules and read its pack id and version."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import blake3
+import cbor2
+
+from .errors import PublisherError
+
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MANIFEST = "manifest.cbor"
+SBOM = "sbom.cbor"
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveFacts:
+    pack_id: str
+    version: str
+    kind: str | None
+    size: int
+    sha256: str  # hex sha256 of the .gtpack file: the OCI layer digest, never the manifest digest
+    entries: int
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _bad(path: Path, why: str) -> PublisherError:
+    return PublisherError(f"invalid .gtpack {path.name}: {why}")
+
+
+def _check_entry(path: Path, info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
+        raise _bad(path, f"entry {name!r} escapes the archive")
+    file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the writer recorded no unix type
+    if info.is_dir() or (info.create_system == 3 and file_type and file_type != stat.S_IFREG):
+        raise _bad(path, f"entry {name!r} is not a regular file")
+    if info.file_size > MAX_ENTRY_BYTES:
+        raise _bad(path, f"entry {name!r} is {info.file_size} bytes, over the 16 MiB limit")
+
+
+def _pack_id(manifest: dict[Any, Any]) -> str:
+    pack_id = manifest.get("pack_id")
+    if isinstance(pack_id, int) and not isinstance(pack_id, bool):
+        ids = (manifest.get("symbols") or {}).get("pack_ids") or []
+        if 0 <= pack_id < len(ids) and isinstance(ids[pack_id], str):
+            return str(ids[pack_id])
+        raise ValueError(f"pack_id index {pack_id} is not in symbols.pack_ids")
+    if isinstance(pack_id, str) and pack_id:
+        return pack_id
+    raise ValueError("pack_id is missing")
+
+
+def _entry_blake3(zf: zipfile.ZipFile, name: str) -> str:
+    hasher = blake3.blake3()
+    with zf.open(name) as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+    return str(hasher.hexdigest())
+
+
+def _check_sbom(path: Path, zf: zipfile.ZipFile, names: set[str]) -> None:
+    try:
+        sbom = cbor2.loads(zf.read(SBOM))
+        files = sbom["files"]
+        listed = {f["path"]: f for f in files}
+    except Exception as exc:  # any decoding or shape problem is the same verdict for the user
+        raise _bad(path, f"{SBOM} is not a readable SBOM ({type(exc).__name__})") from None
+    for entry_name, entry in listed.items():
+        if entry_name not in names:
+            raise _bad(path, f"{SBOM} lists {entry_name!r}, which the archive does not hold")
+        if _entry_blake3(zf, entry_name) != str(entry.get("hash_blake3", "")).lower():
+            raise _bad(path, f"{SBOM} hash of {entry_name!r} does not match its content")
+        if entry.get("size") is not None and entry["size"] != zf.getinfo(entry_name).file_size:
+            raise _bad(path, f"{SBOM} size of {entry_name!r} does not match its content")
+
+
+def inspect_gtpack(path: Path) -> ArchiveFacts:
+    """Validate `path` as the Greentic reader would, then return its identity and digests."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise _bad(path, f"not a zip archive ({exc})") from None
+    with zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise _bad(path, f"duplicate entry {duplicate!r}")
+        for info in infos:
+            _check_entry(path, info)
+        total = sum(i.file_size for i in infos)
+        if total > MAX_TOTAL_BYTES:
+            raise _bad(path, f"{total} bytes uncompressed, over the 64 MiB limit")
+        if MANIFEST not in names:
+            raise _bad(path, f"{MANIFEST} is missing")
+        try:
+            manifest = cbor2.loads(zf.read(MANIFEST))
+            if not isinstance(manifest, dict):
+                raise ValueError("not a CBOR map")
+            pack_id = _pack_id(manifest)
+            version = manifest["version"]
+            if not isinstance(version, str):
+                raise ValueError("version is not a string")
+        except (zipfile.BadZipFile, ValueError, KeyError, cbor2.CBORDecodeError) as exc:
+            raise _bad(path, f"{MANIFEST} cannot be read: {exc}") from None
+        try:
+            bad = zf.testzip()  # every entry must decompress with a good CRC
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise _bad(path, f"corrupt entry data ({exc})") from None
+        if bad is not None:
+            raise _bad(path, f"entry {bad!r} is corrupt (CRC mismatch)")
+        if SBOM in names:
+            _check_sbom(path, zf, set(names))
+        kind = manifest.get("kind")
+    return ArchiveFacts(
+        pack_id=pack_id,
+        version=version,
+        kind=kind if isinstance(kind, str) else None,
+        size=path.stat().st_size,
+        sha256=file_sha256(path),
+        entries=len(infos),
+    )
