@@ -1,0 +1,82 @@
+"""Glue between Invoke tasks and the pipeline: one settings object per run, clean exits, redacted output."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from .errors import EXIT_FAILURE, PublisherError
+from .redact import Redactor
+from .settings import Settings, resolve_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+EXIT_INTERRUPTED = 130
+_CONFIG_KEY = "pack_publisher_settings"
+
+
+class Session:
+    """The resolved settings of one `invoke` run and the printer that redacts them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redact = Redactor(settings.secrets)
+
+    def say(self, line: str) -> None:
+        print(self.redact(line), flush=True)
+
+    def warn(self, line: str) -> None:
+        print(self.redact(f"warning: {line}"), file=sys.stderr, flush=True)
+
+
+def session(c: Context, root: Path, **flags: Any) -> Session:
+    """Resolve settings once per invocation (flags override the environment) and keep them on the context.
+
+    Tasks that run inside another task (release -> build) reuse the same object.
+    """
+    existing = c.config.get(_CONFIG_KEY)
+    if isinstance(existing, Session):
+        return existing
+    current = Session(resolve_settings(root, flags))
+    for notice in current.settings.notices:
+        current.warn(notice)
+    c.config[_CONFIG_KEY] = current  # type: ignore[assignment]  # invoke types config values as str
+    return current
+
+
+def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a PublisherError into `error: <message>` on stderr and its exit code, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except PublisherError as exc:
+            redact = _redactor_of(args)
+            raise Exit(redact(f"error: {exc.message}"), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted", EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _redactor_of(args: tuple[Any, ...]) -> Redactor:
+    if args and isinstance(args[0], Context):
+        existing = args[0].config.get(_CONFIG_KEY)
+        if isinstance(existing, Session):
+            return existing.redact
+    # settings could not be resolved: still hide what the environment holds
+    import os
+
+    from .settings import SECRET_ENV_VARS
+
+    return Redactor(os.environ.get(name, "") for name in SECRET_ENV_VARS)
+
+
+__all__ = ["EXIT_FAILURE", "Session", "clean_exit", "session"]

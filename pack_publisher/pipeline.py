@@ -1,0 +1,147 @@
+"""The steps the tasks compose: build (stage, run the builder, validate, compose), dry run, lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from . import archive, artifact, builder, lockfile, packs, records
+from .errors import ConfigError, PublisherError
+from .records import BuiltPack, PublishedPack
+from .redact import Redactor
+from .settings import Settings
+
+Report = Callable[[str], None]
+STAGE_DIR = "stage"
+
+
+def _writable_out_dir(settings: Settings) -> None:
+    try:
+        (settings.out_dir / STAGE_DIR).mkdir(parents=True, exist_ok=True)
+        probe = settings.out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"OUT_DIR: {settings.out_dir} is not writable ({exc.strerror})") from None
+
+
+def select_packs(settings: Settings, names: list[str] | None) -> list[packs.PackSource]:
+    return packs.select(settings.packs_dir, names, f"{settings.org}/{settings.repo}", settings.root)
+
+
+def build_one(settings: Settings, pack: packs.PackSource, builder_path: str, redactor: Redactor) -> BuiltPack:
+    """Stage, build, validate and compose one pack; the returned record is also saved to disk."""
+    records.forget_published(settings.out_dir, pack.name)  # a new build invalidates the last push
+    staged = packs.stage(pack, settings.out_dir / STAGE_DIR / pack.name, settings.version)
+    gtpack = settings.out_dir / f"{pack.name}.gtpack"
+    builder.build_gtpack(builder_path, pack.name, staged, gtpack, redactor)
+    facts = archive.inspect_gtpack(gtpack)
+    if facts.version != settings.version:
+        raise PublisherError(
+            f"pack {pack.name!r}: the archive says version {facts.version!r}, expected {settings.version!r}"
+        )
+    composed = artifact.compose(
+        facts.sha256,
+        facts.size,
+        gtpack.name,  # the layer title: the bare file name, never a runner's path
+        artifact.pack_annotations(
+            created=settings.created,
+            version=settings.version,
+            revision=settings.git_sha,
+            source=settings.source_url,
+            title=pack.meta.name,
+            description=pack.meta.description,
+        ),
+    )
+    manifest_path = settings.out_dir / f"{pack.name}.manifest.json"
+    records.write_atomic(manifest_path, composed.manifest)
+    built = BuiltPack(
+        name=pack.name,
+        pack_id=facts.pack_id,
+        version=facts.version,
+        git_sha=settings.git_sha,
+        gtpack=gtpack,
+        size=facts.size,
+        sha256=facts.sha256,
+        manifest=manifest_path,
+        manifest_digest=composed.digest,
+        reference=settings.reference(pack.name),
+    )
+    records.save(settings.out_dir, built)
+    return built
+
+
+def build(settings: Settings, names: list[str] | None, redactor: Redactor, report: Report) -> list[BuiltPack]:
+    selected = select_packs(settings, names)
+    builder_path = builder.find_builder(settings.builder_override)
+    _writable_out_dir(settings)
+    built = []
+    for pack in selected:
+        one = build_one(settings, pack, builder_path, redactor)
+        report(
+            f"built {one.name}: pack_id={one.pack_id} version={one.version} size={one.size} "
+            f"sha256={one.sha256} -> {settings.relative(one.gtpack)}"
+        )
+        built.append(one)
+    return built
+
+
+def load_built(settings: Settings, names: list[str] | None) -> list[BuiltPack]:
+    """The build records of the selected packs, refusing missing or stale ones."""
+    built = []
+    for pack in select_packs(settings, names):
+        record = records.load(settings.out_dir, pack.name, BuiltPack)
+        if record is None:
+            raise ConfigError(f"pack {pack.name!r} has not been built into {settings.out_dir}; run `invoke build`")
+        if record.version != settings.version or record.git_sha != settings.git_sha:
+            raise ConfigError(
+                f"pack {pack.name!r}: the build in {settings.relative(settings.out_dir)} is of version "
+                f"{record.version} at {record.git_sha[:12]}, not {settings.version} at {settings.git_sha[:12]}; "
+                "run `invoke build` again"
+            )
+        if not record.gtpack.is_file() or archive.file_sha256(record.gtpack) != record.sha256:
+            raise ConfigError(f"pack {pack.name!r}: {record.gtpack} changed since it was built; rebuild it")
+        built.append(record)
+    return built
+
+
+def dry_run(settings: Settings, built: list[BuiltPack], report: Report) -> list[PublishedPack]:
+    """What a push would publish, with the digest it will have; touches no registry."""
+    planned = []
+    for one in built:
+        report(f"would push {one.reference} (manifest digest {one.manifest_digest})")
+        record = PublishedPack(
+            name=one.name,
+            pack_id=one.pack_id,
+            version=one.version,
+            git_sha=one.git_sha,
+            reference=one.reference,
+            digest=lockfile.DRY_RUN_DIGEST,
+            expected_digest=one.manifest_digest,
+            pinned_reference=None,
+            tags=[settings.version],
+            gtpack=one.gtpack,
+            size=one.size,
+            sha256=one.sha256,
+            transport="none (dry run)",
+            dry_run=True,
+        )
+        records.save(settings.out_dir, record)
+        planned.append(record)
+    return planned
+
+
+def lock(settings: Settings, names: list[str] | None, report: Report) -> Path:
+    """Write the lockfile from the last push (or dry run) of the selected packs."""
+    published = []
+    for pack in select_packs(settings, names):
+        record = records.load(settings.out_dir, pack.name, PublishedPack)
+        if record is None or record.version != settings.version or record.git_sha != settings.git_sha:
+            raise ConfigError(
+                f"pack {pack.name!r} has no push of version {settings.version} at {settings.git_sha[:12]} "
+                "to record; run `invoke push` (or `invoke release --dry-run`) first"
+            )
+        published.append(record)
+    lockfile.write(settings, published)
+    report(f"wrote {settings.relative(settings.lock_file)} ({len(published)} pack(s))")
+    return settings.lock_file
