@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -43,6 +43,11 @@ ENV_NAMES = {
     "github_repository": "GITHUB_REPOSITORY",
     "github_repository_owner": "GITHUB_REPOSITORY_OWNER",
     "github_server_url": "GITHUB_SERVER_URL",
+    "oci_client": "OCI_CLIENT",
+    "oras_bin": "ORAS_BIN",
+    "oci_plain_http": "OCI_PLAIN_HTTP",
+    "publish_latest": "PUBLISH_LATEST",
+    "publish_jobs": "PUBLISH_JOBS / --jobs",
 }
 
 
@@ -67,6 +72,12 @@ class EnvSettings(BaseSettings):
     github_repository: str | None = None
     github_repository_owner: str | None = None
     github_server_url: str = "https://github.com"
+    # publishing
+    oci_client: Literal["auto", "oras", "python"] = "auto"
+    oras_bin: str | None = None
+    oci_plain_http: bool = False
+    publish_latest: bool = False
+    publish_jobs: int = Field(default=4, ge=1, le=32)
     # credentials: typed as secrets so they never print; used by the publishing transports
     oci_username: str | None = None
     oci_password: SecretStr | None = None
@@ -113,6 +124,61 @@ class EnvSettings(BaseSettings):
         return value.strip()
 
 
+class PublishOptions(BaseModel):
+    """How to reach the registry: transport choice, plain HTTP, credentials (secrets), tags, jobs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client: Literal["auto", "oras", "python"]
+    oras_bin: str | None
+    plain_http: bool
+    oras_experimental: bool
+    latest: bool
+    jobs: int
+    oci_username: str | None = None
+    oci_password: SecretStr | None = Field(default=None, repr=False)
+    github_actor: str | None = None
+    github_token: SecretStr | None = Field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value known, for redaction."""
+        return [s.get_secret_value() for s in (self.oci_password, self.github_token) if s is not None]
+
+    def uses_plain_http(self, registry: str) -> bool:
+        host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
+        return self.plain_http or host in {"localhost", "127.0.0.1", "[::1]"}
+
+
+def publish_options(overrides: dict[str, Any] | None = None) -> PublishOptions:
+    """The publishing options alone (what `verify` needs): no git, version or org required."""
+    env = read_environment(overrides)
+    return _options(env)
+
+
+def _options(env: EnvSettings) -> PublishOptions:
+    return PublishOptions(
+        client=env.oci_client,
+        oras_bin=env.oras_bin,
+        plain_http=env.oci_plain_http,
+        oras_experimental=env.oras_experimental,
+        latest=env.publish_latest,
+        jobs=env.publish_jobs,
+        oci_username=env.oci_username,
+        oci_password=env.oci_password,
+        github_actor=env.github_actor,
+        github_token=env.github_token,
+    )
+
+
+def read_environment(overrides: dict[str, Any] | None = None) -> EnvSettings:
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return EnvSettings(**given)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
 class Settings(BaseModel):
     """Everything a task needs, resolved and checked once; shared by every task of one invocation."""
 
@@ -129,17 +195,16 @@ class Settings(BaseModel):
     lock_file: Path
     dry_run: bool
     builder_override: str | None
-    oras_experimental: bool
+    publish: PublishOptions
     git_sha: str
     created: str
     source_url: str | None
     notices: tuple[str, ...] = ()
-    credentials: dict[str, SecretStr | str | None] = Field(default_factory=dict, repr=False)
 
     @property
     def secrets(self) -> list[str]:
         """Every secret value the settings know, for redaction."""
-        return [v.get_secret_value() for v in self.credentials.values() if isinstance(v, SecretStr)]
+        return self.publish.secrets
 
     def repository(self, pack_name: str) -> str:
         """The repository path of a pack inside the registry: `<org>/<repo>/<pack>`."""
@@ -161,7 +226,7 @@ def _first_error(exc: ValidationError) -> ConfigError:
     field = str(err["loc"][0]) if err["loc"] else ""
     name = ENV_NAMES.get(field, field.upper())
     message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] in {"bool_parsing", "int_parsing", "greater_than_equal"}:
+    if err["type"] in {"bool_parsing", "int_parsing", "greater_than_equal", "less_than_equal", "literal_error"}:
         message = f"{err['input']!r}: {message.lower()}"
     return ConfigError(f"{name}: {message}")
 
@@ -215,11 +280,7 @@ def format_created(epoch: int) -> str:
 
 def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
     """Read the environment once, apply task flags (`overrides`, None meaning 'not given'), check all."""
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    try:
-        env = EnvSettings(**given)
-    except ValidationError as exc:
-        raise _first_error(exc) from None
+    env = read_environment(overrides)
     root = root.resolve()
     sha = gitinfo.head_sha(root)
     version, version_source, notices = _resolve_version(env, root, sha, env.dry_run)
@@ -239,17 +300,11 @@ def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Set
         lock_file=(root / env.lock_file).resolve(),
         dry_run=env.dry_run,
         builder_override=env.packc,
-        oras_experimental=env.oras_experimental,
+        publish=_options(env),
         git_sha=sha,
         created=format_created(epoch),
         source_url=source_url,
         notices=tuple(notices),
-        credentials={
-            "oci_username": env.oci_username,
-            "oci_password": env.oci_password,
-            "github_actor": env.github_actor,
-            "github_token": env.github_token,
-        },
     )
 
 

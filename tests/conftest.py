@@ -7,10 +7,12 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from .registries import Registry
 
 PROJECT = Path(__file__).resolve().parent.parent
 STANDINS = Path(__file__).resolve().parent / "standins"
@@ -100,3 +102,25 @@ def run_invoke(builder_bin: Path, tmp_path: Path) -> RunInvoke:
         )
 
     return run
+
+
+@pytest.fixture
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An anonymous docker-registry on a free loopback port, for one test."""
+    running = Registry(tmp_path_factory.mktemp("registry")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    running = Registry(tmp_path_factory.mktemp("registry"), auth="htpasswd").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    running = Registry(tmp_path_factory.mktemp("registry"), auth="token").start()
+    yield running
+    running.stop()

@@ -75,7 +75,7 @@ def test_environment_values(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert s.version == "2.0.0-rc.1"
     assert s.packs_dir == repo.resolve() / "src" / "packs"
     assert s.out_dir == Path("/tmp/out")
-    assert s.dry_run and s.oras_experimental
+    assert s.dry_run and s.publish.oras_experimental
     assert s.builder_override == "/opt/packc"
     assert s.created == "1970-01-01T00:00:00Z"
     assert s.source_url == "https://github.com/Acme-Corp/packs"
