@@ -8,10 +8,17 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from pack_publisher import pipeline
-from pack_publisher.cli import clean_exit, session
+from pack_publisher.cli import clean_exit, session, verify_inputs
+from pack_publisher.verify import verify as verify_lockfile
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
+PUSH_HELP = {
+    "pack": PACK_HELP,
+    "latest": "Also point the 'latest' tag at the same manifest (or PUBLISH_LATEST=1). Off by default.",
+    "force": "Overwrite a version tag that holds a different digest (release tags are immutable otherwise).",
+    "jobs": "How many packs to push at once (or PUBLISH_JOBS; default 4).",
+}
 
 
 @task(iterable=["pack"], help={"pack": PACK_HELP})
@@ -20,6 +27,17 @@ def build(c: Context, pack: list[str] | None = None) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
     s = session(c, ROOT)
     pipeline.build(s.settings, pack, s.redact, s.say)
+
+
+@task(iterable=["pack"], help=PUSH_HELP)
+@clean_exit
+def push(
+    c: Context, pack: list[str] | None = None, latest: bool = False, force: bool = False, jobs: int | None = None
+) -> None:
+    """Publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
+    s = session(c, ROOT, publish_latest=latest or None, publish_jobs=jobs)
+    built = pipeline.load_built(s.settings, pack)
+    pipeline.push(s.settings, built, s.redact, s.say, force)
 
 
 @task(iterable=["pack"], help={"pack": PACK_HELP})
@@ -33,19 +51,35 @@ def lock(c: Context, pack: list[str] | None = None) -> None:
 @task(
     iterable=["pack"],
     help={
-        "pack": PACK_HELP,
+        **PUSH_HELP,
         "dry-run": "Build and describe what would be pushed, write the lockfile with digest DRY_RUN; no registry.",
     },
 )
 @clean_exit
-def release(c: Context, pack: list[str] | None = None, dry_run: bool = False) -> None:
+def release(
+    c: Context,
+    pack: list[str] | None = None,
+    dry_run: bool = False,
+    latest: bool = False,
+    force: bool = False,
+    jobs: int | None = None,
+) -> None:
     """Build, push, verify and lock every selected pack (or only describe it with --dry-run / DRY_RUN=1)."""
-    s = session(c, ROOT, dry_run=dry_run or None)
+    s = session(c, ROOT, dry_run=dry_run or None, publish_latest=latest or None, publish_jobs=jobs)
     built = pipeline.build(s.settings, pack, s.redact, s.say)
-    if not s.settings.dry_run:
-        raise NotImplementedError("publishing lands with the publish issue")
-    pipeline.dry_run(s.settings, built, s.say)
+    if s.settings.dry_run:
+        pipeline.dry_run(s.settings, built, s.say)
+    else:
+        pipeline.push(s.settings, built, s.redact, s.say, force)
     pipeline.lock(s.settings, pack, s.say)
+
+
+@task(help={"lock": "The lockfile to check (default: LOCK_FILE, packs.lock.json)."})
+@clean_exit
+def verify(c: Context, lock: str | None = None) -> None:
+    """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
+    options, lock_file, printer = verify_inputs(c, ROOT, lock)
+    verify_lockfile(lock_file, options, printer.redact, printer.say)
 
 
 @task(help={"pytest-args": "Extra arguments for pytest, e.g. '-k registry -x'."})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Any, ParamSpec, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from .errors import EXIT_FAILURE, PublisherError
+from .errors import PublisherError
 from .redact import Redactor
-from .settings import Settings, resolve_settings
+from .settings import SECRET_ENV_VARS, PublishOptions, Settings, publish_options, read_environment, resolve_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,18 +22,34 @@ EXIT_INTERRUPTED = 130
 _CONFIG_KEY = "pack_publisher_settings"
 
 
-class Session:
-    """The resolved settings of one `invoke` run and the printer that redacts them."""
+class Printer:
+    """Prints lines for users with every known secret masked."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.redact = Redactor(settings.secrets)
+    def __init__(self, secrets: list[str]) -> None:
+        self.redact = Redactor(secrets)
 
     def say(self, line: str) -> None:
         print(self.redact(line), flush=True)
 
     def warn(self, line: str) -> None:
         print(self.redact(f"warning: {line}"), file=sys.stderr, flush=True)
+
+
+class Session(Printer):
+    """The resolved settings of one `invoke` run and the printer that redacts them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.secrets)
+        self.settings = settings
+
+
+def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, Path, Printer]:
+    """What `verify` needs: the publishing options and the lockfile path, no git, version or org."""
+    env = read_environment()
+    options = publish_options()
+    printer = Printer(options.secrets)
+    c.config[_CONFIG_KEY] = printer  # type: ignore[assignment]  # invoke types config values as str
+    return options, (root / (lock or env.lock_file)).resolve(), printer
 
 
 def session(c: Context, root: Path, **flags: Any) -> Session:
@@ -69,14 +86,7 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
 def _redactor_of(args: tuple[Any, ...]) -> Redactor:
     if args and isinstance(args[0], Context):
         existing = args[0].config.get(_CONFIG_KEY)
-        if isinstance(existing, Session):
+        if isinstance(existing, Printer):
             return existing.redact
     # settings could not be resolved: still hide what the environment holds
-    import os
-
-    from .settings import SECRET_ENV_VARS
-
     return Redactor(os.environ.get(name, "") for name in SECRET_ENV_VARS)
-
-
-__all__ = ["EXIT_FAILURE", "Session", "clean_exit", "session"]

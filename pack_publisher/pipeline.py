@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import archive, artifact, builder, lockfile, packs, records
+from . import archive, artifact, builder, lockfile, packs, publish, records
 from .errors import ConfigError, PublisherError
 from .records import BuiltPack, PublishedPack
 from .redact import Redactor
@@ -145,3 +146,38 @@ def lock(settings: Settings, names: list[str] | None, report: Report) -> Path:
     lockfile.write(settings, published)
     report(f"wrote {settings.relative(settings.lock_file)} ({len(published)} pack(s))")
     return settings.lock_file
+
+
+def push(settings: Settings, built: list[BuiltPack], redactor: Redactor, report: Report, force: bool) -> None:
+    """Publish the built packs; report every pack, then fail if any did not make it."""
+    options = settings.publish
+    results = publish.push(
+        settings, built, latest=options.latest, force=force, jobs=options.jobs, redactor=redactor, report=report
+    )
+    write_step_summary(settings, results)
+    failed = [r.name for r in results if r.record is None]
+    done = len(results) - len(failed)
+    report(f"{done} of {len(results)} pack(s) published or already published at version {settings.version}")
+    if failed:
+        raise PublisherError(
+            f"{len(failed)} pack(s) not published: {', '.join(failed)}; {settings.relative(settings.lock_file)} "
+            "was not updated. Fix the cause and re-run: published packs are skipped"
+        )
+
+
+def write_step_summary(settings: Settings, results: list[publish.PackResult]) -> None:
+    """Append a Markdown table of the packs to GITHUB_STEP_SUMMARY when running in GitHub Actions."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    rows = ["| pack | reference | digest | size | status |", "|---|---|---|---|---|"]
+    for r in results:
+        digest = f"`{r.record.digest}`" if r.record else "-"
+        size = f"{r.record.size:,} B" if r.record else "-"
+        status = r.status if r.record else f"failed: {r.error}"
+        rows.append(f"| {r.name} | `{r.reference}` | {digest} | {size} | {status.replace('|', '/')} |")
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(f"### Greentic packs {settings.version}\n\n" + "\n".join(rows) + "\n\n")
+    except OSError as exc:
+        raise PublisherError(f"GITHUB_STEP_SUMMARY: cannot append to {target} ({exc.strerror})") from None

@@ -54,7 +54,7 @@ class PublishedPack(BaseModel):
     size: int
     sha256: str
     transport: str
-    uploaded_blobs: int = 0
+    uploaded_blobs: int | None = 0  # None when the transport (oras) does not say
     already_published: bool = False
     dry_run: bool = False
 
