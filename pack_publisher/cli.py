@@ -78,7 +78,12 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
             redact = _redactor_of(args)
             raise Exit(redact(f"error: {exc.message}"), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise Exit("error: interrupted", EXIT_INTERRUPTED) from None
+            # Leave at once: a push thread may sit in a stalled request, and waiting for it would make
+            # Ctrl-C take up to the retry budget. Records and the lockfile are written atomically and
+            # only after verification, so nothing half-written is left behind.
+            sys.stdout.flush()
+            print("error: interrupted; nothing more was recorded", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
 
     return wrapper
 

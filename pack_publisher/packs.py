@@ -94,6 +94,9 @@ def select(packs_dir: Path, wanted: list[str] | None, repository_prefix: str, di
         raise ConfigError(f"no packs found under {packs_dir} (a pack is a folder holding {PACK_FILE})")
     names = sorted(set(wanted)) if wanted else known
     unknown = [n for n in names if n not in known]
+    for name in unknown:
+        if (packs_dir / name).is_dir():
+            raise ConfigError(f"pack folder {packs_dir / name} has no {PACK_FILE}")
     if unknown:
         raise ConfigError(f"unknown pack {', '.join(map(repr, unknown))}; known packs: {', '.join(known)}")
     sources = []

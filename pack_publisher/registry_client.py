@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import re
 import time
@@ -27,7 +28,9 @@ from .credentials import Credentials
 from .errors import PublisherError
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_TYPES = {MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE}
+MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, {DOCKER_MANIFEST_MEDIA_TYPE}"
 CHUNK = 1024 * 1024
 USER_AGENT = "greentic-pack-publisher/0.1"
 
@@ -291,9 +294,9 @@ class RegistryClient:
                 raise self._fail(f"uploading the manifest for tag {tag}", response)
             reported = response.headers.get("Docker-Content-Digest", expected)
             if reported != expected:
-                raise PublisherError(
-                    f"{self.registry}: the registry stored {repository}:{tag} as {reported}, expected {expected}"
-                )
+                # the PUT is idempotent: a garbled answer is retried, a registry that really stores
+                # other bytes fails after the retries with both digests named
+                raise Transient(f"the registry reported {repository}:{tag} as {reported}, expected {expected}")
             return expected
 
         return str(self._retrying(f"uploading the manifest {repository}:{tag}", attempt))
@@ -315,9 +318,16 @@ class RegistryClient:
                 response.close()
                 raise self._fail(f"reading manifest {reference}", response)
             try:
-                return response.content
+                body = response.content
             except requests.RequestException as exc:
                 raise Transient(f"reading the manifest was cut short ({_root_cause(exc)})") from None
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if kind not in MANIFEST_TYPES or not _is_json_object(body):
+                raise PublisherError(
+                    f"{self.registry}: reading manifest {repository}:{reference}: the registry answered "
+                    f"{kind or 'no content type'} that is not an OCI manifest (is this an OCI registry?)"
+                )
+            return body
 
         result = self._retrying(f"reading manifest {repository}:{reference}", attempt)
         return result if isinstance(result, bytes) else None
@@ -349,6 +359,13 @@ class RegistryClient:
                 raise Transient(f"blob {digest[:19]} arrived with other content")
 
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

@@ -48,6 +48,7 @@ ENV_NAMES = {
     "oci_plain_http": "OCI_PLAIN_HTTP",
     "publish_latest": "PUBLISH_LATEST",
     "publish_jobs": "PUBLISH_JOBS / --jobs",
+    "oci_timeout": "OCI_TIMEOUT",
 }
 
 
@@ -78,6 +79,7 @@ class EnvSettings(BaseSettings):
     oci_plain_http: bool = False
     publish_latest: bool = False
     publish_jobs: int = Field(default=4, ge=1, le=32)
+    oci_timeout: float = Field(default=15.0, gt=0, le=600)
     # credentials: typed as secrets so they never print; used by the publishing transports
     oci_username: str | None = None
     oci_password: SecretStr | None = None
@@ -135,6 +137,7 @@ class PublishOptions(BaseModel):
     oras_experimental: bool
     latest: bool
     jobs: int
+    timeout: float  # seconds to wait for each registry response
     oci_username: str | None = None
     oci_password: SecretStr | None = Field(default=None, repr=False)
     github_actor: str | None = None
@@ -164,6 +167,7 @@ def _options(env: EnvSettings) -> PublishOptions:
         oras_experimental=env.oras_experimental,
         latest=env.publish_latest,
         jobs=env.publish_jobs,
+        timeout=env.oci_timeout,
         oci_username=env.oci_username,
         oci_password=env.oci_password,
         github_actor=env.github_actor,
@@ -226,7 +230,15 @@ def _first_error(exc: ValidationError) -> ConfigError:
     field = str(err["loc"][0]) if err["loc"] else ""
     name = ENV_NAMES.get(field, field.upper())
     message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] in {"bool_parsing", "int_parsing", "greater_than_equal", "less_than_equal", "literal_error"}:
+    if err["type"] in {
+        "bool_parsing",
+        "int_parsing",
+        "float_parsing",
+        "greater_than",
+        "greater_than_equal",
+        "less_than_equal",
+        "literal_error",
+    }:
         message = f"{err['input']!r}: {message.lower()}"
     return ConfigError(f"{name}: {message}")
 

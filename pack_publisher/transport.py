@@ -116,4 +116,4 @@ def open_transport(registry: str, options: PublishOptions, redactor: Redactor) -
         from .oras_transport import OrasTransport
 
         return OrasTransport(oras, registry, credentials, plain_http, options.oras_experimental, redactor)
-    return PythonTransport(registry, credentials, plain_http)
+    return PythonTransport(registry, credentials, plain_http, RetryPolicy(read_timeout=options.timeout))

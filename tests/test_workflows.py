@@ -44,8 +44,12 @@ def tool(name: str) -> str:
 
 
 def test_zizmor_finds_nothing() -> None:
-    result = subprocess.run([tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", str(WORKFLOWS)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", str(WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
 
@@ -53,7 +57,9 @@ def test_zizmor_finds_nothing() -> None:
 def test_workflow_schema() -> None:
     result = subprocess.run(
         [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(PUBLISH), str(CI)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
