@@ -20,7 +20,7 @@ from .errors import PublisherError
 from .records import BuiltPack, PublishedPack
 from .redact import Redactor
 from .settings import Settings
-from .transport import PushRequest, Transport, open_transport
+from .transport import PushRequest, Transport, transport_factory
 
 Report = Callable[[str], None]
 LATEST = "latest"
@@ -140,13 +140,14 @@ def push(
     report: Report,
 ) -> list[PackResult]:
     """Push every pack, up to `jobs` at once; one failing pack does not stop the others."""
+    new_transport = transport_factory(settings.registry, settings.publish, redactor)
     local = threading.local()
     opened: list[Transport] = []
     lock = threading.Lock()
 
     def transport() -> Transport:
         if not hasattr(local, "transport"):
-            local.transport = open_transport(settings.registry, settings.publish, redactor)
+            local.transport = new_transport()
             with lock:
                 opened.append(local.transport)
         return local.transport  # type: ignore[no-any-return]
@@ -163,10 +164,12 @@ def push(
     executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
     try:
         results = list(executor.map(run, built))
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        for t in opened:
-            t.close()
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: never wait for a stalled request
+        raise
+    executor.shutdown(wait=True)
+    for t in opened:
+        t.close()
     return results
 
 

@@ -164,6 +164,10 @@ class RegistryClient:
                 raise Transient("timed out") from None
             except requests.ConnectionError as exc:
                 raise Transient(f"connection failed ({_root_cause(exc)})") from None
+            except requests.exceptions.ChunkedEncodingError as exc:
+                raise Transient(f"the answer was cut short ({_root_cause(exc)})") from None
+            except requests.RequestException as exc:  # invalid URL, redirect loop, bad header: final
+                raise PublisherError(f"{self.registry}: {method} {url}: {_root_cause(exc)}") from None
             finally:
                 if hasattr(payload, "close"):
                     payload.close()  # type: ignore[union-attr]

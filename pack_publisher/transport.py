@@ -7,6 +7,7 @@ pack's digest does not depend on which one ran.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -101,8 +102,13 @@ def find_oras(options: PublishOptions) -> str | None:
     return shutil.which("oras")
 
 
-def open_transport(registry: str, options: PublishOptions, redactor: Redactor) -> Transport:
-    """The transport OCI_CLIENT asks for: oras when found (auto) or asked for, else the built-in client."""
+def transport_factory(registry: str, options: PublishOptions, redactor: Redactor) -> Callable[[], Transport]:
+    """Check credentials and the oras choice once, up front; the factory then opens transports.
+
+    A malformed Docker config or a missing oras is a configuration error for the whole run, found
+    before any pack is pushed. Each push thread opens its own transport (a requests session is not
+    shared between threads).
+    """
     plain_http = options.uses_plain_http(registry)
     credentials = resolve_credentials(
         registry, options.oci_username, options.oci_password, options.github_actor, options.github_token
@@ -115,5 +121,11 @@ def open_transport(registry: str, options: PublishOptions, redactor: Redactor) -
     if oras is not None:
         from .oras_transport import OrasTransport
 
-        return OrasTransport(oras, registry, credentials, plain_http, options.oras_experimental, redactor)
-    return PythonTransport(registry, credentials, plain_http, RetryPolicy(read_timeout=options.timeout))
+        oras_path = oras
+        return lambda: OrasTransport(oras_path, registry, credentials, plain_http, options.oras_experimental, redactor)
+    policy = RetryPolicy(read_timeout=options.timeout)
+    return lambda: PythonTransport(registry, credentials, plain_http, policy)
+
+
+def open_transport(registry: str, options: PublishOptions, redactor: Redactor) -> Transport:
+    return transport_factory(registry, options, redactor)()

@@ -237,3 +237,12 @@ class Registry:
             authfile.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
             args[3:3] = ["--authfile", str(authfile)]
         return subprocess.run(args, check=True, capture_output=True, timeout=60).stdout
+
+    def raw_get(self, path: str) -> requests.Response:
+        repository = path.split("/v2/", 1)[1].rsplit("/", 2)[0] if "/v2/_catalog" not in path else "catalog"
+        headers = self._auth(repository) if self.auth != "token" or repository != "catalog" else {}
+        return requests.get(f"{self.url}{path}", headers=headers, timeout=10)
+
+    def raw_head(self, path: str) -> int:
+        repository = path.split("/v2/", 1)[1].rsplit("/", 2)[0]
+        return requests.head(f"{self.url}{path}", headers=self._auth(repository), timeout=10).status_code

@@ -125,8 +125,8 @@ def test_oras_asked_for_but_missing(project_copy: Path, run_invoke: RunInvoke) -
     result = run_invoke(
         project_copy, "release", OCI_REGISTRY=HOST, OCI_ORG="acme", PACK_VERSION="1.0.0", OCI_CLIENT="oras"
     )
-    assert result.returncode == 1
-    assert "OCI_CLIENT: 'oras' asked for, but no oras executable was found (set ORAS_BIN)" in result.stdout
+    assert result.returncode == 2
+    assert "error: OCI_CLIENT: 'oras' asked for, but no oras executable was found (set ORAS_BIN)" in result.stderr
 
 
 def test_real_oras_against_real_registry(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:

@@ -230,8 +230,10 @@ def test_docker_config_credentials(
     assert result.returncode == 0, result.stdout + result.stderr
     (config_dir / "config.json").write_text("{ this is not json")
     broken = run_invoke(project_copy, "release", **env_for(basic_registry, DOCKER_CONFIG=str(config_dir)))
-    assert broken.returncode == 1
-    assert "config.json: not a readable Docker config file" in broken.stdout
+    assert broken.returncode == 2
+    assert broken.stderr.strip().splitlines()[-1] == (
+        f"error: {config_dir}/config.json: not a readable Docker config file (JSONDecodeError)"
+    )
 
 
 def test_docker_credential_helper(

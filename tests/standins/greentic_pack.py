@@ -5,7 +5,10 @@ output paths resolved against the pack folder, `pack.lock.cbor` (re)written into
 absolute file:// paths, `wrote <path>` on stderr, non-zero exit on error, and a `.gtpack` in the real
 format (stored zip entries dated 1980-01-01, mode 0644, fixed order, canonical-CBOR SBOM with BLAKE3).
 
-FAKE_GREENTIC_PACK_MODE makes it misbehave for tests: fail, no-output, corrupt, wrong-version.
+FAKE_GREENTIC_PACK_MODE makes it misbehave for tests: fail, no-output, corrupt, wrong-version,
+echo (prints FAKE_GREENTIC_PACK_ECHO on stderr, then fails), echo-env (prints its environment, then
+fails), and one mode per archive reader rule broken: traversal, duplicate, oversize, no-manifest,
+sbom-mismatch.
 FAKE_GREENTIC_PACK_LOG names a file to which it appends its argv as one JSON line.
 """
 
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -91,8 +95,24 @@ def collect(pack_dir: Path, meta: dict) -> list[tuple[str, bytes]]:
     return [*files, ("sbom.cbor", cbor2.dumps(sbom, canonical=True))]
 
 
+def break_rule(mode: str, files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The archive's entries with one Greentic reader rule broken, as the mode asks."""
+    if mode == "traversal":
+        return [*files, ("../outside.txt", b"escaped")]
+    if mode == "duplicate":
+        return [*files, files[-2]]
+    if mode == "oversize":
+        return [*files[:-1], ("assets/huge.bin", b"\0" * (16 * 1024 * 1024 + 1))]
+    if mode == "no-manifest":
+        return files[1:]
+    if mode == "sbom-mismatch":
+        return [(name, data + b"tampered" if name == "pack.lock.cbor" else data) for name, data in files]
+    return files
+
+
 def write_zip(out: Path, files: list[tuple[str, bytes]]) -> None:
-    with zipfile.ZipFile(out, "w") as zf:
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as zf:
+        warnings.simplefilter("ignore")  # the duplicate mode writes a duplicate on purpose
         for name, data in files:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED
@@ -119,6 +139,12 @@ def build(args: argparse.Namespace) -> None:
     if not out.is_absolute():
         out = pack_dir / out  # the real builder resolves relative outputs against the pack folder
     mode = os.environ.get("FAKE_GREENTIC_PACK_MODE", "")
+    if mode == "echo":
+        fail(f"registry said: {os.environ.get('FAKE_GREENTIC_PACK_ECHO', '')}")
+    if mode == "echo-env":
+        for key, value in sorted(os.environ.items()):
+            print(f"{key}={value}", file=sys.stderr)
+        fail("dumped the environment")
     if mode == "fail":
         print("   Compiling flows", file=sys.stderr)
         fail("component `missing` referenced by flow `main` was not found")
@@ -128,7 +154,7 @@ def build(args: argparse.Namespace) -> None:
     if mode == "corrupt":
         out.write_bytes(b"PK\x03\x04 this is not really a zip archive")
     else:
-        write_zip(out, collect(pack_dir, meta))
+        write_zip(out, break_rule(mode, collect(pack_dir, meta)))
     print(f"wrote {out}", file=sys.stderr)
 
 

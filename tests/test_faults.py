@@ -1,0 +1,204 @@
+"""Registry faults injected by a proxy in front of a real registry: transient ones are survived,
+persistent ones fail in bounded time with one clear line, and nothing false is ever recorded."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import RunInvoke, clean_env
+from .fault_proxy import FaultProxy, Rule
+from .registries import Registry, free_port
+
+PACK = "messaging-provider-bundle"
+REPO = f"acme/greentic-packs/{PACK}"
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    running = FaultProxy(registry.port)
+    yield running
+    running.close()
+
+
+def env_for(proxy: FaultProxy, **extra: str) -> dict[str, str]:
+    return {"OCI_REGISTRY": proxy.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "OCI_CLIENT": "python", **extra}
+
+
+def assert_registry_consistent(registry: Registry, project: Path) -> None:
+    """Every tag serves a manifest whose blobs exist; a lockfile names only digests the registry serves."""
+    catalog = registry.raw_get("/v2/_catalog").json()["repositories"] or []
+    for repository in catalog:
+        for tag in registry.raw_get(f"/v2/{repository}/tags/list").json().get("tags") or []:
+            manifest = registry.raw_manifest(repository, tag)
+            assert manifest.status_code == 200
+            doc = manifest.json()
+            for blob in [doc["config"], *doc["layers"]]:
+                assert registry.raw_head(f"/v2/{repository}/blobs/{blob['digest']}") == 200, (tag, blob)
+    lock = project / "packs.lock.json"
+    if lock.exists():
+        for entry in json.loads(lock.read_text())["packs"]:
+            repository, tag = entry["oci_ref"].split("/", 1)[1].rsplit(":", 1)
+            assert registry.raw_manifest(repository, tag).headers["Docker-Content-Digest"] == entry["digest"]
+
+
+TRANSIENT = [
+    Rule("POST", r"/blobs/uploads/$", "status", times=2, status=502),
+    Rule("PUT", r"/blobs/uploads/", "status", times=2, status=500),
+    Rule("PUT", r"/blobs/uploads/", "reset", times=2),
+    Rule("PUT", r"/manifests/1\.2\.3$", "status", times=2, status=503),
+    Rule("GET", r"/manifests/", "status", times=2, status=504),
+    Rule("HEAD", r"/blobs/", "status", times=2, status=429, retry_after="1"),
+    Rule("GET", r"/manifests/", "cut", times=2),
+    Rule("PUT", r"/manifests/1\.2\.3$", "bad-digest", times=2),
+    Rule("PUT", r"/blobs/uploads/", "stall", times=1, stall_seconds=4),
+]
+
+
+@pytest.mark.parametrize("rule", TRANSIENT, ids=lambda r: f"{r.method}-{r.action}-{r.status}")
+def test_transient_fault_is_survived(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy, rule: Rule
+) -> None:
+    dry = run_invoke(project_copy, "release", "--dry-run", **env_for(proxy))
+    predicted = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["expected_digest"]
+    assert dry.returncode == 0
+    proxy.add(Rule(**{**rule.__dict__, "fired": 0}))
+    result = run_invoke(project_copy, "release", **env_for(proxy, OCI_TIMEOUT="2"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert proxy.rules[0].fired == rule.times, "the fault never fired: the test proves nothing"
+    digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
+    assert digest == predicted
+    assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == predicted
+    assert_registry_consistent(registry, project_copy)
+
+
+def test_persistent_error_fails_fast_with_one_line(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
+) -> None:
+    proxy.add(Rule("PUT", r"/manifests/", "status", times=None, status=503))
+    started = time.monotonic()
+    result = run_invoke(project_copy, "release", **env_for(proxy))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert line.startswith(
+        f"FAILED {PACK}: {proxy.host}: uploading the manifest {REPO}:1.2.3 failed after 5 attempt(s)"
+    )
+    assert line.endswith("HTTP 503 (text/html body, not a registry error)")
+    assert elapsed < 60
+    assert not (project_copy / "packs.lock.json").exists()
+    assert_registry_consistent(registry, project_copy)
+
+    # the fault clears: a re-run uploads only what is missing (the manifest), no blob again
+    proxy.clear()
+    proxy.seen.clear()
+    again = run_invoke(project_copy, "release", **env_for(proxy))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "(via built-in client, 0 blob(s) uploaded)" in again.stdout
+    assert not [s for s in proxy.seen if s[0] in ("POST", "PATCH") or "/blobs/uploads/" in s[1]]
+    assert [s for s in proxy.seen if s[0] == "PUT"] == [("PUT", f"/v2/{REPO}/manifests/1.2.3", "forward")]
+    assert_registry_consistent(registry, project_copy)
+
+
+def test_persistent_stall_fails_within_a_minute_with_defaults(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
+) -> None:
+    proxy.add(Rule("GET", r"/manifests/", "stall", times=None, stall_seconds=40))
+    started = time.monotonic()
+    result = run_invoke(project_copy, "release", **env_for(proxy))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert f"FAILED {PACK}: {proxy.host}: reading manifest {REPO}:1.2.3 failed after" in result.stdout
+    assert "timed out" in result.stdout
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+    assert not (project_copy / "packs.lock.json").exists()
+
+
+def test_registry_answering_html(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
+) -> None:
+    proxy.add(Rule("GET", r"/manifests/", "html", times=None))
+    result = run_invoke(project_copy, "release", **env_for(proxy))
+    assert result.returncode == 1
+    assert (
+        f"{proxy.host}: reading manifest {REPO}:1.2.3: the registry answered text/html that is not an OCI "
+        "manifest (is this an OCI registry?)"
+    ) in result.stdout
+    assert registry.storage_files() == 0
+
+
+def test_registry_answering_garbage(project_copy: Path, run_invoke: RunInvoke) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def answer() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.recv(65536)
+            conn.sendall(b"\x00\x01 this is not HTTP at all \xff\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    host = f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        result = run_invoke(
+            project_copy, "release", OCI_REGISTRY=host, OCI_ORG="acme", PACK_VERSION="1.0.0", OCI_CLIENT="python"
+        )
+    finally:
+        stop.set()
+        server.close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert f"{host}: reading manifest" in line and "connection failed" in line
+
+
+def test_ctrl_c_during_a_push_records_nothing(
+    project_copy: Path, builder_bin: Path, registry: Registry, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    proxy.add(Rule("PUT", r"/blobs/uploads/", "stall", times=None, stall_seconds=60))
+    home = tmp_path / "home"
+    home.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "release"],
+        cwd=project_copy,
+        env=clean_env(builder_bin, home, **env_for(proxy)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(s[2] == "stall" for s in proxy.seen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(s[2] == "stall" for s in proxy.seen), "the push never reached the stalled upload"
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=20)
+    assert time.monotonic() - interrupted < 5, "Ctrl-C did not stop the release promptly"
+    assert process.returncode == 130
+    assert "error: interrupted; nothing more was recorded" in stderr
+    assert "Traceback" not in stderr
+    assert not (project_copy / "packs.lock.json").exists()
+    assert not (project_copy / "dist" / "packs" / "records" / f"{PACK}.published.json").exists()
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 404
+    assert stdout.count("published") == 0
+
+
+def test_free_port_is_closed() -> None:
+    """The unreachable-registry tests rely on nothing listening on a fresh free port."""
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", free_port()), timeout=1):
+        pass
