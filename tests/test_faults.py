@@ -153,7 +153,8 @@ def test_registry_answering_garbage(project_copy: Path, run_invoke: RunInvoke) -
             conn.sendall(b"\x00\x01 this is not HTTP at all \xff\r\n\r\n")
             conn.close()
 
-    threading.Thread(target=answer, daemon=True).start()
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
     host = f"127.0.0.1:{server.getsockname()[1]}"
     try:
         result = run_invoke(
@@ -161,6 +162,7 @@ def test_registry_answering_garbage(project_copy: Path, run_invoke: RunInvoke) -
         )
     finally:
         stop.set()
+        thread.join(timeout=5)
         server.close()
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]

@@ -4,7 +4,8 @@ It records every call (argv, stdin, cwd, whether any secret-looking variable was
 as a JSON line in FAKE_ORAS_LOG, and emulates the subcommands the oras transport uses on a
 directory "registry" (FAKE_ORAS_STORE): login, push --oci-layout, cp --from-oci-layout, resolve,
 manifest fetch, blob fetch. Manifests are serialised the way ORAS 1.3.3 does (Go encoding/json).
-FAKE_ORAS_MODE=other-manifest makes `push` compose a different manifest, as an incompatible oras would.
+FAKE_ORAS_MODE=other-manifest makes `push` compose a different manifest, as an incompatible oras would;
+FAKE_ORAS_MODE=leaky-login makes `login` fail with the password in its error text.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def main() -> None:
     log(stdin)
     command = args[0] if args else ""
     if command == "login":
+        if os.environ.get("FAKE_ORAS_MODE") == "leaky-login":  # a CLI that echoes what it was given
+            die(f"credentials {stdin} rejected")
         print("Login Succeeded")
     elif command == "push":
         push(args)

@@ -1,0 +1,188 @@
+"""Bad input: each case is one clear `error:` line, a non-zero exit, no traceback, nothing pushed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .conftest import RunInvoke, git
+from .registries import Registry
+
+PACK = "messaging-provider-bundle"
+
+
+def add_folder(
+    name: str, pack_yaml: str | None = "pack_id: x\nversion: 0.1.0\nkind: provider\npublisher: G\n"
+) -> Callable[[Path], None]:
+    def setup(repo: Path) -> None:
+        folder = repo / "packs" / name
+        folder.mkdir(parents=True)
+        if pack_yaml is not None:
+            (folder / "pack.yaml").write_text(pack_yaml)
+
+    return setup
+
+
+def write_pack_yaml(text: str) -> Callable[[Path], None]:
+    def setup(repo: Path) -> None:
+        (repo / "packs" / PACK / "pack.yaml").write_text(text)
+
+    return setup
+
+
+def empty_packs_dir(repo: Path) -> None:
+    (repo / "nothing-here").mkdir()
+
+
+def symlink_out(repo: Path) -> None:
+    (repo / "secret.txt").write_text("not for publishing")
+    os.symlink(repo / "secret.txt", repo / "packs" / PACK / "leak.txt")
+
+
+def tag_not_semver(repo: Path) -> None:
+    git(repo, "tag", "v1.2")
+
+
+@dataclass
+class Case:
+    id: str
+    message: str  # what the error line starts with, after "error: "
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    setup: Callable[[Path], None] | None = None
+    code: int = 2
+
+
+CASES = [
+    Case("no-packs", "no packs found under", env={"PACKS_DIR": "nothing-here"}, setup=empty_packs_dir),
+    Case("unknown-pack", f"unknown pack 'nope'; known packs: {PACK}", args=("--pack", "nope")),
+    Case(
+        "folder-uppercase",
+        "pack folder 'Bad-Pack' is not a valid OCI repository name component",
+        setup=add_folder("Bad-Pack"),
+    ),
+    Case(
+        "folder-space",
+        "pack folder 'bad pack' is not a valid OCI repository name component",
+        setup=add_folder("bad pack"),
+    ),
+    Case(
+        "folder-leading-dash",
+        "pack folder '-bad' is not a valid OCI repository name component",
+        setup=add_folder("-bad"),
+    ),
+    Case("folder-dots", "pack folder 'a..b' is not a valid OCI repository name component", setup=add_folder("a..b")),
+    Case("org-space", "OCI_ORG: 'bad org' is not a valid OCI repository path component", env={"OCI_ORG": "bad org"}),
+    Case("org-dots", "OCI_ORG: '..' is not a valid OCI repository path component", env={"OCI_ORG": ".."}),
+    Case("org-leading-dash", "OCI_ORG: '-acme' is not a valid OCI repository path component", env={"OCI_ORG": "-acme"}),
+    Case(
+        "repo-uppercase",
+        "OCI_REPO: 'Greentic-Packs' is not a valid OCI repository path (it must be lowercase)",
+        env={"OCI_REPO": "Greentic-Packs"},
+    ),
+    Case("repo-space", "OCI_REPO: 'my packs' is not a valid OCI repository path", env={"OCI_REPO": "my packs"}),
+    Case("repo-dots", "OCI_REPO: '../packs' is not a valid OCI repository path", env={"OCI_REPO": "../packs"}),
+    Case("repo-leading-dash", "OCI_REPO: '-packs' is not a valid OCI repository path", env={"OCI_REPO": "-packs"}),
+    Case("pack-yaml-missing", "pack folder", args=("--pack", "no-yaml"), setup=add_folder("no-yaml", None)),
+    Case("pack-yaml-empty", f"packs/{PACK}/pack.yaml: is empty", setup=write_pack_yaml("")),
+    Case(
+        "pack-yaml-malformed",
+        f"packs/{PACK}/pack.yaml: invalid YAML at line",
+        setup=write_pack_yaml("pack_id: [oops\nversion: 1\n"),
+    ),
+    Case(
+        "pack-yaml-missing-field",
+        f"packs/{PACK}/pack.yaml: missing required field 'publisher'",
+        setup=write_pack_yaml("pack_id: x\nversion: 0.1.0\nkind: provider\n"),
+    ),
+    Case(
+        "pack-yaml-not-semver",
+        f"packs/{PACK}/pack.yaml: field 'version': 'one' is not a semantic version",
+        setup=write_pack_yaml("pack_id: x\nversion: one\nkind: provider\npublisher: G\n"),
+    ),
+    Case("version-malformed", "PACK_VERSION: '1.2.x' is not a semantic version", env={"PACK_VERSION": "1.2.x"}),
+    Case(
+        "version-build-metadata",
+        "PACK_VERSION: '1.2.3+build.9' carries build metadata",
+        env={"PACK_VERSION": "1.2.3+build.9"},
+    ),
+    Case(
+        "v-tag-not-semver",
+        "git tag 'v1.2' on HEAD is not a release tag vX.Y.Z",
+        env={"PACK_VERSION": ""},
+        setup=tag_not_semver,
+    ),
+    Case("symlink-outside", f"pack '{PACK}': symlink leak.txt points outside the pack", setup=symlink_out),
+    Case(
+        "builder-no-archive",
+        f"pack '{PACK}': the builder exited 0 but wrote no archive",
+        env={"FAKE_GREENTIC_PACK_MODE": "no-output"},
+        code=1,
+    ),
+    Case(
+        "archive-corrupt",
+        f"invalid .gtpack {PACK}.gtpack: not a zip archive",
+        env={"FAKE_GREENTIC_PACK_MODE": "corrupt"},
+        code=1,
+    ),
+    Case(
+        "archive-traversal",
+        f"invalid .gtpack {PACK}.gtpack: entry '../outside.txt' escapes the archive",
+        env={"FAKE_GREENTIC_PACK_MODE": "traversal"},
+        code=1,
+    ),
+    Case(
+        "archive-duplicate",
+        f"invalid .gtpack {PACK}.gtpack: duplicate entry",
+        env={"FAKE_GREENTIC_PACK_MODE": "duplicate"},
+        code=1,
+    ),
+    Case(
+        "archive-oversize",
+        f"invalid .gtpack {PACK}.gtpack: entry 'assets/huge.bin' is 16777217 bytes",
+        env={"FAKE_GREENTIC_PACK_MODE": "oversize"},
+        code=1,
+    ),
+    Case(
+        "archive-no-manifest",
+        f"invalid .gtpack {PACK}.gtpack: manifest.cbor is missing",
+        env={"FAKE_GREENTIC_PACK_MODE": "no-manifest"},
+        code=1,
+    ),
+    Case(
+        "archive-sbom-mismatch",
+        f"invalid .gtpack {PACK}.gtpack: sbom.cbor hash of 'pack.lock.cbor' does not match",
+        env={"FAKE_GREENTIC_PACK_MODE": "sbom-mismatch"},
+        code=1,
+    ),
+    Case("jobs-zero", "PUBLISH_JOBS / --jobs: '0': input should be greater than or equal to 1", args=("--jobs", "0")),
+    Case(
+        "client-unknown", "OCI_CLIENT: 'curl': input should be 'auto', 'oras' or 'python'", env={"OCI_CLIENT": "curl"}
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input(project_copy: Path, run_invoke: RunInvoke, registry: Registry, case: Case) -> None:
+    if case.setup is not None:
+        case.setup(project_copy)
+    env = {
+        "OCI_REGISTRY": registry.host,
+        "OCI_ORG": "acme",
+        "PACK_VERSION": "1.2.3",
+        "OCI_CLIENT": "python",
+        **case.env,
+    }
+    env = {k: v for k, v in env.items() if v != ""}
+    result = run_invoke(project_copy, "release", *case.args, **env)
+    assert result.returncode == case.code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {case.message}"), errors[0]
+    assert registry.storage_files() == 0, "something was pushed"
+    assert not (project_copy / "packs.lock.json").exists()
