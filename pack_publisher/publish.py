@@ -59,17 +59,17 @@ def check_manifest(manifest: bytes, digest: str, layer_digest: str | None, layer
 
 
 def verify_landed(transport: Transport, repository: str, tags: list[str], built: BuiltPack) -> None:
-    """Resolve every tag from the registry and check manifest and blobs, independently of the push."""
-    for tag in tags:
+    """Read every tag back from the registry and check manifest and blobs, independently of the push."""
+    manifest = transport.fetch_manifest(repository, tags[0])  # its digest is checked from these bytes
+    if manifest is None:
+        raise PublisherError(f"after the push, {repository}:{tags[0]} is not served")
+    check_manifest(manifest, built.manifest_digest, f"sha256:{built.sha256}", built.size)
+    for tag in tags[1:]:
         served = transport.resolve(repository, tag)
         if served != built.manifest_digest:
             raise PublisherError(
                 f"after the push, {repository}:{tag} resolves to {served}, not {built.manifest_digest}"
             )
-    manifest = transport.fetch_manifest(repository, built.manifest_digest)
-    if manifest is None:
-        raise PublisherError(f"after the push, {repository}@{built.manifest_digest} is not served")
-    check_manifest(manifest, built.manifest_digest, f"sha256:{built.sha256}", built.size)
     for blob in (f"sha256:{built.sha256}", EMPTY_CONFIG_DIGEST):
         if not transport.blob_exists(repository, blob):
             raise PublisherError(f"after the push, blob {blob} is missing from {repository}")
