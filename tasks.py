@@ -7,9 +7,9 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from pack_publisher import pipeline
+# Only the light glue is imported here; the pipeline is imported inside the tasks that use it, so
+# `invoke --list` and `--help` stay fast (see docs/benchmarks.md, start-up).
 from pack_publisher.cli import clean_exit, session, verify_inputs
-from pack_publisher.verify import verify as verify_lockfile
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
@@ -25,6 +25,8 @@ PUSH_HELP = {
 @clean_exit
 def build(c: Context, pack: list[str] | None = None) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
+    from pack_publisher import pipeline
+
     s = session(c, ROOT)
     pipeline.build(s.settings, pack, s.redact, s.say)
 
@@ -35,6 +37,8 @@ def push(
     c: Context, pack: list[str] | None = None, latest: bool = False, force: bool = False, jobs: int | None = None
 ) -> None:
     """Publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
+    from pack_publisher import pipeline
+
     s = session(c, ROOT, publish_latest=latest or None, publish_jobs=jobs)
     built = pipeline.load_built(s.settings, pack)
     pipeline.push(s.settings, built, s.redact, s.say, force)
@@ -44,6 +48,8 @@ def push(
 @clean_exit
 def lock(c: Context, pack: list[str] | None = None) -> None:
     """Write packs.lock.json (LOCK_FILE) from the last push, or dry run, of the selected packs."""
+    from pack_publisher import pipeline
+
     s = session(c, ROOT)
     pipeline.lock(s.settings, pack, s.say)
 
@@ -65,6 +71,8 @@ def release(
     jobs: int | None = None,
 ) -> None:
     """Build, push, verify and lock every selected pack (or only describe it with --dry-run / DRY_RUN=1)."""
+    from pack_publisher import pipeline
+
     s = session(c, ROOT, dry_run=dry_run or None, publish_latest=latest or None, publish_jobs=jobs)
     built = pipeline.build(s.settings, pack, s.redact, s.say)
     if s.settings.dry_run:
@@ -78,8 +86,25 @@ def release(
 @clean_exit
 def verify(c: Context, lock: str | None = None) -> None:
     """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
+    from pack_publisher.verify import verify as verify_lockfile
+
     options, lock_file, printer = verify_inputs(c, ROOT, lock)
     verify_lockfile(lock_file, options, printer.redact, printer.say)
+
+
+@task(
+    help={
+        "runs": "Runs per figure; each figure is their median, with min and max (default 5).",
+        "quick": "Only the smallest cases, one run each: checks the benchmark works, measures little.",
+        "output": "Where to write the report (default docs/benchmarks.md).",
+    }
+)
+def bench(c: Context, runs: int = 5, quick: bool = False, output: str = "docs/benchmarks.md") -> None:
+    """Measure publish speed and memory, release scale, re-release, dry run and start-up on a local registry."""
+    from benchmarks.bench import run
+
+    written = run(ROOT / output, 1 if quick else runs, quick)
+    print(f"wrote {written}")
 
 
 @task(help={"pytest-args": "Extra arguments for pytest, e.g. '-k registry -x'."})

@@ -7,14 +7,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from .errors import PublisherError
-from .redact import Redactor
-from .settings import SECRET_ENV_VARS, PublishOptions, Settings, publish_options, read_environment, resolve_settings
+from .redact import SECRET_ENV_VARS, Redactor
+
+if TYPE_CHECKING:
+    from .settings import PublishOptions, Settings
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,6 +48,8 @@ class Session(Printer):
 
 def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, Path, Printer]:
     """What `verify` needs: the publishing options and the lockfile path, no git, version or org."""
+    from .settings import publish_options, read_environment
+
     env = read_environment()
     options = publish_options()
     printer = Printer(options.secrets)
@@ -57,6 +62,8 @@ def session(c: Context, root: Path, **flags: Any) -> Session:
 
     Tasks that run inside another task (release -> build) reuse the same object.
     """
+    from .settings import resolve_settings  # imported late: `invoke --list` need not pay for pydantic
+
     existing = c.config.get(_CONFIG_KEY)
     if isinstance(existing, Session):
         return existing

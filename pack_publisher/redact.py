@@ -6,6 +6,15 @@ import base64
 from collections.abc import Iterable
 
 MASK = "***"
+# Environment variables that may hold a secret: kept from child processes, and masked even when the
+# settings could not be read.
+SECRET_ENV_VARS = (
+    "OCI_PASSWORD",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+)
 
 
 class Redactor:

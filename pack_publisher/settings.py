@@ -26,6 +26,7 @@ from .oci_names import (
     REPOSITORY_PATH_RE,
     semver_problem,
 )
+from .redact import SECRET_ENV_VARS
 
 # The environment variable each field is read from, for error messages.
 ENV_NAMES = {
@@ -318,15 +319,6 @@ def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Set
         source_url=source_url,
         notices=tuple(notices),
     )
-
-
-SECRET_ENV_VARS = (
-    "OCI_PASSWORD",
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-    "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-)
 
 
 def child_environment() -> dict[str, str]:

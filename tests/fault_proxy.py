@@ -4,7 +4,8 @@ Rules match a method and a path pattern and fire a given number of times (or for
 `status` (answer 500/502/503/504 or 429 with Retry-After, without forwarding), `reset` (read half
 of the request body, then reset the connection), `stall` (wait past the client's timeout, then
 close), `cut` (forward, then send only half of the response body), `bad-digest` (forward, but
-report a wrong Docker-Content-Digest), `html` (answer 200 with an HTML page).
+report a wrong Docker-Content-Digest), `html` (answer 200 with an HTML page), `delay` (wait
+`stall_seconds`, then forward: a remote registry's latency, for benchmarks).
 The Host header is passed through, so the registry's Location headers point back at the proxy.
 """
 
@@ -108,6 +109,8 @@ class FaultProxy:
             time.sleep(rule.stall_seconds)
             req.close_connection = True
             return
+        if rule and rule.action == "delay":
+            time.sleep(rule.stall_seconds)
         if rule and rule.action in ("status", "html"):
             code = 200 if rule.action == "html" else rule.status
             page = b"<html><body><h1>Bad gateway</h1></body></html>"

@@ -1,0 +1,1 @@
+"""Benchmarks of the pack publisher (run with `invoke bench`)."""
