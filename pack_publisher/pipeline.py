@@ -111,19 +111,11 @@ def dry_run(settings: Settings, built: list[BuiltPack], report: Report) -> list[
     planned = []
     for one in built:
         report(f"would push {one.reference} (manifest digest {one.manifest_digest})")
-        record = PublishedPack(
-            name=one.name,
-            pack_id=one.pack_id,
-            version=one.version,
-            git_sha=one.git_sha,
-            reference=one.reference,
+        record = PublishedPack.of(
+            one,
             digest=lockfile.DRY_RUN_DIGEST,
-            expected_digest=one.manifest_digest,
             pinned_reference=None,
             tags=[settings.version],
-            gtpack=one.gtpack,
-            size=one.size,
-            sha256=one.sha256,
             transport="none (dry run)",
             dry_run=True,
         )

@@ -108,19 +108,11 @@ def push_one(settings: Settings, transport: Transport, built: BuiltPack, latest:
         uploaded = outcome.uploaded_blobs
         status = "already published" if existing == built.manifest_digest and not uploaded else "published"
     verify_landed(transport, repository, tags, built)
-    record = PublishedPack(
-        name=built.name,
-        pack_id=built.pack_id,
-        version=built.version,
-        git_sha=built.git_sha,
-        reference=built.reference,
+    record = PublishedPack.of(
+        built,
         digest=built.manifest_digest,
-        expected_digest=built.manifest_digest,
         pinned_reference=f"{settings.registry}/{repository}@{built.manifest_digest}",
         tags=tags,
-        gtpack=built.gtpack,
-        size=built.size,
-        sha256=built.sha256,
         transport=transport.name,
         uploaded_blobs=uploaded,
         already_published=status == "already published",

@@ -58,6 +58,39 @@ class PublishedPack(BaseModel):
     already_published: bool = False
     dry_run: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        built: BuiltPack,
+        *,
+        digest: str,
+        pinned_reference: str | None,
+        tags: list[str],
+        transport: str,
+        uploaded_blobs: int | None = 0,
+        already_published: bool = False,
+        dry_run: bool = False,
+    ) -> PublishedPack:
+        """The record of publishing (or planning to publish) `built`: its identity, plus the outcome."""
+        return cls(
+            name=built.name,
+            pack_id=built.pack_id,
+            version=built.version,
+            git_sha=built.git_sha,
+            reference=built.reference,
+            expected_digest=built.manifest_digest,
+            gtpack=built.gtpack,
+            size=built.size,
+            sha256=built.sha256,
+            digest=digest,
+            pinned_reference=pinned_reference,
+            tags=tags,
+            transport=transport,
+            uploaded_blobs=uploaded_blobs,
+            already_published=already_published,
+            dry_run=dry_run,
+        )
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file in the same folder and rename: readers never see half a file."""
