@@ -41,9 +41,10 @@ class Printer:
 class Session(Printer):
     """The resolved settings of one `invoke` run and the printer that redacts them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, flags: dict[str, Any]) -> None:
         super().__init__(settings.secrets)
         self.settings = settings
+        self.flags = flags  # the task flags these settings were resolved with
 
 
 def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, Path, Printer]:
@@ -60,16 +61,21 @@ def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOpti
 def session(c: Context, root: Path, **flags: Any) -> Session:
     """Resolve settings once per invocation (flags override the environment) and keep them on the context.
 
-    Tasks that run inside another task (release -> build) reuse the same object.
+    Tasks run in one invocation (`invoke build push --latest`) share them; a later task's flags are
+    added to the earlier ones, re-resolving only when they change something.
     """
     from .settings import resolve_settings  # imported late: `invoke --list` need not pay for pydantic
 
+    given = {k: v for k, v in flags.items() if v is not None}
     existing = c.config.get(_CONFIG_KEY)
     if isinstance(existing, Session):
-        return existing
-    current = Session(resolve_settings(root, flags))
-    for notice in current.settings.notices:
-        current.warn(notice)
+        if all(existing.flags.get(k) == v for k, v in given.items()):
+            return existing
+        given = {**existing.flags, **given}
+    current = Session(resolve_settings(root, given), given)
+    if not isinstance(existing, Session):
+        for notice in current.settings.notices:
+            current.warn(notice)
     c.config[_CONFIG_KEY] = current  # type: ignore[assignment]  # invoke types config values as str
     return current
 

@@ -46,7 +46,10 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
 
 def write(settings: Settings, published: list[PublishedPack]) -> None:
     content = render(settings, published)
-    write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
+    try:
+        write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
+    except OSError as exc:
+        raise ConfigError(f"LOCK_FILE: cannot write {settings.lock_file} ({exc.strerror})") from None
 
 
 def read(path_text: str, data: bytes) -> dict[str, Any]:

@@ -154,3 +154,17 @@ def test_runs_from_a_subdirectory(project_copy: Path, run_invoke: RunInvoke) -> 
     result = run_invoke(sub, "release", "--dry-run", OCI_ORG="acme", PACK_VERSION="1.0.0")
     assert result.returncode == 0, result.stderr
     assert (project_copy / "packs.lock.json").is_file() and os.listdir(project_copy / "dist" / "packs")
+
+
+def test_lock_file_not_writable(project_copy: Path, run_invoke: RunInvoke) -> None:
+    (project_copy / "blocked").write_text("a file where a folder should be")
+    result = run_invoke(project_copy, "release", "--dry-run", OCI_ORG="acme", LOCK_FILE="blocked/packs.lock.json")
+    assert_one_line_error(result, 2, f"LOCK_FILE: cannot write {project_copy.resolve()}/blocked/packs.lock.json")
+
+
+def test_flags_of_a_later_task_in_the_same_invocation_apply(project_copy: Path, run_invoke: RunInvoke) -> None:
+    result = run_invoke(project_copy, "build", "release", "--dry-run", OCI_ORG="acme", PACK_VERSION="1.0.0")
+    assert result.returncode == 0, result.stderr
+    lock = json.loads((project_copy / "packs.lock.json").read_text())
+    assert lock["dry_run"] is True and lock["packs"][0]["digest"] == "DRY_RUN"
+    assert result.stderr.count("warning: no GITHUB_REPOSITORY") == 1  # notices are not repeated
