@@ -68,12 +68,13 @@ def _from_docker_config(registry: str) -> Credentials | None:
         raise ConfigError(f"{path}: not a readable Docker config file ({type(exc).__name__})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: not a Docker config file (expected a JSON object)")
-    helpers = config.get("credHelpers") or {}
-    if isinstance(helpers, dict) and isinstance(helpers.get(registry), str):
+    helpers = config.get("credHelpers", {})
+    auths = config.get("auths", {})
+    for key, value in (("credHelpers", helpers), ("auths", auths)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{key}' is not an object")
+    if isinstance(helpers.get(registry), str):
         return _from_helper(helpers[registry], registry, path)
-    auths = config.get("auths") or {}
-    if not isinstance(auths, dict):
-        raise ConfigError(f"{path}: 'auths' is not an object")
     for key in _host_keys(registry):
         entry = auths.get(key)
         if not isinstance(entry, dict):

@@ -267,3 +267,24 @@ def test_token_auth(project_copy: Path, run_invoke: RunInvoke, token_registry: R
     assert token_registry.skopeo_raw(REPO, "1.2.3") == token_registry.raw_manifest(REPO, "1.2.3").content
     assert token_registry.token_server is not None
     assert any(r["user"] == USER for r in token_registry.token_server.requests)
+
+
+def test_verify_rejects_each_kind_of_mismatch(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
+    assert run_invoke(project_copy, "release", **env_for(registry)).returncode == 0
+    good = lock_of(project_copy)
+    entry = good["packs"][0]  # type: ignore[index]
+    tamperings = {
+        "pinned_ref": ({"pinned_ref": f"{registry.host}/other@{entry['digest']}"}, "pinned_ref"),
+        "digest-format": ({"digest": "md5:1234"}, "digest 'md5:1234' is not a sha256 manifest digest"),
+        "other-registry": ({"oci_ref": f"elsewhere.example/{REPO}:1.2.3"}, "is not <registry>/<repository>:<tag>"),
+        "missing-tag": ({"oci_ref": f"{registry.host}/{REPO}:9.9.9", "pinned_ref": None}, "tag 9.9.9 is not in"),
+        "layer": ({"gtpack_sha256": "sha256:" + "1" * 64}, "points at layer"),
+        "size": ({"size": 1}, "says the layer is"),
+    }
+    for name, (change, message) in tamperings.items():
+        bad = {**good, "packs": [{**entry, **change}]}
+        (project_copy / f"{name}.json").write_text(json.dumps(bad))
+        result = run_invoke(project_copy, "verify", "--lock", f"{name}.json", **env_for(registry))
+        assert result.returncode in (1, 2), name
+        assert message in result.stdout + result.stderr, (name, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr

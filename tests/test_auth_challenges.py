@@ -1,0 +1,113 @@
+"""Auth answers a registry should not give: each is one clear error, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pydantic import SecretStr
+
+from pack_publisher.credentials import Credentials
+from pack_publisher.errors import PublisherError
+from pack_publisher.oras_transport import _json_digest
+from pack_publisher.registry_client import RegistryClient, RetryPolicy
+
+Answer = Callable[[BaseHTTPRequestHandler], None]
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[[Answer], str]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(answer: Answer) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                answer(self)
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def reply(status: int, headers: dict[str, str], body: bytes = b"") -> Answer:
+    def answer(req: BaseHTTPRequestHandler) -> None:
+        req.send_response(status)
+        for key, value in headers.items():
+            req.send_header(key, value.replace("{host}", req.headers["Host"]))
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
+
+    return answer
+
+
+def client(host: str) -> RegistryClient:
+    creds = Credentials("user", SecretStr("pw-secret"), "test")
+    return RegistryClient(host, creds, True, RetryPolicy(attempts=2, base_delay=0.01))
+
+
+def error_of(host: str) -> str:
+    with pytest.raises(PublisherError) as info:
+        client(host).resolve("acme/pack", "1.0.0")
+    assert "pw-secret" not in info.value.message
+    return info.value.message
+
+
+def test_401_without_challenge(server: Callable[[Answer], str]) -> None:
+    host = server(reply(401, {}))
+    assert error_of(host) == f"{host}: 401 Unauthorized without an auth challenge"
+
+
+def test_unsupported_challenge(server: Callable[[Answer], str]) -> None:
+    host = server(reply(401, {"WWW-Authenticate": 'Negotiate realm="x"'}))
+    assert error_of(host) == f"{host}: unsupported auth challenge 'negotiate'"
+
+
+def test_token_service_without_token(server: Callable[[Answer], str]) -> None:
+    def answer(req: BaseHTTPRequestHandler) -> None:
+        if req.path.startswith("/token"):
+            reply(200, {"Content-Type": "application/json"}, json.dumps({"nothing": 1}).encode())(req)
+        else:
+            reply(401, {"WWW-Authenticate": 'Bearer realm="http://{host}/token",service="s"'})(req)
+
+    host = server(answer)
+    assert error_of(host) == f"{host}: the token service answered without a token"
+
+
+def test_token_service_down(server: Callable[[Answer], str]) -> None:
+    def answer(req: BaseHTTPRequestHandler) -> None:
+        if req.path.startswith("/token"):
+            reply(503, {"Content-Type": "text/html"}, b"<html>down</html>")(req)
+        else:
+            reply(401, {"WWW-Authenticate": 'Bearer realm="http://{host}/token",service="s"'})(req)
+
+    host = server(answer)
+    message = error_of(host)
+    assert message.startswith(f"{host}: reading manifest acme/pack:1.0.0 failed after 2 attempt(s)")
+    assert message.endswith("token service: HTTP 503 (text/html body, not a registry error)")
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        (b"Uploading x.gtpack\nPushed", "printed something that is not its JSON result"),
+        (b'{"digest": "md5:abc"}', "reported an unexpected digest 'md5:abc'"),
+        (b'{"reference": "x"}', "printed something that is not its JSON result"),
+    ],
+)
+def test_oras_json_output(stdout: bytes, message: str) -> None:
+    with pytest.raises(PublisherError, match=message):
+        _json_digest(stdout)
+    assert _json_digest(b'{"digest": "sha256:' + b"a" * 64 + b'"}') == "sha256:" + "a" * 64
