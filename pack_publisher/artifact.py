@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 GTPACK_MEDIA_TYPE = "application/vnd.greentic.gtpack.v1+zip"
@@ -44,8 +44,6 @@ class Artifact:
     digest: str
     layer_digest: str
     layer_size: int
-    layer_title: str
-    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def compose(layer_sha256: str, layer_size: int, layer_title: str, annotations: dict[str, str]) -> Artifact:
@@ -77,8 +75,6 @@ def compose(layer_sha256: str, layer_size: int, layer_title: str, annotations: d
         digest="sha256:" + hashlib.sha256(data).hexdigest(),
         layer_digest=f"sha256:{layer_sha256}",
         layer_size=layer_size,
-        layer_title=layer_title,
-        annotations=dict(sorted(annotations.items())),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1  # a build, push or verification failed
 EXIT_USAGE = 2  # bad settings, flags or input: fix and re-run
 

@@ -15,7 +15,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -369,7 +369,7 @@ class RegistryClient:
                 hasher = hashlib.sha256()
                 try:
                     with destination.open("wb") as fh:
-                        for chunk in _chunks(response):
+                        for chunk in response.iter_content(CHUNK):
                             hasher.update(chunk)
                             fh.write(chunk)
                 except requests.RequestException as exc:
@@ -385,10 +385,6 @@ def _is_json_object(body: bytes) -> bool:
         return isinstance(json.loads(body), dict)
     except (ValueError, UnicodeDecodeError):
         return False
-
-
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    yield from response.iter_content(CHUNK)
 
 
 def _scope(repository: str, action: str) -> str:
