@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .archive import file_sha256
 from .artifact import GTPACK_MEDIA_TYPE
 from .credentials import Credentials
 from .errors import PublisherError
@@ -117,6 +118,8 @@ class OrasTransport:
             ["blob", "fetch", *self._remote(), "--output", str(destination), self._ref(repository, digest)],
             "blob fetch",
         )
+        if "sha256:" + file_sha256(destination) != digest:
+            raise PublisherError(f"{self.registry}: blob {digest[:19]} arrived with other content")
 
     def push(self, request: PushRequest) -> PushOutcome:
         annotations = json.loads(request.manifest).get("annotations", {})
