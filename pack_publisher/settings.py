@@ -264,19 +264,18 @@ def _resolve_version(env: EnvSettings, root: Path, sha: str, dry_run: bool) -> t
     )
 
 
-def _source_url(env: EnvSettings, root: Path) -> str | None:
+def _source_url(env: EnvSettings, slug: tuple[str, str] | None) -> str | None:
     if env.github_repository:
         return f"{env.github_server_url.rstrip('/')}/{env.github_repository}"
-    slug = gitinfo.github_slug(gitinfo.origin_url(root))
     return f"https://github.com/{slug[0]}/{slug[1]}" if slug else None
 
 
-def _org(env: EnvSettings, root: Path) -> str:
+def _org(env: EnvSettings, slug: tuple[str, str] | None) -> str:
     if env.oci_org:
         return env.oci_org
     candidates = [
         ("GITHUB_REPOSITORY_OWNER", env.github_repository_owner),
-        ("the GitHub owner of the origin remote", (gitinfo.github_slug(gitinfo.origin_url(root)) or (None,))[0]),
+        ("the GitHub owner of the origin remote", slug[0] if slug else None),
     ]
     for origin, value in candidates:
         if value:
@@ -297,14 +296,15 @@ def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Set
     root = root.resolve()
     sha = gitinfo.head_sha(root)
     version, version_source, notices = _resolve_version(env, root, sha, env.dry_run)
-    source_url = _source_url(env, root)
+    slug = gitinfo.github_slug(gitinfo.origin_url(root))  # (owner, repo) of a GitHub origin, read once
+    source_url = _source_url(env, slug)
     if source_url is None:
         notices.append("no GITHUB_REPOSITORY and no GitHub origin remote: the source annotation is left out")
     epoch = env.source_date_epoch if env.source_date_epoch is not None else gitinfo.head_commit_time(root)
     return Settings(
         root=root,
         registry=env.oci_registry,
-        org=_org(env, root),
+        org=_org(env, slug),
         repo=env.oci_repo,
         version=version,
         version_source=version_source,
