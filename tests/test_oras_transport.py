@@ -148,3 +148,15 @@ def test_real_oras_against_real_registry(project_copy: Path, run_invoke: RunInvo
     assert result.returncode == 0, result.stdout + result.stderr
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == predicted
     assert run_invoke(project_copy, "verify", **env).returncode == 0
+
+
+def test_verify_through_oras_rejects_a_tampered_layer(
+    project_copy: Path, run_invoke: RunInvoke, oras: tuple[Path, Path, Path]
+) -> None:
+    assert run_invoke(project_copy, "release", **oras_env(oras)).returncode == 0
+    assert run_invoke(project_copy, "verify", **oras_env(oras)).returncode == 0
+    layer = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["gtpack_sha256"]
+    (oras[2] / REPO / "blobs" / layer).write_bytes(b"not the pack that was published")
+    result = run_invoke(project_copy, "verify", **oras_env(oras))
+    assert result.returncode == 1
+    assert f"MISMATCH {PACK}: {HOST}: blob {layer[:19]} arrived with other content" in result.stdout
