@@ -5,22 +5,38 @@ from __future__ import annotations
 import re
 
 PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-REPOSITORY_PATH_RE = re.compile(rf"^{PATH_COMPONENT}(?:/{PATH_COMPONENT})*$")
-PATH_COMPONENT_RE = re.compile(rf"^{PATH_COMPONENT}$")
-TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+# Every pattern ends with \Z, not $: `$` also matches before a final newline, so "name\n" would pass.
+REPOSITORY_PATH_RE = re.compile(rf"^{PATH_COMPONENT}(?:/{PATH_COMPONENT})*\Z")
+PATH_COMPONENT_RE = re.compile(rf"^{PATH_COMPONENT}\Z")
+TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\Z")
 # host or IPv4 with an optional port; IPv6 literals in brackets
 REGISTRY_RE = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:]+\])(?::[0-9]{1,5})?$"
+    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:]+\])(?::[0-9]{1,5})?\Z"
 )
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
 SEMVER_RE = re.compile(
     r"^(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<prerelease>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+(?P<buildmetadata>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+(?P<buildmetadata>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?\Z"
 )
 # distribution refuses repository names longer than this
 MAX_REPOSITORY_LENGTH = 255
+# A pack name also names files (`<pack>.gtpack`, `.<pack>.published.json.<random>` temp files); file
+# names stop at 255 bytes, so a longer pack name would fail half-way through a build.
+MAX_PACK_NAME_LENGTH = 128
+
+
+def pack_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a pack name (an OCI path component that also names files), or None."""
+    if not PATH_COMPONENT_RE.match(name):
+        return (
+            f"{name!r} is not a valid OCI repository name component "
+            "(lowercase letters, digits and single '.', '_' or '-' separators)"
+        )
+    if len(name) > MAX_PACK_NAME_LENGTH:
+        return f"{name[:40]!r}... is {len(name)} characters, over the {MAX_PACK_NAME_LENGTH}-character limit"
+    return None
 
 
 def is_semver(value: str) -> bool:
