@@ -41,9 +41,17 @@ def _host_keys(registry: str) -> list[str]:
 
 def _from_helper(helper: str, registry: str, path: Path) -> Credentials | None:
     program = f"docker-credential-{helper}"
+    from .settings import child_environment  # late: settings is heavy, and only helpers need it
+
     try:
         result = subprocess.run(
-            [program, "get"], input=registry, capture_output=True, text=True, timeout=30, check=False
+            [program, "get"],
+            input=registry,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=child_environment(),  # a helper is a third-party program: it gets no secret of ours
         )
     except FileNotFoundError:
         raise ConfigError(f"{path}: credential helper {program} is not installed") from None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
 
 MASK = "***"
 # Environment variables that may hold a secret: kept from child processes, and masked even when the
-# settings could not be read.
+# settings could not be read. Compared case-insensitively (see is_secret_env_name): pydantic-settings
+# reads `oci_password` as OCI_PASSWORD, so every spelling is the same secret.
 SECRET_ENV_VARS = (
     "OCI_PASSWORD",
     "GITHUB_TOKEN",
@@ -15,6 +18,27 @@ SECRET_ENV_VARS = (
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
 )
+_SECRET_NAMES = frozenset(SECRET_ENV_VARS)
+
+
+def is_secret_env_name(name: str) -> bool:
+    """True for any spelling of a secret variable's name (`Github_Token` as well as `GITHUB_TOKEN`)."""
+    return name.upper() in _SECRET_NAMES
+
+
+def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of every secret variable in the environment, under whatever spelling."""
+    env = os.environ if environ is None else environ
+    return [value for name, value in env.items() if is_secret_env_name(name) and value]
+
+
+def _base64_forms(raw: bytes) -> set[str]:
+    """Standard and URL-safe base64 of `raw`, each with and without its `=` padding."""
+    forms = set()
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+        text = encoded.decode()
+        forms |= {text, text.rstrip("=")}
+    return forms
 
 
 class Redactor:
@@ -25,11 +49,23 @@ class Redactor:
         for secret in secrets:
             self.add(secret)
 
+    def _extend(self, forms: set[str]) -> None:
+        self._needles = sorted(set(self._needles) | {f for f in forms if f}, key=len, reverse=True)
+
     def add(self, secret: str | None) -> None:
         if not secret or len(secret) < 4:  # too short to mask without mangling ordinary text
             return
-        forms = {secret, base64.b64encode(secret.encode()).decode()}
-        self._needles = sorted(set(self._needles) | forms, key=len, reverse=True)
+        self._extend({secret, quote(secret, safe=""), *_base64_forms(secret.encode())})
+
+    def add_credentials(self, username: str, password: str | None) -> None:
+        """Mask a password and the Basic-auth forms carrying it: base64 of `username:password`.
+
+        A registry that echoes the Authorization header in an error body would otherwise show it.
+        """
+        if not password or len(password) < 4:
+            return
+        self.add(password)
+        self._extend(_base64_forms(f"{username}:{password}".encode()))
 
     def __call__(self, text: str) -> str:
         for needle in self._needles:

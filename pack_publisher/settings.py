@@ -26,7 +26,7 @@ from .oci_names import (
     REPOSITORY_PATH_RE,
     semver_problem,
 )
-from .redact import SECRET_ENV_VARS
+from .redact import is_secret_env_name
 
 # The environment variable each field is read from, for error messages.
 ENV_NAMES = {
@@ -322,5 +322,8 @@ def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Set
 
 
 def child_environment() -> dict[str, str]:
-    """The environment for child processes (builder, oras): the parent's without known secrets."""
-    return {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
+    """The environment for child processes (builder, oras, credential helpers): the parent's without secrets.
+
+    Names compare case-insensitively: the settings read `oci_password` as OCI_PASSWORD, so it is one too.
+    """
+    return {k: v for k, v in os.environ.items() if not is_secret_env_name(k)}
