@@ -19,6 +19,19 @@ MAX_TOTAL_BYTES = 64 * 1024 * 1024
 MANIFEST = "manifest.cbor"
 SBOM = "sbom.cbor"
 CHUNK = 1024 * 1024
+ENCRYPTED_FLAG = 0x1  # general purpose bit 0: the entry needs a password
+# What Greentic's reader and zipfile both read; the builder itself writes only stored entries.
+READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
+# Whatever zipfile or zlib raise on a malformed archive: one verdict for the user, never a traceback.
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,12 @@ def _bad(path: Path, why: str) -> PublisherError:
 
 def _check_entry(path: Path, info: zipfile.ZipInfo) -> None:
     name = info.filename
+    if not name:
+        raise _bad(path, "an entry has an empty name")
+    if info.flag_bits & ENCRYPTED_FLAG:
+        raise _bad(path, f"entry {name!r} is encrypted")
+    if info.compress_type not in READABLE_METHODS:
+        raise _bad(path, f"entry {name!r} uses compression method {info.compress_type} (only stored or deflated)")
     parts = PurePosixPath(name).parts
     if name.startswith("/") or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
         raise _bad(path, f"entry {name!r} escapes the archive")
@@ -95,20 +114,20 @@ def inspect_gtpack(path: Path) -> ArchiveFacts:
     """Validate `path` as the Greentic reader would, then return its identity and digests."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_ERRORS as exc:
         raise _bad(path, f"not a zip archive ({exc})") from None
     with zf:
         infos = zf.infolist()
-        names = [i.filename for i in infos]
-        if len(set(names)) != len(names):
-            duplicate = next(n for n in names if names.count(n) > 1)
-            raise _bad(path, f"duplicate entry {duplicate!r}")
-        for info in infos:
+        seen: set[str] = set()
+        for info in infos:  # one pass, linear in the number of entries
+            if info.filename in seen:
+                raise _bad(path, f"duplicate entry {info.filename!r}")
+            seen.add(info.filename)
             _check_entry(path, info)
         total = sum(i.file_size for i in infos)
         if total > MAX_TOTAL_BYTES:
             raise _bad(path, f"{total} bytes uncompressed, over the 64 MiB limit")
-        if MANIFEST not in names:
+        if MANIFEST not in seen:
             raise _bad(path, f"{MANIFEST} is missing")
         try:
             manifest = cbor2.loads(zf.read(MANIFEST))
@@ -118,16 +137,16 @@ def inspect_gtpack(path: Path) -> ArchiveFacts:
             version = manifest["version"]
             if not isinstance(version, str):
                 raise ValueError("version is not a string")
-        except (zipfile.BadZipFile, ValueError, KeyError, cbor2.CBORDecodeError) as exc:
+        except (*ZIP_ERRORS, KeyError, TypeError, AttributeError, RecursionError, cbor2.CBORDecodeError) as exc:
             raise _bad(path, f"{MANIFEST} cannot be read: {exc}") from None
         try:
             bad = zf.testzip()  # every entry must decompress with a good CRC
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except ZIP_ERRORS as exc:
             raise _bad(path, f"corrupt entry data ({exc})") from None
         if bad is not None:
             raise _bad(path, f"entry {bad!r} is corrupt (CRC mismatch)")
-        if SBOM in names:
-            _check_sbom(path, zf, set(names))
+        if SBOM in seen:
+            _check_sbom(path, zf, seen)
         kind = manifest.get("kind")
     return ArchiveFacts(
         pack_id=pack_id,
