@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import IO
 
 from .errors import ConfigError, PublisherError
 from .redact import Redactor
@@ -14,6 +17,7 @@ from .settings import child_environment
 INSTALL_HINT = "install it with `cargo binstall greentic-pack` (or `cargo install greentic-pack --locked`)"
 STDERR_TAIL_LINES = 20
 BUILD_TIMEOUT_SECONDS = 1800
+TAIL_BYTES = 64 * 1024  # enough for the last lines; a builder may write megabytes before failing
 
 
 def find_builder(override: str | None) -> str:
@@ -30,8 +34,31 @@ def find_builder(override: str | None) -> str:
     raise ConfigError(f"the Greentic builder was not found (neither greentic-pack nor packc on PATH); {INSTALL_HINT}")
 
 
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """End the builder and everything it started (its own session), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if process.poll() is None:
+            process.kill()  # the group is gone or not ours to signal: end the builder itself at least
+    process.wait()
+
+
+def _tail(stream: IO[bytes]) -> list[str]:
+    """The last non-blank lines of the builder's stderr, reading at most TAIL_BYTES of it."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - TAIL_BYTES))
+    text = stream.read().decode("utf-8", errors="replace")
+    return [line for line in text.splitlines() if line.strip()][-STDERR_TAIL_LINES:]
+
+
 def build_gtpack(builder: str, pack_name: str, staged_dir: Path, gtpack: Path, redactor: Redactor) -> None:
-    """Build `gtpack` from `staged_dir`; a failure carries the tail of the builder's stderr."""
+    """Build `gtpack` from `staged_dir`; a failure carries the tail of the builder's stderr.
+
+    The builder runs in its own session with its output going to a file, not a pipe: the build ends
+    when the builder itself exits (a grandchild keeping stderr open cannot hold it), and whatever it
+    left running is killed then, on timeout, or on Ctrl-C.
+    """
     gtpack.unlink(missing_ok=True)  # so a builder that 'succeeds' without writing is caught
     command = [
         builder,
@@ -42,26 +69,29 @@ def build_gtpack(builder: str, pack_name: str, staged_dir: Path, gtpack: Path, r
         str(gtpack.resolve()),
         "--no-update",
     ]
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=child_environment(),
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except OSError as exc:
-        raise PublisherError(f"pack {pack_name!r}: cannot run the builder {builder}: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise PublisherError(f"pack {pack_name!r}: the builder ran over {BUILD_TIMEOUT_SECONDS} s") from None
-    if result.returncode != 0:
-        tail = [line for line in result.stderr.splitlines() if line.strip()][-STDERR_TAIL_LINES:]
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=child_environment(),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise PublisherError(f"pack {pack_name!r}: cannot run the builder {builder}: {exc.strerror}") from None
+        try:
+            returncode = process.wait(timeout=BUILD_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise PublisherError(f"pack {pack_name!r}: the builder ran over {BUILD_TIMEOUT_SECONDS} s") from None
+        finally:
+            _kill_group(process)
+        tail = _tail(stderr) if returncode != 0 else []
+    if returncode != 0:
         detail = redactor("\n    ".join(tail)) if tail else "(no output on stderr)"
         raise PublisherError(
-            f"pack {pack_name!r}: builder {os.path.basename(builder)} failed (exit {result.returncode}):\n    {detail}"
+            f"pack {pack_name!r}: builder {os.path.basename(builder)} failed (exit {returncode}):\n    {detail}"
         )
     if not gtpack.is_file():
         raise PublisherError(f"pack {pack_name!r}: the builder exited 0 but wrote no archive at {gtpack}")

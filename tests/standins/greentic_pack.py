@@ -7,8 +7,9 @@ format (stored zip entries dated 1980-01-01, mode 0644, fixed order, canonical-C
 
 FAKE_GREENTIC_PACK_MODE makes it misbehave for tests: fail, no-output, corrupt, wrong-version,
 echo (prints FAKE_GREENTIC_PACK_ECHO on stderr, then fails), echo-env (prints its environment, then
-fails), and one mode per archive reader rule broken: traversal, duplicate, oversize, no-manifest,
-sbom-mismatch.
+fails), linger (builds, but leaves a child holding stderr open and writes its pid to
+FAKE_GREENTIC_PACK_PIDFILE), hang (never exits), and one mode per archive reader rule broken: traversal,
+duplicate, oversize, no-manifest, sbom-mismatch.
 FAKE_GREENTIC_PACK_LOG names a file to which it appends its argv as one JSON line.
 """
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -150,6 +153,11 @@ def build(args: argparse.Namespace) -> None:
         fail("component `missing` referenced by flow `main` was not found")
     if mode == "no-output":
         return
+    if mode == "hang":
+        time.sleep(3600)
+    if mode == "linger":  # a grandchild that inherits stderr and outlives the builder
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        Path(os.environ["FAKE_GREENTIC_PACK_PIDFILE"]).write_text(str(child.pid))
     out.parent.mkdir(parents=True, exist_ok=True)
     if mode == "corrupt":
         out.write_bytes(b"PK\x03\x04 this is not really a zip archive")
