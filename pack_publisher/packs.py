@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,9 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import ConfigError, PublisherError
-from .oci_names import MAX_REPOSITORY_LENGTH, PATH_COMPONENT_RE, is_semver
+from .oci_names import MAX_REPOSITORY_LENGTH, is_semver, pack_name_problem
 
 PACK_FILE = "pack.yaml"
+# A pack.yaml is a few kilobytes; anything this big is a mistake (or an attack), not worth parsing.
+MAX_PACK_FILE_BYTES = 1024 * 1024
 # Folders the builder never packs; not worth copying into the staged tree either.
 NOT_STAGED = {"dist", "target", ".git", "node_modules"}
 
@@ -45,6 +48,42 @@ class PackSource:
     name: str  # the folder name: names the OCI repository and the .gtpack file
     path: Path
     meta: PackMeta
+    text: str = field(default="", repr=False)  # pack.yaml as read and checked, staged from this
+    fields: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # pack.yaml parsed
+    warnings: tuple[str, ...] = ()  # worth telling the user, not worth stopping for
+
+
+class _PackLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what a pack.yaml never needs and what makes it ambiguous or hostile.
+
+    Aliases (`*name`) are refused: they make recursive structures and billion-laughs bombs that no
+    Ctrl-C stops. Duplicate keys are refused: YAML forbids them, PyYAML silently keeps the last one.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in pack.yaml", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: the base class says so
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _parse(text: str) -> Any:
+    return yaml.load(text, Loader=_PackLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _yaml_error(rel: str, exc: yaml.YAMLError) -> ConfigError:
@@ -54,21 +93,52 @@ def _yaml_error(rel: str, exc: yaml.YAMLError) -> ConfigError:
     return ConfigError(f"{rel}: invalid YAML{where}: {problem}")
 
 
-def load_meta(pack_file: Path, rel: str) -> PackMeta:
+def _read_pack_file(pack_file: Path, rel: str) -> str:
+    """The text of pack.yaml, read once and bounded in size."""
     try:
-        text = pack_file.read_text(encoding="utf-8")
+        with pack_file.open("rb") as fh:
+            raw = fh.read(MAX_PACK_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{rel}: missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{rel}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{rel}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_PACK_FILE_BYTES:
+        raise ConfigError(f"{rel}: is over {MAX_PACK_FILE_BYTES // 1024} KiB; a pack.yaml is a few kilobytes")
+    if raw.startswith(codecs.BOM_UTF8):
+        raise ConfigError(f"{rel}: starts with a byte order mark (BOM); save it as UTF-8 without one")
     try:
-        data: Any = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{rel}: is not UTF-8 text (byte {exc.start})") from None
+
+
+def _load(pack_file: Path, rel: str) -> tuple[str, dict[str, Any], PackMeta]:
+    """Read and parse pack.yaml once: its text, its fields and the checked metadata."""
+    text = _read_pack_file(pack_file, rel)
+    try:
+        data: Any = _parse(text)
     except yaml.YAMLError as exc:
         raise _yaml_error(rel, exc) from None
+    except RecursionError:
+        raise ConfigError(f"{rel}: invalid YAML: nested too deeply") from None
     if data is None:
         raise ConfigError(f"{rel}: is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{rel}: must be a YAML mapping of fields, not {type(data).__name__}")
+    meta = _validate(data, rel)
+    if len(_VERSION_LINE.findall(text)) != 1:
+        raise ConfigError(
+            f"{rel}: needs exactly one top-level 'version: X.Y.Z' line (block style), where the release "
+            "version is written"
+        )
+    return text, data, meta
+
+
+def load_meta(pack_file: Path, rel: str) -> PackMeta:
+    return _load(pack_file, rel)[2]
+
+
+def _validate(data: dict[Any, Any], rel: str) -> PackMeta:
     try:
         return PackMeta.model_validate(data)
     except ValidationError as exc:
@@ -87,8 +157,23 @@ def discover(packs_dir: Path) -> list[str]:
     return sorted(p.name for p in packs_dir.iterdir() if p.is_dir() and (p / PACK_FILE).is_file())
 
 
+def _check_folder(packs_dir: Path, name: str) -> None:
+    """Refuse a pack folder that is a symlink leading out of PACKS_DIR: its files are not this repository's."""
+    path = packs_dir / name
+    try:
+        target = path.resolve(strict=True)
+        root = packs_dir.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise ConfigError(f"pack folder {name!r} cannot be resolved ({exc})") from None
+    if not target.is_relative_to(root):
+        raise ConfigError(f"pack folder {name!r} is a symlink to {target}, outside PACKS_DIR {root}")
+
+
 def select(packs_dir: Path, wanted: list[str] | None, repository_prefix: str, display_root: Path) -> list[PackSource]:
-    """The packs to work on: all of them, or those named by --pack, each checked and parsed."""
+    """The packs to work on: all of them, or those named by --pack, each checked and parsed.
+
+    A pack whose `pack_id` differs from its folder name carries a line in `warnings` for the caller to show.
+    """
     known = discover(packs_dir)
     if not known:
         raise ConfigError(f"no packs found under {packs_dir} (a pack is a folder holding {PACK_FILE})")
@@ -101,62 +186,104 @@ def select(packs_dir: Path, wanted: list[str] | None, repository_prefix: str, di
         raise ConfigError(f"unknown pack {', '.join(map(repr, unknown))}; known packs: {', '.join(known)}")
     sources = []
     for name in names:
-        if not PATH_COMPONENT_RE.match(name):
-            raise ConfigError(
-                f"pack folder {name!r} is not a valid OCI repository name component "
-                "(lowercase letters, digits and single '.', '_' or '-' separators)"
-            )
+        problem = pack_name_problem(name)
+        if problem:
+            raise ConfigError(f"pack folder {problem}")
         if len(f"{repository_prefix}/{name}") > MAX_REPOSITORY_LENGTH:
             raise ConfigError(f"pack {name!r}: repository {repository_prefix}/{name} is over 255 characters")
+        _check_folder(packs_dir, name)
         path = packs_dir / name
         try:
             rel = (path / PACK_FILE).relative_to(display_root).as_posix()
         except ValueError:
             rel = (path / PACK_FILE).as_posix()
-        sources.append(PackSource(name=name, path=path, meta=load_meta(path / PACK_FILE, rel)))
+        text, data, meta = _load(path / PACK_FILE, rel)
+        warnings: tuple[str, ...] = ()
+        if meta.pack_id != name:
+            warnings = (
+                f"{rel}: pack_id {meta.pack_id!r} differs from the folder name {name!r}, which names the "
+                f"OCI repository and {name}.gtpack",
+            )
+        sources.append(PackSource(name=name, path=path, meta=meta, text=text, fields=data, warnings=warnings))
     return sources
+
+
+def check_out_dir(out_dir: Path, packs_dir: Path) -> None:
+    """Refuse an OUT_DIR among the pack sources: a build would copy a pack into itself, or delete it.
+
+    Call before anything is written to OUT_DIR.
+    """
+    out, packs_root = out_dir.resolve(), packs_dir.resolve()
+    if out.is_relative_to(packs_root):
+        raise ConfigError(
+            f"OUT_DIR: {out} is inside PACKS_DIR {packs_root}; build output must not land among the pack sources"
+        )
+    if packs_root.is_relative_to(out):
+        raise ConfigError(f"OUT_DIR: {out} holds PACKS_DIR {packs_root}; builds would overwrite the pack sources")
 
 
 _VERSION_LINE = re.compile(r"^version[ \t]*:[ \t]*(?P<value>[^#\n]*?)(?P<tail>[ \t]*(?:#.*)?)$", re.MULTILINE)
 
 
-def with_version(text: str, version: str) -> str:
-    """`pack.yaml` text with only its top-level `version` value replaced (comments and order kept)."""
+def with_version(text: str, version: str, parsed: dict[str, Any] | None = None) -> str:
+    """`pack.yaml` text with only its top-level `version` value replaced (comments and order kept).
+
+    `parsed` is `text` already parsed (PackSource.fields), so a big file is not parsed again.
+    """
     matches = list(_VERSION_LINE.finditer(text))
     if len(matches) != 1:
         raise PublisherError("pack.yaml: cannot find exactly one top-level 'version:' line to set the version")
     m = matches[0]
     updated = f"{text[: m.start('value')]}{version}{text[m.end('value') :]}"
-    before, after = yaml.safe_load(text), yaml.safe_load(updated)
-    if after.get("version") != version or {k: v for k, v in after.items() if k != "version"} != {
-        k: v for k, v in before.items() if k != "version"
-    }:
+    try:
+        before = parsed if parsed else _parse(text)
+        after = _parse(updated)
+    except (yaml.YAMLError, RecursionError):
+        raise PublisherError("pack.yaml: setting the version made it invalid YAML") from None
+    if (
+        not isinstance(after, dict)
+        or after.get("version") != version
+        or {k: v for k, v in after.items() if k != "version"} != {k: v for k, v in before.items() if k != "version"}
+    ):
         raise PublisherError("pack.yaml: setting the version changed more than the version field")
     return updated
 
 
-def _copy_tree(src: Path, dst: Path, pack_root: Path, name: str) -> None:
+def _link_target(path: Path, pack_root: Path, name: str) -> Path:
+    """Where a symlink inside the pack leads; refused when it leaves the pack, is broken or loops."""
+    shown = path.relative_to(pack_root)
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        target = path.resolve()
+        if not target.is_relative_to(pack_root):
+            raise ConfigError(f"pack {name!r}: symlink {shown} points outside the pack ({target})") from None
+        raise ConfigError(f"pack {name!r}: symlink {shown} is broken") from None
+    except (OSError, RuntimeError):  # ELOOP; Python 3.11 raises RuntimeError for a symlink loop
+        raise ConfigError(f"pack {name!r}: symlink {shown} makes a loop") from None
+    if not target.is_relative_to(pack_root):
+        raise ConfigError(f"pack {name!r}: symlink {shown} points outside the pack ({target})")
+    return target
+
+
+def _copy_tree(src: Path, dst: Path, pack_root: Path, name: str, ancestors: frozenset[Path] = frozenset()) -> None:
     """Copy a pack folder, following symlinks only when they stay inside the pack.
 
-    Written by hand because shutil.copytree cannot refuse a link that leaves the tree.
+    Written by hand because shutil.copytree cannot refuse a link that leaves the tree. `ancestors` are
+    the real folders being copied above this one: a link back to one of them is a loop.
     """
+    ancestors = ancestors | {src.resolve()}
     dst.mkdir(parents=True, exist_ok=True)
     for entry in sorted(os.scandir(src), key=lambda e: e.name):
         path = Path(entry.path)
         if entry.is_dir(follow_symlinks=False) and (entry.name in NOT_STAGED or entry.name.startswith(".")):
             continue
         if entry.is_symlink():
-            target = path.resolve()
-            if not target.is_relative_to(pack_root):
-                raise ConfigError(
-                    f"pack {name!r}: symlink {path.relative_to(pack_root)} points outside the pack ({target})"
-                )
-            if not target.exists():
-                raise ConfigError(f"pack {name!r}: symlink {path.relative_to(pack_root)} is broken")
-            if target.is_dir() and src.resolve().is_relative_to(target):
+            target = _link_target(path, pack_root, name)
+            if target.is_dir() and target in ancestors:
                 raise ConfigError(f"pack {name!r}: symlink {path.relative_to(pack_root)} makes a loop")
         if path.is_dir():
-            _copy_tree(path, dst / entry.name, pack_root, name)
+            _copy_tree(path, dst / entry.name, pack_root, name, ancestors)
         elif path.is_file():
             shutil.copyfile(path, dst / entry.name)
         else:
@@ -165,10 +292,19 @@ def _copy_tree(src: Path, dst: Path, pack_root: Path, name: str) -> None:
 
 def stage(pack: PackSource, stage_dir: Path, version: str) -> Path:
     """A fresh copy of the pack under `stage_dir` whose pack.yaml carries `version`; the source is untouched."""
+    pack_root = pack.path.resolve()
+    target = stage_dir.resolve()
+    if target.is_relative_to(pack_root) or pack_root.is_relative_to(target):
+        raise ConfigError(
+            f"OUT_DIR: the staging folder {target} overlaps the folder of pack {pack.name!r} ({pack_root}); "
+            "set OUT_DIR outside PACKS_DIR"
+        )
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
-    pack_root = pack.path.resolve()
     _copy_tree(pack_root, stage_dir, pack_root, pack.name)
-    staged_file = stage_dir / PACK_FILE
-    staged_file.write_text(with_version(staged_file.read_text(encoding="utf-8"), version), encoding="utf-8")
+    if pack.text:  # the text that was checked, not whatever the file holds by now
+        text, parsed = pack.text, pack.fields
+    else:
+        text, parsed = _read_pack_file(pack_root / PACK_FILE, PACK_FILE), None
+    (stage_dir / PACK_FILE).write_text(with_version(text, version, parsed), encoding="utf-8")
     return stage_dir
