@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .artifact import GTPACK_MEDIA_TYPE
+from .oci_names import pack_name_problem
 from .errors import ConfigError
 from .records import PublishedPack, write_atomic
 from .settings import Settings
@@ -44,6 +46,7 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
     }
 
 
+    check_writable_target(settings.lock_file, settings.packs_dir)
 def write(settings: Settings, published: list[PublishedPack]) -> None:
     content = render(settings, published)
     try:
@@ -57,10 +60,52 @@ def read(path_text: str, data: bytes) -> dict[str, Any]:
     try:
         content = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise ConfigError(f"{path_text}: not a packs.lock.json (JSON nested too deeply)") from None
         raise ConfigError(f"{path_text}: not valid JSON ({exc})") from None
     if not isinstance(content, dict) or any(k not in content for k in TOP_KEYS):
         raise ConfigError(f"{path_text}: not a packs.lock.json (expected keys {', '.join(TOP_KEYS)})")
     packs = content["packs"]
     if not isinstance(packs, list) or not all(isinstance(p, dict) and all(k in p for k in PACK_KEYS) for p in packs):
+    for entry in packs:
+        _check_pack_name(path_text, entry["name"])
         raise ConfigError(f"{path_text}: every entry of 'packs' needs {', '.join(PACK_KEYS)}")
+
+
+def _check_pack_name(path_text: str, name: object) -> None:
+    """A pack name from a lockfile names files (`<name>.gtpack`): it must be a pack folder name, never a path."""
+    problem = pack_name_problem(name) if isinstance(name, str) else f"{name!r} is not a string"
+    if problem:
+        raise ConfigError(f"{path_text}: pack name {problem}")
+
+
+MAX_LOCKFILE_BYTES = 16 * 1024 * 1024  # far above any real lockfile; what is bigger is not one of ours
+
+
+def check_writable_target(path: Path, packs_dir: Path) -> None:
+    """Refuse to write the lockfile over a file that is not a lockfile, or among the pack sources.
+
+    LOCK_FILE may point anywhere; overwriting a pack's pack.yaml or tasks.py with JSON would destroy it.
+    An absent or empty file is fine.
+    """
+    if path.resolve().is_relative_to(packs_dir.resolve()):
+        raise ConfigError(f"LOCK_FILE: {path} is inside PACKS_DIR {packs_dir}; write the lockfile elsewhere")
+    if path.is_dir():
+        raise ConfigError(f"LOCK_FILE: {path} is a directory")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_LOCKFILE_BYTES + 1)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"LOCK_FILE: cannot read {path} ({exc.strerror})") from None
+    if not data:
+        return
+    refusal = f"LOCK_FILE: {path} exists and is not a packs lockfile; not overwriting it (move it or set LOCK_FILE)"
+    if len(data) > MAX_LOCKFILE_BYTES:
+        raise ConfigError(refusal)
+    try:
+        read(str(path), data)
+    except ConfigError:
+        raise ConfigError(refusal) from None
     return content
