@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from pathlib import Path
 
@@ -57,4 +58,33 @@ def write_raw(path: Path, entries: list[tuple[zipfile.ZipInfo, bytes]]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for info, data in entries:
             zf.writestr(info, data)
+    return path
+
+
+def patch_entry(
+    path: Path, name: str, *, flags: int | None = None, method: int | None = None, unname: bool = False
+) -> Path:
+    """Rewrite one entry's headers in place (local and central): its flag bits, its compression method,
+    or its name made empty (the name's bytes become extra-field bytes, so no offset moves).
+
+    For archives zipfile cannot write: encrypted entries, unknown methods, empty names.
+    """
+    data = bytearray(path.read_bytes())
+    encoded = name.encode()
+    # (signature, offset of flags, offset of method, offset of name length, offset of extra length, header size)
+    layouts = [(b"PK\x03\x04", 6, 8, 26, 28, 30), (b"PK\x01\x02", 8, 10, 28, 30, 46)]
+    for signature, at_flags, at_method, at_name_len, at_extra_len, size in layouts:
+        start = data.find(signature)
+        while start != -1:
+            name_len = struct.unpack_from("<H", data, start + at_name_len)[0]
+            if data[start + size : start + size + name_len] == encoded:
+                if flags is not None:
+                    struct.pack_into("<H", data, start + at_flags, flags)
+                if method is not None:
+                    struct.pack_into("<H", data, start + at_method, method)
+                if unname:
+                    extra_len = struct.unpack_from("<H", data, start + at_extra_len)[0]
+                    struct.pack_into("<HH", data, start + at_name_len, 0, extra_len + name_len)
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
     return path

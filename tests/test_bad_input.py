@@ -48,6 +48,28 @@ def tag_not_semver(repo: Path) -> None:
 
 
 @dataclass
+def write_pack_bytes(data: bytes) -> Callable[[Path], None]:
+    def setup(repo: Path) -> None:
+        (repo / "packs" / PACK / "pack.yaml").write_bytes(data)
+
+    return setup
+
+
+def symlink_loop(repo: Path) -> None:
+    os.symlink("loop2", repo / "packs" / PACK / "loop1")
+    os.symlink("loop1", repo / "packs" / PACK / "loop2")
+
+
+def pack_folder_symlinked_out(repo: Path) -> None:
+    outside = repo.parent / "elsewhere" / "evil"
+    outside.mkdir(parents=True)
+    (outside / "pack.yaml").write_text("pack_id: evil\nversion: 0.1.0\nkind: provider\npublisher: G\n")
+    os.symlink(outside, repo / "packs" / "evil")
+
+
+SOURCE_YAML = (Path(__file__).resolve().parent.parent / "packs" / PACK / "pack.yaml").read_text()
+
+
 class Case:
     id: str
     message: str  # what the error line starts with, after "error: "
@@ -161,6 +183,47 @@ CASES = [
     ),
     Case("jobs-zero", "PUBLISH_JOBS / --jobs: '0': input should be greater than or equal to 1", args=("--jobs", "0")),
     Case(
+        "pack-yaml-alias",
+        f"packs/{PACK}/pack.yaml: invalid YAML at line 5: aliases (*name) are not allowed",
+        setup=write_pack_yaml("pack_id: &id x\nversion: 0.1.0\nkind: provider\npublisher: G\nname: *id\n"),
+    ),
+    Case(
+        "pack-yaml-bom",
+        f"packs/{PACK}/pack.yaml: starts with a byte order mark (BOM)",
+        setup=write_pack_bytes(b"\xef\xbb\xbf" + SOURCE_YAML.encode()),
+    ),
+    Case(
+        "pack-yaml-duplicate-key",
+        f"packs/{PACK}/pack.yaml: invalid YAML at line",
+        setup=write_pack_yaml(SOURCE_YAML + "version: 9.9.9\n"),
+    ),
+    Case(
+        "pack-yaml-huge",
+        f"packs/{PACK}/pack.yaml: is over 1024 KiB",
+        setup=write_pack_yaml(SOURCE_YAML + ("# padding\n" * 110_000)),
+    ),
+    Case(
+        "folder-too-long",
+        f"pack folder {'p' * 40!r}... is 200 characters, over the 128-character limit",
+        setup=add_folder("p" * 200),
+    ),
+    Case("folder-trailing-newline", "pack folder 'x\\n' is not a valid", setup=add_folder("x\n")),
+    Case("pack-folder-symlink-out", "pack folder 'evil' is a symlink to", setup=pack_folder_symlinked_out),
+    Case("symlink-loop", f"pack '{PACK}': symlink loop1 makes a loop", setup=symlink_loop),
+    Case("out-dir-in-pack", "OUT_DIR: ", env={"OUT_DIR": f"packs/{PACK}/out"}),
+    Case(
+        "source-date-epoch-huge",
+        "SOURCE_DATE_EPOCH: 99999999999999999 is after 253402300799",
+        env={"SOURCE_DATE_EPOCH": "99999999999999999"},
+    ),
+    Case("repo-trailing-newline", "OCI_REPO: 'greentic-packs\\n' is not", env={"OCI_REPO": "greentic-packs\n"}),
+    Case(
+        "lock-file-not-a-lockfile",
+        "LOCK_FILE: ",
+        env={"LOCK_FILE": "tasks.py"},
+        args=("--dry-run",),
+    ),
+    Case(
         "client-unknown", "OCI_CLIENT: 'curl': input should be 'auto', 'oras' or 'python'", env={"OCI_CLIENT": "curl"}
     ),
 ]
@@ -186,3 +249,41 @@ def test_bad_input(project_copy: Path, run_invoke: RunInvoke, registry: Registry
     assert errors[0].startswith(f"error: {case.message}"), errors[0]
     assert registry.storage_files() == 0, "something was pushed"
     assert not (project_copy / "packs.lock.json").exists()
+
+
+def test_lock_file_pointing_at_a_source_file_leaves_it_alone(project_copy: Path, run_invoke: RunInvoke) -> None:
+    for target in ("tasks.py", f"packs/{PACK}/pack.yaml"):
+        before = (project_copy / target).read_bytes()
+        result = run_invoke(
+            project_copy, "release", "--dry-run", PACK_VERSION="1.2.3", OCI_ORG="acme", LOCK_FILE=target
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[-1].startswith("error: LOCK_FILE: "), result.stderr
+        assert (project_copy / target).read_bytes() == before
+
+
+def test_out_dir_inside_a_pack_copies_nothing_into_it(project_copy: Path, run_invoke: RunInvoke) -> None:
+    pack = project_copy / "packs" / PACK
+    before = sorted(p.relative_to(pack) for p in pack.rglob("*") if not p.is_dir())
+    result = run_invoke(project_copy, "build", PACK_VERSION="1.2.3", OCI_ORG="acme", OUT_DIR=f"packs/{PACK}/out")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.relative_to(pack) for p in pack.rglob("*") if not p.is_dir()) == before
+
+
+def test_secrets_in_other_spellings_stay_out_of_the_builder(project_copy: Path, run_invoke: RunInvoke) -> None:
+    result = run_invoke(
+        project_copy,
+        "build",
+        PACK_VERSION="1.2.3",
+        OCI_ORG="acme",
+        FAKE_GREENTIC_PACK_MODE="echo-env",
+        OCI_USERNAME="robot",
+        oci_password="canary-lower-1234",
+        Github_Token="canary-mixed-5678",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "FAKE_GREENTIC_PACK_MODE=echo-env" in result.stderr  # the builder's environment was printed
+    output = result.stdout + result.stderr
+    assert "canary-lower" not in output and "canary-mixed" not in output
+    assert "oci_password=" not in output and "Github_Token=" not in output  # not masked: never passed
