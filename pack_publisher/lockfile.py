@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import GTPACK_MEDIA_TYPE
-from .oci_names import pack_name_problem
 from .errors import ConfigError
+from .oci_names import pack_name_problem
 from .records import PublishedPack, write_atomic
 from .settings import Settings
 
@@ -46,8 +46,8 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
     }
 
 
-    check_writable_target(settings.lock_file, settings.packs_dir)
 def write(settings: Settings, published: list[PublishedPack]) -> None:
+    check_writable_target(settings.lock_file, settings.packs_dir)
     content = render(settings, published)
     try:
         write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
@@ -60,16 +60,17 @@ def read(path_text: str, data: bytes) -> dict[str, Any]:
     try:
         content = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path_text}: not valid JSON ({exc})") from None
     except RecursionError:
         raise ConfigError(f"{path_text}: not a packs.lock.json (JSON nested too deeply)") from None
-        raise ConfigError(f"{path_text}: not valid JSON ({exc})") from None
     if not isinstance(content, dict) or any(k not in content for k in TOP_KEYS):
         raise ConfigError(f"{path_text}: not a packs.lock.json (expected keys {', '.join(TOP_KEYS)})")
     packs = content["packs"]
     if not isinstance(packs, list) or not all(isinstance(p, dict) and all(k in p for k in PACK_KEYS) for p in packs):
+        raise ConfigError(f"{path_text}: every entry of 'packs' needs {', '.join(PACK_KEYS)}")
     for entry in packs:
         _check_pack_name(path_text, entry["name"])
-        raise ConfigError(f"{path_text}: every entry of 'packs' needs {', '.join(PACK_KEYS)}")
+    return content
 
 
 def _check_pack_name(path_text: str, name: object) -> None:
@@ -108,4 +109,3 @@ def check_writable_target(path: Path, packs_dir: Path) -> None:
         read(str(path), data)
     except ConfigError:
         raise ConfigError(refusal) from None
-    return content

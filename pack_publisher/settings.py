@@ -288,21 +288,21 @@ def _org(env: EnvSettings, slug: tuple[str, str] | None) -> str:
         if value:
             lowered = value.lower()
             if not PATH_COMPONENT_RE.match(lowered):
+                raise ConfigError(f"OCI_ORG: {value!r} (from {origin}) is not a valid OCI repository path component")
+            return lowered
+    raise ConfigError("OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor a GitHub origin remote gives one")
+
+
 # 9999-12-31T23:59:59Z: the last second a four-digit RFC 3339 year (and Python's datetime) can hold.
 MAX_EPOCH = 253402300799
 
 
-                raise ConfigError(f"OCI_ORG: {value!r} (from {origin}) is not a valid OCI repository path component")
+def format_created(epoch: int) -> str:
     """The `created` annotation for `epoch`; an epoch out of range (a bad commit date) is a clear error."""
     if not 0 <= epoch <= MAX_EPOCH:
         raise ConfigError(
             f"SOURCE_DATE_EPOCH / HEAD commit time: {epoch} is outside 0..{MAX_EPOCH} (1970 to the end of 9999)"
         )
-            return lowered
-    raise ConfigError("OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor a GitHub origin remote gives one")
-
-
-def format_created(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -47,7 +47,6 @@ def tag_not_semver(repo: Path) -> None:
     git(repo, "tag", "v1.2")
 
 
-@dataclass
 def write_pack_bytes(data: bytes) -> Callable[[Path], None]:
     def setup(repo: Path) -> None:
         (repo / "packs" / PACK / "pack.yaml").write_bytes(data)
@@ -70,6 +69,7 @@ def pack_folder_symlinked_out(repo: Path) -> None:
 SOURCE_YAML = (Path(__file__).resolve().parent.parent / "packs" / PACK / "pack.yaml").read_text()
 
 
+@dataclass
 class Case:
     id: str
     message: str  # what the error line starts with, after "error: "
@@ -181,7 +181,6 @@ CASES = [
         env={"FAKE_GREENTIC_PACK_MODE": "sbom-mismatch"},
         code=1,
     ),
-    Case("jobs-zero", "PUBLISH_JOBS / --jobs: '0': input should be greater than or equal to 1", args=("--jobs", "0")),
     Case(
         "pack-yaml-alias",
         f"packs/{PACK}/pack.yaml: invalid YAML at line 5: aliases (*name) are not allowed",
@@ -223,6 +222,7 @@ CASES = [
         env={"LOCK_FILE": "tasks.py"},
         args=("--dry-run",),
     ),
+    Case("jobs-zero", "PUBLISH_JOBS / --jobs: '0': input should be greater than or equal to 1", args=("--jobs", "0")),
     Case(
         "client-unknown", "OCI_CLIENT: 'curl': input should be 'auto', 'oras' or 'python'", env={"OCI_CLIENT": "curl"}
     ),
