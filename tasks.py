@@ -107,6 +107,35 @@ def bench(c: Context, runs: int = 5, quick: bool = False, output: str = "docs/be
     print(f"wrote {written}")
 
 
+@task(
+    iterable=["tool"],
+    help={
+        "tool": "oras or greentic-pack; repeat to select several (default: every pinned tool).",
+        "bin-dir": "Where to install (default: the folder of this Python, the virtual environment's bin/).",
+        "cache-dir": "Where verified downloads are kept and reused (default: <venv>/cache/pinned-tools).",
+        "base-url": "Download from this mirror instead, as <base-url>/<file name>; the sha256 is checked all the same.",
+    },
+)
+@clean_exit
+def tools(
+    c: Context,
+    tool: list[str] | None = None,
+    bin_dir: str | None = None,
+    cache_dir: str | None = None,
+    base_url: str | None = None,
+) -> None:
+    """Install the pinned oras and Greentic builder (pack_publisher/tools.py) into the virtual environment."""
+    from pack_publisher import tools as pinned
+
+    pinned.install(
+        pinned.select(tool),
+        Path(bin_dir).resolve() if bin_dir else pinned.default_bin_dir(),
+        Path(cache_dir).resolve() if cache_dir else pinned.default_cache_dir(),
+        print,
+        base_url,
+    )
+
+
 @task(help={"pytest-args": "Extra arguments for pytest, e.g. '-k registry -x'."})
 def test(c: Context, pytest_args: str = "") -> None:
     """Run the whole test command: ruff (lint and format), mypy, then pytest."""
