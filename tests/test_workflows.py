@@ -1,15 +1,24 @@
-"""The GitHub workflows: both linters clean, and the release / pull-request contract checked."""
+"""The GitHub workflows: both linters clean, and the release / pull-request contract checked (issue 11)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from pack_publisher import tools
+from pack_publisher.oci_names import semver_problem
 
 from .conftest import PROJECT
 
@@ -17,8 +26,17 @@ WORKFLOWS = PROJECT / ".github" / "workflows"
 PUBLISH = WORKFLOWS / "publish_packs.yml"
 CI = WORKFLOWS / "ci.yml"
 README = (PROJECT / "README.md").read_text()
-INSTALL = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt"
-SETUP_ORAS_KNOWN = {"1.0.0", "1.0.1", "1.1.0", "1.2.0", "1.2.1", "1.2.2", "1.2.3", "1.3.0", "1.3.1"}
+PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text())
+PYTHON_VERSION = (PROJECT / ".python-version").read_text().strip()
+LOCK = PROJECT / "requirements-release.txt"
+DEV_INSTALL = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt"
+RELEASE_INSTALL = (
+    "python3 -m venv .venv && . .venv/bin/activate"
+    " && pip install --require-hashes --no-deps -r requirements-release.txt"
+)
+ORAS_ASSET = tools.ORAS.assets["linux_amd64"]
+BINSTALL_ENV = {"BINSTALL_DISABLE_STRATEGIES": "quick-install,compile", "BINSTALL_DISABLE_TELEMETRY": "true"}
+ATTEST_IF = "github.event.repository.visibility == 'public' || vars.ATTEST_PRIVATE_REPOSITORY == 'true'"
 
 
 def load(path: Path) -> dict[Any, Any]:
@@ -37,6 +55,10 @@ def runs(doc: dict[Any, Any]) -> list[str]:
 
 def step_running(doc: dict[Any, Any], command: str) -> dict[str, Any]:
     return next(step for step in steps(doc) if command in step.get("run", ""))
+
+
+def step_using(doc: dict[Any, Any], action: str) -> list[dict[str, Any]]:
+    return [step for step in steps(doc) if step.get("uses", "").startswith(f"{action}@")]
 
 
 def tool(name: str) -> str:
@@ -75,32 +97,303 @@ def test_hygiene(path: Path) -> None:
         assert "${{" not in script, f"expression interpolated into a run script:\n{script}"
         assert script.startswith("set -euo pipefail\n"), f"run script without set -euo pipefail:\n{script}"
         assert not re.search(r"\b(printenv|env)\s*($|\|)|set -x", script), f"a step prints the environment:\n{script}"
-    checkout = next(s for s in steps(doc) if s.get("uses", "").startswith("actions/checkout@"))
+    checkout = step_using(doc, "actions/checkout")[0]
     assert checkout["with"]["persist-credentials"] is False
-    assert next(s for s in steps(doc) if s.get("uses", "").startswith("actions/setup-python@"))["with"] == {
-        "python-version-file": "pyproject.toml"
+
+
+# 1. oras 1.3.3, checksum-verified, in both workflows; CI's tests run the real one
+
+
+@pytest.mark.parametrize("path", [PUBLISH, CI], ids=lambda p: p.name)
+def test_oras_is_the_pinned_1_3_3_verified_by_checksum(path: Path) -> None:
+    setups = step_using(load(path), "oras-project/setup-oras")
+    assert setups
+    for setup in setups:
+        assert setup["with"] == {"url": ORAS_ASSET.url, "checksum": ORAS_ASSET.sha256}
+    assert ORAS_ASSET.url == (
+        "https://github.com/oras-project/oras/releases/download/v1.3.3/oras_1.3.3_linux_amd64.tar.gz"
+    )
+    assert ORAS_ASSET.sha256 == "9ce999f8d2de03fc03968b29d743077a58783e545e5eaa53917ca177352d0e59"
+    assert "1.3.1" not in path.read_text()
+
+
+def test_ci_runs_the_tests_with_the_real_oras() -> None:
+    doc = load(CI)
+    order = [s["name"] for s in doc["jobs"]["test"]["steps"]]
+    test_step = step_running(doc, "invoke test")
+    assert order.index(step_using(doc, "oras-project/setup-oras")[0]["name"]) < order.index(test_step["name"])
+    script = test_step["run"]
+    assert 'ORAS_BIN="$(command -v oras)"\nexport ORAS_BIN\n' in script
+    assert script.index("export ORAS_BIN") < script.index("invoke test")
+
+
+# 2. attestation: gated, storage record permission, one per published digest
+
+
+def test_attestation_job_cannot_fail_where_attestations_are_unavailable() -> None:
+    doc = load(PUBLISH)
+    attest = doc["jobs"]["attest"]
+    assert attest["if"] == ATTEST_IF
+    assert attest["needs"] == "release"
+    assert attest["permissions"] == {
+        "packages": "write",
+        "id-token": "write",
+        "attestations": "write",
+        "artifact-metadata": "write",
     }
-    assert any(INSTALL in script for script in runs(doc)), "the README's install command is not run"
-    assert INSTALL in README
-    builder = step_running(doc, "cargo binstall")["run"]
-    assert 'cargo binstall --no-confirm "greentic-pack@${GREENTIC_PACK_VERSION}"' in builder
-    assert 'cargo install --locked "greentic-pack@${GREENTIC_PACK_VERSION}"' in builder
-    assert re.fullmatch(r"\d+\.\d+\.\d+", doc["env"]["GREENTIC_PACK_VERSION"])
-    assert text.count(doc["env"]["GREENTIC_PACK_VERSION"]) == 1, "the builder version lives in one place"
+    assert attest["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.release.outputs.subjects) }}"
+    attestation = step_using(doc, "actions/attest-build-provenance")[0]
+    assert attestation["with"] == {
+        "subject-name": "${{ matrix.name }}",
+        "subject-digest": "${{ matrix.digest }}",
+        "push-to-registry": True,
+    }
+    logins = [s for s in attest["steps"] if "oras login" in s.get("run", "")]
+    assert len(logins) == 1  # attest-build-provenance reads ~/.docker/config.json, which oras login writes
+    assert "ATTEST_PRIVATE_REPOSITORY" in README and "artifact-metadata: write" in README
+
+
+def test_one_attestation_subject_per_published_digest(tmp_path: Path) -> None:
+    """Run the workflow's own subject listing on a lockfile: one entry per digest, named without the digest."""
+    script = step_running(load(PUBLISH), "GITHUB_OUTPUT")["run"]
+    code = re.search(r"python3 -c '([^']+)'", script)
+    assert code is not None
+    digest_a, digest_b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    packs = [
+        {"name": "one", "digest": digest_a, "pinned_ref": f"ghcr.io/acme/greentic-packs/one@{digest_a}"},
+        {"name": "two", "digest": digest_b, "pinned_ref": f"ghcr.io/acme/greentic-packs/two@{digest_b}"},
+        {"name": "one", "digest": digest_a, "pinned_ref": f"ghcr.io/acme/greentic-packs/one@{digest_a}"},
+    ]
+    (tmp_path / "packs.lock.json").write_text(json.dumps({"packs": packs}))
+    out = subprocess.run(
+        [sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(out.stdout) == [
+        {"name": "ghcr.io/acme/greentic-packs/one", "digest": digest_a},
+        {"name": "ghcr.io/acme/greentic-packs/two", "digest": digest_b},
+    ]
+
+
+# 3. the release gate: an environment, and only release-shaped tags
+
+
+def github_filter_matches(patterns: list[str], ref: str) -> bool:
+    """GitHub's branch/tag filter: later patterns override earlier ones, `!` negates (filter cheat sheet)."""
+    matched = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        if re.fullmatch(filter_regex(pattern[1:] if negated else pattern), ref):
+            matched = not negated
+    return matched
+
+
+def filter_regex(pattern: str) -> str:
+    out, i = "", 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out, i = out + re.escape(pattern[i + 1]), i + 2
+            continue
+        if pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+            continue
+        if char == "[":
+            end = pattern.index("]", i)
+            out, i = out + pattern[i : end + 1], end + 1
+            continue
+        out += {"*": "[^/]*", "+": "+", "?": "?"}.get(char, re.escape(char))
+        i += 1
+    return out
+
+
+RELEASE_TAGS = ["v1.2.3", "v0.0.0", "v10.20.30", "v1.3.0-rc.1", "v1.2.3-alpha", "v1.2.3-0.3.7", "v1.0.0-x-y.z.1"]
+OTHER_TAGS = ["v1.2", "v1", "1.2.3", "vfoo", "v1.2.3.4", "v1.2.3+build", "v1.2.3-rc.1+build.5", "release-1.2.3"]
+GRAMMAR_ONLY = ["v01.2.3", "v1.2.3-", "v1.2.3-rc..1", "v1.2.3-01"]  # pass the coarse filter, not the first step
+
+
+def test_release_is_gated_by_an_environment() -> None:
+    doc = load(PUBLISH)
+    assert doc["jobs"]["release"]["environment"] == "release"
+    writers = [name for name, job in doc["jobs"].items() if job["permissions"].get("packages") == "write"]
+    assert writers == ["release", "attest"]
+    assert doc["jobs"]["attest"]["needs"] == "release"  # runs only after the gated job succeeded
+    assert "`release` environment" in README
+
+
+def test_tag_filter_accepts_only_release_shaped_tags() -> None:
+    patterns = load(PUBLISH)["on"]["push"]["tags"]
+    assert set(load(PUBLISH)["on"]) == {"push"} and set(load(PUBLISH)["on"]["push"]) == {"tags"}
+    for tag in RELEASE_TAGS:
+        assert github_filter_matches(patterns, tag), tag
+    for tag in OTHER_TAGS:
+        assert not github_filter_matches(patterns, tag), tag
+
+
+def test_first_step_checks_the_tag_as_pack_version_does() -> None:
+    """The exact grammar: what the tag check lets through is what PACK_VERSION accepts, and nothing else."""
+    release = load(PUBLISH)["jobs"]["release"]
+    check = release["steps"][0]["run"]
+    assert '[[ ! "$GITHUB_REF_NAME" =~ $release_tag ]]' in check
+    for tag in [*RELEASE_TAGS, *OTHER_TAGS, *GRAMMAR_ONLY]:
+        result = subprocess.run(
+            ["bash", "-c", check], env={"GITHUB_REF_NAME": tag}, capture_output=True, text=True, timeout=30
+        )
+        accepted = tag.startswith("v") and semver_problem(tag[1:]) is None
+        assert (result.returncode == 0) is accepted, (tag, result.stderr)
+        if not accepted:
+            assert result.stderr.startswith(f"error: tag '{tag}' is not a release version"), result.stderr
+
+
+# 4. one Python version, in .python-version
+
+
+@pytest.mark.parametrize("path", [PUBLISH, CI], ids=lambda p: p.name)
+def test_python_pinned_in_python_version(path: Path) -> None:
+    setups = step_using(load(path), "actions/setup-python")
+    assert [s["with"] for s in setups] == [{"python-version-file": ".python-version"}]
+
+
+def test_python_version_is_within_requires_python() -> None:
+    assert re.fullmatch(r"3\.\d+", PYTHON_VERSION), "a minor version: the runner's newest patch of it"
+    assert Version(PYTHON_VERSION) in SpecifierSet(PYPROJECT["project"]["requires-python"])
+    assert PYPROJECT["tool"]["mypy"]["python_version"] == PYTHON_VERSION
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == "py" + PYTHON_VERSION.replace(".", "")
+
+
+# 5. hash-locked release dependencies
+
+
+def lock_pins() -> dict[str, str]:
+    return {
+        canonicalize_name(m.group(1)): m.group(2)
+        for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+) \\$", LOCK.read_text(), re.MULTILINE)
+    }
+
+
+def test_release_job_installs_only_hash_locked_dependencies() -> None:
+    doc = load(PUBLISH)
+    text = PUBLISH.read_text()
+    assert RELEASE_INSTALL in step_running(doc, "requirements-release.txt")["run"]
+    assert "requirements-dev.txt" not in text and "pip install -e" not in text
+    assert RELEASE_INSTALL in README
+
+
+def test_lock_pins_every_package_with_hashes() -> None:
+    text = LOCK.read_text()
+    entries = re.split(r"\n(?=[A-Za-z])", text[text.index("\n\n") + 2 :] if "\n\n" in text else text)
+    requirements = [e for e in entries if re.match(r"[A-Za-z0-9]", e)]
+    assert len(requirements) == len(lock_pins()) > 0
+    for entry in requirements:
+        assert re.search(r"==\S+ \\\n", entry), f"not pinned: {entry.splitlines()[0]}"
+        assert "--hash=sha256:" in entry, f"no hash: {entry.splitlines()[0]}"
+    assert "--index-url" not in text and "--find-links" not in text, "a machine-local index leaked into the lock"
+
+
+def test_lock_top_level_pins_satisfy_pyproject() -> None:
+    pins = lock_pins()
+    for spec in PYPROJECT["project"]["dependencies"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} from pyproject.toml is not in requirements-release.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements-release.txt pins {name}=={pins[name]}, outside pyproject.toml's {requirement.specifier}"
+        )
+
+
+def test_lock_releases_what_the_tests_run() -> None:
+    dev = {
+        canonicalize_name(m.group(1)): m.group(2)
+        for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+)$", (PROJECT / "requirements-dev.txt").read_text(), re.M)
+    }
+    pins = lock_pins()
+    for spec in PYPROJECT["project"]["dependencies"]:
+        name = canonicalize_name(Requirement(spec).name)
+        assert dev.get(name) == pins[name], f"{name}: requirements-dev.txt and requirements-release.txt differ"
+
+
+def test_ci_checks_the_lock_is_current() -> None:
+    header = re.search(r"pip-compile with Python (\S+)\n# by the following command:\n#\n#    (.+)\n", LOCK.read_text())
+    assert header is not None
+    assert header.group(1) == PYTHON_VERSION, "the lock was generated with another Python than .python-version"
+    check = step_running(load(CI), "pip-compile")["run"]
+    command = header.group(2).replace("pip-compile ", "pip-compile --quiet ", 1)  # the same, without the echo
+    assert f"{command}\ngit diff --exit-code -- requirements-release.txt\n" in check
+    assert "--generate-hashes" in header.group(2)
+    assert re.search(r"^pip-tools==\S+$", (PROJECT / "requirements-dev.txt").read_text(), re.M)
+
+
+# 6. the builder: one pinned version, upstream asset only, telemetry off
+
+
+@pytest.mark.parametrize("path", [PUBLISH, CI], ids=lambda p: p.name)
+def test_builder_install_is_pinned_and_hardened(path: Path) -> None:
+    doc = load(path)
+    assert doc["env"]["GREENTIC_PACK_VERSION"] == tools.BUILDER.version
+    assert path.read_text().count(tools.BUILDER.version) == 1, "the builder version lives in env only"
+    builder = step_running(doc, "cargo binstall")
+    assert builder["env"] == BINSTALL_ENV == tools.BINSTALL_ENV
+    assert builder["run"].splitlines()[1:3] == [
+        'cargo binstall --no-confirm --locked "greentic-pack@${GREENTIC_PACK_VERSION}" \\',
+        '  || cargo install --locked "greentic-pack@${GREENTIC_PACK_VERSION}"',
+    ]
+    assert [s["with"] for s in step_using(doc, "cargo-bins/cargo-binstall")] == [
+        {"version": tools.CARGO_BINSTALL.version}
+    ]
+
+
+def test_readme_installs_the_same_builder() -> None:
+    versions = set(re.findall(r"greentic-pack@(\d+\.\d+\.\d+)", README))
+    assert versions == {tools.BUILDER.version}
+    assert "BINSTALL_DISABLE_STRATEGIES=quick-install,compile BINSTALL_DISABLE_TELEMETRY=true" in README
+    assert "cargo binstall greentic-pack " not in README and "cargo binstall greentic-pack\n" not in README
+
+
+# 7. CI cancels superseded pull-request runs only
+
+
+def test_ci_cancels_superseded_pull_request_runs_only() -> None:
+    concurrency = load(CI)["concurrency"]
+    assert "${{ github.ref }}" in concurrency["group"]
+    assert concurrency["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+
+
+# 8. the README's first-release checklist
+
+
+def test_readme_first_release_checklist() -> None:
+    section = README[README.index("**First release to GHCR**") :]
+    section = section[: section.index("\n## ")]
+    for needed in [
+        "installation not allowed to Create organization package",
+        "permission_denied: write_package",
+        "Manage Actions access",
+        "public",
+        "`release` environment",
+        "ATTEST_PRIVATE_REPOSITORY",
+        "GitHub Enterprise Cloud",
+    ]:
+        assert needed in section, needed
+    assert section.count("\n- [ ] ") >= 5
+
+
+# 9. the pinned tools: workflows and README agree with pack_publisher/tools.py (see also test_tools.py)
+
+
+def test_readme_names_the_tools_task_first() -> None:
+    setup = README[README.index("## Set up and run") : README.index("## What this repository publishes")]
+    assert f"{DEV_INSTALL}\ninvoke tools " in setup
+
+
+# the release and pull-request contracts that predate issue 11
 
 
 def test_release_workflow_contract() -> None:
     doc = load(PUBLISH)
-    assert doc["on"] == {"push": {"tags": ["v*"]}}
     assert doc["permissions"] == {}
     assert "github.ref" in doc["concurrency"]["group"] and doc["concurrency"]["cancel-in-progress"] is False
-    release, attest = doc["jobs"]["release"], doc["jobs"]["attest"]
+    release = doc["jobs"]["release"]
     assert release["permissions"] == {"contents": "read", "packages": "write"}
-    assert attest["permissions"] == {"packages": "write", "id-token": "write", "attestations": "write"}
     assert doc["env"]["OCI_REGISTRY"] == "ghcr.io" and doc["env"]["OCI_REPO"] == "greentic-packs"
-
-    oras = [s for s in steps(doc) if s.get("uses", "").startswith("oras-project/setup-oras@")]
-    assert oras and all(s["with"]["version"] in SETUP_ORAS_KNOWN for s in oras)
     logins = [s for s in steps(doc) if "oras login" in s.get("run", "")]
     assert len(logins) == 2
     for login in logins:
@@ -114,20 +407,9 @@ def test_release_workflow_contract() -> None:
     assert "invoke verify --lock packs.lock.json" in step_running(doc, "invoke verify")["run"]
     order = [s.get("name") for s in release["steps"]]
     assert order.index(release_step["name"]) < order.index(step_running(doc, "invoke verify")["name"])
-
-    upload = next(s for s in release["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    upload = step_using(doc, "actions/upload-artifact")[0]
     assert {"packs.lock.json", "dist/packs/*.gtpack"} <= set(upload["with"]["path"].split())
     assert upload["with"]["if-no-files-found"] == "error"
-
-    assert attest["needs"] == "release"
-    assert attest["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.release.outputs.subjects) }}"
-    attestation = next(s for s in attest["steps"] if s.get("uses", "").startswith("actions/attest-build-provenance@"))
-    assert attestation["with"] == {
-        "subject-name": "${{ matrix.name }}",
-        "subject-digest": "${{ matrix.digest }}",
-        "push-to-registry": True,
-    }
-    assert "pinned_ref" in step_running(doc, "GITHUB_OUTPUT")["run"]  # subject-name: the pinned ref without digest
 
 
 def test_pull_request_workflow_contract() -> None:
@@ -137,8 +419,9 @@ def test_pull_request_workflow_contract() -> None:
     assert "pull_request_target" not in text and "secrets." not in text and "github.token" not in text
     assert doc["permissions"] == {"contents": "read"}
     assert all("permissions" not in job for job in doc["jobs"].values())
+    assert DEV_INSTALL in step_running(doc, "requirements-dev.txt")["run"] and DEV_INSTALL in README
     assert "invoke test" in step_running(doc, "invoke test")["run"]
     assert "```sh\ninvoke test\n```" in README
     assert "invoke release --dry-run" in step_running(doc, "invoke release --dry-run")["run"]
-    upload = next(s for s in steps(doc) if s.get("uses", "").startswith("actions/upload-artifact@"))
+    upload = step_using(doc, "actions/upload-artifact")[0]
     assert upload["with"]["path"] == "packs.lock.json"
