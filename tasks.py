@@ -88,8 +88,8 @@ def verify(c: Context, lock: str | None = None) -> None:
     """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
     from pack_publisher.verify import verify as verify_lockfile
 
-    options, lock_file, printer = verify_inputs(c, ROOT, lock)
-    verify_lockfile(lock_file, options, printer.redact, printer.say)
+    options, registry, lock_file, printer = verify_inputs(c, ROOT, lock)
+    verify_lockfile(lock_file, options, registry, printer.redact, printer.say)
 
 
 @task(

@@ -427,9 +427,9 @@ def report(
 
 def run(output: Path, runs: int, quick: bool) -> Path:
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import STANDINS, make_executable
-    from tests.fault_proxy import FaultProxy, Rule
-    from tests.registries import Registry
+    from testsupport.fault_proxy import FaultProxy, Rule
+    from testsupport.registries import Registry
+    from testsupport.standins import STANDINS, make_executable
 
     oras = os.environ.get("ORAS_BIN") or shutil.which("oras")
     sizes = [1 * MIB] if quick else [1 * MIB, 16 * MIB, 60 * MIB]

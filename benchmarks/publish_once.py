@@ -15,18 +15,19 @@ from urllib.parse import urljoin
 
 import requests
 
-from pack_publisher.artifact import EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DIGEST, compose
-from pack_publisher.publish import verify_landed
-from pack_publisher.records import BuiltPack
+from pack_publisher.artifact import EMPTY_CONFIG, EMPTY_CONFIG_BYTES, GTPACK_MEDIA_TYPE, compose
+from pack_publisher.content import VerifiedRegistry
+from pack_publisher.descriptor import file_descriptor
 from pack_publisher.redact import Redactor
-from pack_publisher.transport import PushRequest, PythonTransport, Transport
+from pack_publisher.settings import PublishOptions
+from pack_publisher.transports import PushRequest, Transports
 
 
 def baseline(host: str, repo: str, blob: Path, digest: str, manifest: bytes) -> None:
     """The raw reference: a few lines of plain requests, no checks, no retries."""
     base = f"http://{host}/v2/{repo}/"
     with requests.Session() as s:
-        for data, dgst, size in ((EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DIGEST, 2), (None, digest, blob.stat().st_size)):
+        for data, dgst, size in ((EMPTY_CONFIG_BYTES, EMPTY_CONFIG.digest, 2), (None, digest, blob.stat().st_size)):
             location = urljoin(base, s.post(base + "blobs/uploads/").headers["Location"])
             body = data if data is not None else blob.open("rb")
             s.put(f"{location}&digest={dgst}", data=body, headers={"Content-Length": str(size)}).raise_for_status()
@@ -43,45 +44,29 @@ def main() -> None:
     parser.add_argument("host")
     parser.add_argument("repo")
     parser.add_argument("blob", type=Path)
-    parser.add_argument("sha256")
+    parser.add_argument("sha256", help="ignored: the digest is taken from the blob itself")
     parser.add_argument("--oras")
     args = parser.parse_args()
-    size = args.blob.stat().st_size
-    artifact = compose(args.sha256, size, args.blob.name, {"org.opencontainers.image.version": "1.0.0"})
-    manifest_path = args.blob.with_suffix(".manifest.json")
-    manifest_path.write_bytes(artifact.manifest)
+    layer = file_descriptor(GTPACK_MEDIA_TYPE, args.blob)
+    artifact = compose(layer, args.blob.name, {"org.opencontainers.image.version": "1.0.0"})
     started = time.perf_counter()
     if args.mode == "baseline":
-        baseline(args.host, args.repo, args.blob, artifact.layer_digest, artifact.manifest)
+        baseline(args.host, args.repo, args.blob, artifact.layer.digest, artifact.manifest)
     else:
-        transport: Transport
-        if args.mode == "oras":
-            from pack_publisher.oras_transport import OrasTransport
-
-            transport = OrasTransport(args.oras, args.host, None, True, False, Redactor())
-        else:
-            transport = PythonTransport(args.host, None, True)
-        built = BuiltPack(
-            name="bench",
-            pack_id="bench",
-            version="1.0.0",
-            git_sha="0" * 40,
-            gtpack=args.blob,
-            size=size,
-            sha256=args.sha256,
-            manifest=manifest_path,
-            manifest_digest=artifact.digest,
-            reference=f"{args.host}/{args.repo}:1.0.0",
+        options = PublishOptions(
+            client="oras" if args.mode == "oras" else "python",
+            oras_bin=args.oras,
+            plain_http=True,
+            oras_experimental=False,
+            latest=False,
+            jobs=1,
+            timeout=15.0,
         )
-        if transport.resolve(args.repo, "1.0.0") is not None:
-            raise SystemExit("benchmark repository not empty")
-        transport.push(
-            PushRequest(
-                args.repo, ["1.0.0"], args.blob, artifact.layer_digest, size, artifact.manifest, artifact.digest
-            )
-        )
-        verify_landed(transport, args.repo, ["1.0.0"], built)
-        transport.close()
+        with Transports(args.host, options, Redactor(), use_credentials=False) as transports:
+            registry = VerifiedRegistry(transports.get(), args.host)
+            if registry.resolve(args.repo, "1.0.0") is not None:
+                raise SystemExit("benchmark repository not empty")
+            registry.push(PushRequest(args.repo, ["1.0.0"], args.blob, artifact))
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from typing import Any
 import blake3
 import cbor2
 
+from .artifact import GTPACK_MEDIA_TYPE
+from .descriptor import Descriptor, file_descriptor
 from .errors import PublisherError
 
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
@@ -40,16 +41,8 @@ class ArchiveFacts:
     version: str
     kind: str | None
     size: int
-    sha256: str  # hex sha256 of the .gtpack file: the OCI layer digest, never the manifest digest
+    layer: Descriptor  # the .gtpack file as the OCI layer: its digest is never the manifest digest
     entries: int
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _bad(path: Path, why: str) -> PublisherError:
@@ -153,6 +146,6 @@ def inspect_gtpack(path: Path) -> ArchiveFacts:
         version=version,
         kind=kind if isinstance(kind, str) else None,
         size=path.stat().st_size,
-        sha256=file_sha256(path),
+        layer=file_descriptor(GTPACK_MEDIA_TYPE, path),
         entries=len(infos),
     )

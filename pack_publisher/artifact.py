@@ -6,16 +6,18 @@ manifest digest is known before anything is pushed, whichever transport pushes i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from .descriptor import Descriptor, describe
+from .errors import PublisherError
 
 GTPACK_MEDIA_TYPE = "application/vnd.greentic.gtpack.v1+zip"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_CONFIG_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG_BYTES = b"{}"
-EMPTY_CONFIG_DIGEST = "sha256:" + hashlib.sha256(EMPTY_CONFIG_BYTES).hexdigest()
+EMPTY_CONFIG = describe(EMPTY_CONFIG_MEDIA_TYPE, EMPTY_CONFIG_BYTES)
 TITLE = "org.opencontainers.image.title"
 CREATED = "org.opencontainers.image.created"
 SOURCE = "org.opencontainers.image.source"
@@ -38,31 +40,35 @@ def go_json(value: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One pack's OCI artifact: the manifest bytes exactly as they are pushed, and their digest."""
+    """One pack's OCI artifact: the manifest bytes exactly as they are pushed, and what they describe."""
 
     manifest: bytes
-    digest: str
-    layer_digest: str
-    layer_size: int
+    descriptor: Descriptor  # of the manifest: its digest is what consumers pin
+    layer: Descriptor  # the .gtpack
+
+    @property
+    def blobs(self) -> tuple[Descriptor, Descriptor]:
+        """What the manifest references, config first: all of it must be in the registry before the manifest."""
+        return (EMPTY_CONFIG, self.layer)
 
 
-def compose(layer_sha256: str, layer_size: int, layer_title: str, annotations: dict[str, str]) -> Artifact:
+def compose(layer: Descriptor, layer_title: str, annotations: dict[str, str]) -> Artifact:
     """The manifest `oras push --artifact-type T <title>:T` would write, with these annotations."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": GTPACK_MEDIA_TYPE,
         "config": {
-            "mediaType": EMPTY_CONFIG_MEDIA_TYPE,
-            "digest": EMPTY_CONFIG_DIGEST,
-            "size": len(EMPTY_CONFIG_BYTES),
+            "mediaType": EMPTY_CONFIG.media_type,
+            "digest": EMPTY_CONFIG.digest,
+            "size": EMPTY_CONFIG.size,
             "data": "e30=",
         },
         "layers": [
             {
-                "mediaType": GTPACK_MEDIA_TYPE,
-                "digest": f"sha256:{layer_sha256}",
-                "size": layer_size,
+                "mediaType": layer.media_type,
+                "digest": layer.digest,
+                "size": layer.size,
                 "annotations": {TITLE: layer_title},
             }
         ],
@@ -70,12 +76,33 @@ def compose(layer_sha256: str, layer_size: int, layer_title: str, annotations: d
     if annotations:
         manifest["annotations"] = dict(sorted(annotations.items()))
     data = go_json(manifest)
-    return Artifact(
-        manifest=data,
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
-        layer_digest=f"sha256:{layer_sha256}",
-        layer_size=layer_size,
-    )
+    return Artifact(manifest=data, descriptor=describe(MANIFEST_MEDIA_TYPE, data), layer=layer)
+
+
+def check_pack_manifest(manifest: bytes, digest: str, layer_digest: str | None, layer_size: int | None) -> Descriptor:
+    """The layer of a served manifest, after checking it is a pack artifact of this shape.
+
+    Its bytes were already matched to `digest` by the verifying layer; this checks what they say.
+    """
+    try:
+        doc = json.loads(manifest)
+        layers = doc["layers"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise PublisherError(f"manifest {digest} is not an OCI image manifest") from None
+    if doc.get("artifactType") != GTPACK_MEDIA_TYPE:
+        raise PublisherError(f"manifest {digest} has artifactType {doc.get('artifactType')!r}, not {GTPACK_MEDIA_TYPE}")
+    if not isinstance(layers, list) or len(layers) != 1 or not isinstance(layers[0], dict):
+        raise PublisherError(f"manifest {digest} does not hold exactly one {GTPACK_MEDIA_TYPE} layer")
+    layer = layers[0]
+    if layer.get("mediaType") != GTPACK_MEDIA_TYPE:
+        raise PublisherError(f"manifest {digest} does not hold exactly one {GTPACK_MEDIA_TYPE} layer")
+    if layer_digest is not None and layer.get("digest") != layer_digest:
+        raise PublisherError(f"manifest {digest} points at layer {layer.get('digest')}, expected {layer_digest}")
+    if layer_size is not None and layer.get("size") != layer_size:
+        raise PublisherError(f"manifest {digest} says the layer is {layer.get('size')} bytes, expected {layer_size}")
+    if not isinstance(layer.get("digest"), str) or not isinstance(layer.get("size"), int):
+        raise PublisherError(f"manifest {digest} describes its layer without a digest and size")
+    return Descriptor(GTPACK_MEDIA_TYPE, layer["digest"], layer["size"])
 
 
 def pack_annotations(

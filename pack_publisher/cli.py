@@ -13,7 +13,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from .errors import PublisherError
-from .redact import SECRET_ENV_VARS, Redactor
+from .redact import Redactor, secret_env_values
 
 if TYPE_CHECKING:
     from .settings import PublishOptions, Settings
@@ -47,15 +47,15 @@ class Session(Printer):
         self.flags = flags  # the task flags these settings were resolved with
 
 
-def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, Path, Printer]:
-    """What `verify` needs: the publishing options and the lockfile path, no git, version or org."""
-    from .settings import publish_options, read_environment
+def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, str, Path, Printer]:
+    """What `verify` needs: publishing options, the configured registry, the lockfile; no git, version or org."""
+    from .settings import options_of, read_environment
 
     env = read_environment()
-    options = publish_options()
+    options = options_of(env)
     printer = Printer(options.secrets)
     c.config[_CONFIG_KEY] = printer  # type: ignore[assignment]  # invoke types config values as str
-    return options, (root / (lock or env.lock_file)).resolve(), printer
+    return options, env.oci_registry, (root / (lock or env.lock_file)).resolve(), printer
 
 
 def session(c: Context, root: Path, **flags: Any) -> Session:
@@ -91,6 +91,9 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
             redact = _redactor_of(args)
             raise Exit(redact(f"error: {exc.message}"), exc.exit_code) from None
         except KeyboardInterrupt:
+            from . import cleanup
+
+            cleanup.run_all()  # os._exit skips `finally`: remove scratch folders, stop child processes
             # Leave at once: a push thread may sit in a stalled request, and waiting for it would make
             # Ctrl-C take up to the retry budget. Records and the lockfile are written atomically and
             # only after verification, so nothing half-written is left behind.
@@ -107,4 +110,4 @@ def _redactor_of(args: tuple[Any, ...]) -> Redactor:
         if isinstance(existing, Printer):
             return existing.redact
     # settings could not be resolved: still hide what the environment holds
-    return Redactor(os.environ.get(name, "") for name in SECRET_ENV_VARS)
+    return Redactor(secret_env_values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_FAILURE = 1  # a build, push or verification failed
 EXIT_USAGE = 2  # bad settings, flags or input: fix and re-run
+EXIT_ACCESS = 3  # the registry could not be reached, or refused the credentials (verify tells it from MISMATCH)
 
 
 class PublisherError(Exception):
@@ -26,3 +27,10 @@ class ConfigError(PublisherError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_USAGE)
+
+
+class AccessError(PublisherError):
+    """The registry could not be reached, kept failing, or refused access: nothing was learnt about content."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_ACCESS)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .artifact import GTPACK_MEDIA_TYPE
 from .errors import ConfigError
 from .oci_names import pack_name_problem
 from .records import PublishedPack, write_atomic
@@ -37,9 +36,9 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
                 "pinned_ref": p.pinned_reference,
                 "expected_digest": p.expected_digest,
                 "pack_id": p.pack_id,
-                "media_type": GTPACK_MEDIA_TYPE,
-                "size": p.size,
-                "gtpack_sha256": f"sha256:{p.sha256}",
+                "media_type": p.layer.media_type,
+                "size": p.layer.size,
+                "gtpack_sha256": p.layer.digest,
             }
             for p in sorted(published, key=lambda p: p.name)
         ],

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import archive, artifact, builder, lockfile, packs, publish, records
+from .descriptor import file_digest
 from .errors import ConfigError, PublisherError
 from .records import BuiltPack, PublishedPack
 from .redact import Redactor
@@ -42,8 +43,7 @@ def build_one(settings: Settings, pack: packs.PackSource, builder_path: str, red
             f"pack {pack.name!r}: the archive says version {facts.version!r}, expected {settings.version!r}"
         )
     composed = artifact.compose(
-        facts.sha256,
-        facts.size,
+        facts.layer,
         gtpack.name,  # the layer title: the bare file name, never a runner's path
         artifact.pack_annotations(
             created=settings.created,
@@ -62,10 +62,9 @@ def build_one(settings: Settings, pack: packs.PackSource, builder_path: str, red
         version=facts.version,
         git_sha=settings.git_sha,
         gtpack=gtpack,
-        size=facts.size,
-        sha256=facts.sha256,
+        layer=composed.layer,
         manifest=manifest_path,
-        manifest_digest=composed.digest,
+        manifest_descriptor=composed.descriptor,
         reference=settings.reference(pack.name),
     )
     records.save(settings.out_dir, built)
@@ -75,13 +74,15 @@ def build_one(settings: Settings, pack: packs.PackSource, builder_path: str, red
 def build(settings: Settings, names: list[str] | None, redactor: Redactor, report: Report) -> list[BuiltPack]:
     selected = select_packs(settings, names)
     builder_path = builder.find_builder(settings.builder_override)
+    packs.check_out_dir(settings.out_dir, settings.packs_dir)
+    lockfile.check_writable_target(settings.lock_file, settings.packs_dir)  # before any build or push
     _writable_out_dir(settings)
     built = []
     for pack in selected:
         one = build_one(settings, pack, builder_path, redactor)
         report(
-            f"built {one.name}: pack_id={one.pack_id} version={one.version} size={one.size} "
-            f"sha256={one.sha256} -> {settings.relative(one.gtpack)}"
+            f"built {one.name}: pack_id={one.pack_id} version={one.version} size={one.layer.size} "
+            f"{one.layer.digest} -> {settings.relative(one.gtpack)}"
         )
         built.append(one)
     return built
@@ -89,6 +90,7 @@ def build(settings: Settings, names: list[str] | None, redactor: Redactor, repor
 
 def load_built(settings: Settings, names: list[str] | None) -> list[BuiltPack]:
     """The build records of the selected packs, refusing missing or stale ones."""
+    lockfile.check_writable_target(settings.lock_file, settings.packs_dir)
     built = []
     for pack in select_packs(settings, names):
         record = records.load(settings.out_dir, pack.name, BuiltPack)
@@ -100,7 +102,7 @@ def load_built(settings: Settings, names: list[str] | None) -> list[BuiltPack]:
                 f"{record.version} at {record.git_sha[:12]}, not {settings.version} at {settings.git_sha[:12]}; "
                 "run `invoke build` again"
             )
-        if not record.gtpack.is_file() or archive.file_sha256(record.gtpack) != record.sha256:
+        if not record.gtpack.is_file() or file_digest(record.gtpack) != record.layer.digest:
             raise ConfigError(f"pack {pack.name!r}: {record.gtpack} changed since it was built; rebuild it")
         built.append(record)
     return built
@@ -110,7 +112,7 @@ def dry_run(settings: Settings, built: list[BuiltPack], report: Report) -> list[
     """What a push would publish, with the digest it will have; touches no registry."""
     planned = []
     for one in built:
-        report(f"would push {one.reference} (manifest digest {one.manifest_digest})")
+        report(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
         record = PublishedPack.of(
             one,
             digest=lockfile.DRY_RUN_DIGEST,
@@ -165,7 +167,7 @@ def write_step_summary(settings: Settings, results: list[publish.PackResult]) ->
     rows = ["| pack | reference | digest | size | status |", "|---|---|---|---|---|"]
     for r in results:
         digest = f"`{r.record.digest}`" if r.record else "-"
-        size = f"{r.record.size:,} B" if r.record else "-"
+        size = f"{r.record.layer.size:,} B" if r.record else "-"
         status = r.status if r.record else f"failed: {r.error}"
         rows.append(f"| {r.name} | `{r.reference}` | {digest} | {size} | {status.replace('|', '/')} |")
     try:

@@ -7,23 +7,24 @@ than the registry holds.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import records
-from .artifact import EMPTY_CONFIG_DIGEST, GTPACK_MEDIA_TYPE
+from .artifact import Artifact
+from .content import VerifiedRegistry
+from .descriptor import describe
 from .errors import PublisherError
 from .records import BuiltPack, PublishedPack
 from .redact import Redactor
 from .settings import Settings
-from .transport import PushRequest, Transport, transport_factory
+from .transports import PushRequest, Transports
 
 Report = Callable[[str], None]
 LATEST = "latest"
+_print_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -35,85 +36,41 @@ class PackResult:
     error: str | None = None
 
 
-def check_manifest(manifest: bytes, digest: str, layer_digest: str | None, layer_size: int | None) -> dict[str, object]:
-    """The parsed manifest, after checking it is the pack artifact it claims to be."""
-    actual = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    if actual != digest:
-        raise PublisherError(f"the registry served a manifest with digest {actual}, expected {digest}")
-    try:
-        doc = json.loads(manifest)
-        layers = doc["layers"]
-    except (ValueError, KeyError, TypeError):
-        raise PublisherError(f"manifest {digest} is not an OCI image manifest") from None
-    if doc.get("artifactType") != GTPACK_MEDIA_TYPE:
-        raise PublisherError(f"manifest {digest} has artifactType {doc.get('artifactType')!r}, not {GTPACK_MEDIA_TYPE}")
-    if not isinstance(layers, list) or len(layers) != 1 or layers[0].get("mediaType") != GTPACK_MEDIA_TYPE:
-        raise PublisherError(f"manifest {digest} does not hold exactly one {GTPACK_MEDIA_TYPE} layer")
-    if layer_digest is not None and layers[0].get("digest") != layer_digest:
-        raise PublisherError(f"manifest {digest} points at layer {layers[0].get('digest')}, expected {layer_digest}")
-    if layer_size is not None and layers[0].get("size") != layer_size:
-        raise PublisherError(
-            f"manifest {digest} says the layer is {layers[0].get('size')} bytes, expected {layer_size}"
-        )
-    return dict(doc)
-
-
-def verify_landed(transport: Transport, repository: str, tags: list[str], built: BuiltPack) -> None:
-    """Read every tag back from the registry and check manifest and blobs, independently of the push."""
-    manifest = transport.fetch_manifest(repository, tags[0])  # its digest is checked from these bytes
-    if manifest is None:
-        raise PublisherError(f"after the push, {repository}:{tags[0]} is not served")
-    check_manifest(manifest, built.manifest_digest, f"sha256:{built.sha256}", built.size)
-    for tag in tags[1:]:
-        served = transport.resolve(repository, tag)
-        if served != built.manifest_digest:
-            raise PublisherError(
-                f"after the push, {repository}:{tag} resolves to {served}, not {built.manifest_digest}"
-            )
-    for blob in (f"sha256:{built.sha256}", EMPTY_CONFIG_DIGEST):
-        if not transport.blob_exists(repository, blob):
-            raise PublisherError(f"after the push, blob {blob} is missing from {repository}")
-
-
-def push_one(settings: Settings, transport: Transport, built: BuiltPack, latest: bool, force: bool) -> PackResult:
-    repository = settings.repository(built.name)
+def load_artifact(built: BuiltPack) -> Artifact:
+    """The composed artifact of a build, refusing a manifest file changed since."""
     manifest = built.manifest.read_bytes()
-    if "sha256:" + hashlib.sha256(manifest).hexdigest() != built.manifest_digest:
+    descriptor = describe(built.manifest_descriptor.media_type, manifest)
+    if descriptor != built.manifest_descriptor:
         raise PublisherError(f"pack {built.name!r}: {built.manifest} changed since the build; rebuild it")
+    return Artifact(manifest=manifest, descriptor=descriptor, layer=built.layer)
+
+
+def push_one(settings: Settings, registry: VerifiedRegistry, built: BuiltPack, latest: bool, force: bool) -> PackResult:
+    repository = settings.repository(built.name)
+    artifact = load_artifact(built)
+    digest = artifact.descriptor.digest
     tags = [settings.version, *([LATEST] if latest else [])]
-    existing = transport.resolve(repository, settings.version)
+    request = PushRequest(repository=repository, tags=tags, gtpack=built.gtpack, artifact=artifact)
+    existing = registry.resolve(repository, settings.version)  # None only when the registry said "not found"
     uploaded: int | None = 0
-    if existing == built.manifest_digest and not latest:
+    if existing is not None and existing.digest == digest and not latest:
         status = "already published"
+        registry.check_landed(request)
     else:
-        if existing is not None and existing != built.manifest_digest and not force:
+        if existing is not None and existing.digest != digest and not force:
             raise PublisherError(
-                f"{built.reference} already holds {existing}, but this build is {built.manifest_digest}; "
+                f"{built.reference} already holds {existing.digest}, but this build is {digest}; "
                 "release tags are immutable: publish a new version, or pass --force to overwrite"
             )
-        request = PushRequest(
-            repository=repository,
-            tags=tags,
-            gtpack=built.gtpack,
-            layer_digest=f"sha256:{built.sha256}",
-            layer_size=built.size,
-            manifest=manifest,
-            digest=built.manifest_digest,
-        )
-        outcome = transport.push(request)
-        if outcome.digest != built.manifest_digest:
-            raise PublisherError(
-                f"the registry reports {outcome.digest} for {built.reference}, expected {built.manifest_digest}"
-            )
-        uploaded = outcome.uploaded_blobs
-        status = "already published" if existing == built.manifest_digest and not uploaded else "published"
-    verify_landed(transport, repository, tags, built)
+        uploaded = registry.push(request).uploaded_blobs
+        already = existing is not None and existing.digest == digest
+        status = "already published" if already and not uploaded else "published"
     record = PublishedPack.of(
         built,
-        digest=built.manifest_digest,
-        pinned_reference=f"{settings.registry}/{repository}@{built.manifest_digest}",
+        digest=digest,
+        pinned_reference=f"{settings.registry}/{repository}@{digest}",
         tags=tags,
-        transport=transport.name,
+        transport=registry.name,
         uploaded_blobs=uploaded,
         already_published=status == "already published",
     )
@@ -132,25 +89,17 @@ def push(
     report: Report,
 ) -> list[PackResult]:
     """Push every pack, up to `jobs` at once; one failing pack does not stop the others."""
-    new_transport = transport_factory(settings.registry, settings.publish, redactor)
-    local = threading.local()
-    opened: list[Transport] = []
-    lock = threading.Lock()
-
-    def transport() -> Transport:
-        if not hasattr(local, "transport"):
-            local.transport = new_transport()
-            with lock:
-                opened.append(local.transport)
-        return local.transport  # type: ignore[no-any-return]
+    transports = Transports(settings.registry, settings.publish, redactor)
 
     def run(one: BuiltPack) -> PackResult:
         try:
-            result = push_one(settings, transport(), one, latest, force)
+            registry = VerifiedRegistry(transports.get(), settings.registry)
+            result = push_one(settings, registry, one, latest, force)
         except PublisherError as exc:
             result = PackResult(one.name, one.reference, "failed", error=redactor(exc.message))
         line = _line(result)
-        report(line)
+        with _print_lock:  # one whole line per pack, whatever the threads do
+            report(line)
         return result
 
     executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
@@ -159,9 +108,9 @@ def push(
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: never wait for a stalled request
         raise
+    finally:
+        transports.close()
     executor.shutdown(wait=True)
-    for t in opened:
-        t.close()
     return results
 
 

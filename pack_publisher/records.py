@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .descriptor import Descriptor
 from .errors import PublisherError
 
 RECORDS_DIR = "records"
@@ -29,10 +30,9 @@ class BuiltPack(BaseModel):
     version: str
     git_sha: str
     gtpack: Path
-    size: int
-    sha256: str
+    layer: Descriptor  # the .gtpack as the OCI layer
     manifest: Path  # the exact manifest bytes to push
-    manifest_digest: str
+    manifest_descriptor: Descriptor  # its digest is the one consumers pin
     reference: str
 
 
@@ -51,8 +51,7 @@ class PublishedPack(BaseModel):
     pinned_reference: str | None
     tags: list[str]
     gtpack: Path
-    size: int
-    sha256: str
+    layer: Descriptor
     transport: str
     uploaded_blobs: int | None = 0  # None when the transport (oras) does not say
     already_published: bool = False
@@ -78,10 +77,9 @@ class PublishedPack(BaseModel):
             version=built.version,
             git_sha=built.git_sha,
             reference=built.reference,
-            expected_digest=built.manifest_digest,
+            expected_digest=built.manifest_descriptor.digest,
             gtpack=built.gtpack,
-            size=built.size,
-            sha256=built.sha256,
+            layer=built.layer,
             digest=digest,
             pinned_reference=pinned_reference,
             tags=tags,

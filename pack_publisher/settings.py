@@ -161,13 +161,8 @@ class PublishOptions(BaseModel):
         return self.plain_http or host in {"localhost", "127.0.0.1", "[::1]"}
 
 
-def publish_options(overrides: dict[str, Any] | None = None) -> PublishOptions:
+def options_of(env: EnvSettings) -> PublishOptions:
     """The publishing options alone (what `verify` needs): no git, version or org required."""
-    env = read_environment(overrides)
-    return _options(env)
-
-
-def _options(env: EnvSettings) -> PublishOptions:
     return PublishOptions(
         client=env.oci_client,
         oras_bin=env.oras_bin,
@@ -329,7 +324,7 @@ def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Set
         lock_file=(root / env.lock_file).resolve(),
         dry_run=env.dry_run,
         builder_override=env.packc,
-        publish=_options(env),
+        publish=options_of(env),
         git_sha=sha,
         created=format_created(epoch),
         source_url=source_url,

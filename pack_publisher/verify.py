@@ -1,4 +1,9 @@
-"""`invoke verify`: prove a lockfile against the registry, as a consumer about to trust it would."""
+"""`invoke verify`: prove a lockfile against the registry, as a consumer about to trust it would.
+
+A lockfile may come from anyone: its registry is validated, and credentials are sent only when it
+names the configured registry (OCI_REGISTRY). Access problems (unreachable, refused) stop with an
+`error:` line and exit 3 (AccessError); `MISMATCH` is printed only when what the registry serves differs.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from . import archive, lockfile
-from .errors import ConfigError, PublisherError
-from .oci_names import DIGEST_RE
-from .publish import check_manifest
+from .artifact import GTPACK_MEDIA_TYPE, check_pack_manifest
+from .content import VerifiedRegistry
+from .descriptor import Descriptor, is_digest
+from .errors import AccessError, ConfigError, PublisherError
+from .oci_names import REGISTRY_RE, pack_name_problem
 from .redact import Redactor
 from .settings import PublishOptions
-from .transport import Transport, open_transport
+from .transports import Transports
 
 Report = Callable[[str], None]
 
@@ -26,32 +33,30 @@ def _split(ref: str, registry: str) -> tuple[str, str]:
     return repository, tag
 
 
-def verify_pack(transport: Transport, registry: str, entry: dict[str, Any], scratch: Path) -> str:
-    repository, tag = _split(str(entry["oci_ref"]), registry)
+def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], scratch: Path) -> str:
+    repository, tag = _split(str(entry["oci_ref"]), registry.registry)
     digest = str(entry["digest"])
-    if not DIGEST_RE.match(digest):
+    if not is_digest(digest):
         raise PublisherError(f"digest {digest!r} is not a sha256 manifest digest")
     pinned = entry.get("pinned_ref")
-    if pinned is not None and pinned != f"{registry}/{repository}@{digest}":
+    if pinned is not None and pinned != f"{registry.registry}/{repository}@{digest}":
         raise PublisherError(f"pinned_ref {pinned!r} does not match oci_ref and digest")
-    served = transport.resolve(repository, tag)
+    served = registry.resolve(repository, tag)
     if served is None:
         raise PublisherError(f"tag {tag} is not in the registry")
-    if served != digest:
-        raise PublisherError(f"tag {tag} points at {served}, but the lockfile pins {digest}")
-    manifest = transport.fetch_manifest(repository, digest)
-    if manifest is None:
-        raise PublisherError(f"the pinned manifest {digest} is not in the registry")
-    expected_layer = entry.get("gtpack_sha256")
-    doc = check_manifest(manifest, digest, expected_layer, entry.get("size"))
-    layer = doc["layers"][0]  # type: ignore[index]
-    target = scratch / f"{entry['name']}.gtpack"
-    transport.fetch_blob(repository, str(layer["digest"]), target)  # the transport checks the digest
+    if served.digest != digest:
+        raise PublisherError(f"tag {tag} points at {served.digest}, but the lockfile pins {digest}")
+    manifest = registry.manifest(repository, digest)
+    layer = check_pack_manifest(manifest, digest, entry.get("gtpack_sha256"), entry.get("size"))
+    target = scratch / f"{name}.gtpack"
+    registry.blob_to_file(repository, Descriptor(GTPACK_MEDIA_TYPE, layer.digest, layer.size), target)
     facts = archive.inspect_gtpack(target)
     return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes)"
 
 
-def verify(lock_path: Path, options: PublishOptions, redactor: Redactor, report: Report) -> None:
+def verify(
+    lock_path: Path, options: PublishOptions, configured_registry: str, redactor: Redactor, report: Report
+) -> None:
     try:
         data = lock_path.read_bytes()
     except OSError as exc:
@@ -62,18 +67,31 @@ def verify(lock_path: Path, options: PublishOptions, redactor: Redactor, report:
         raise ConfigError(f"{lock_path}: lists no packs")
     if any(p["digest"] == lockfile.DRY_RUN_DIGEST for p in packs):
         raise ConfigError(f"{lock_path}: is a dry-run lockfile (digest DRY_RUN); there is nothing published to verify")
-    registry = str(content["registry"])
-    transport = open_transport(registry, options, redactor)
+    registry = content["registry"]
+    if not isinstance(registry, str) or not REGISTRY_RE.match(registry):
+        raise ConfigError(f"{lock_path}: registry {str(registry)[:80]!r} is not a registry host[:port]")
+    for entry in packs:
+        problem = pack_name_problem(str(entry["name"]))
+        if problem:
+            raise ConfigError(f"{lock_path}: pack name {problem}")
+    own = registry == configured_registry
+    if not own:
+        report(
+            f"note: {lock_path.name} names {registry}, not the configured OCI_REGISTRY {configured_registry}: "
+            "checking it anonymously (no credentials are sent to it)"
+        )
     failures = 0
-    try:
+    with Transports(registry, options, redactor, use_credentials=own) as transports:
+        verified = VerifiedRegistry(transports.get(), registry)
         with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
             for entry in packs:
+                name = str(entry["name"])
                 try:
-                    report(verify_pack(transport, registry, entry, Path(tmp)))
+                    report(verify_pack(verified, name, entry, Path(tmp)))
                 except PublisherError as exc:
+                    if isinstance(exc, ConfigError | AccessError):
+                        raise
                     failures += 1
-                    report(redactor(f"MISMATCH {entry['name']}: {exc.message}"))
-    finally:
-        transport.close()
+                    report(redactor(f"MISMATCH {name}: {exc.message}"))
     if failures:
         raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match the registry")

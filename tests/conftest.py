@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,19 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from .registries import Registry
+from testsupport.oras import real_oras
+from testsupport.registries import Registry
+from testsupport.standins import STANDINS, make_executable
 
 PROJECT = Path(__file__).resolve().parent.parent
-STANDINS = Path(__file__).resolve().parent / "standins"
 COMMIT_DATE = "2026-01-02T03:04:05Z"
 COMMIT_EPOCH = 1767323045
-
-
-def make_executable(path: Path, script: Path) -> Path:
-    """A tiny launcher that runs a Python stand-in with this interpreter (so its imports resolve)."""
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
 
 
 @pytest.fixture
@@ -124,3 +117,19 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     running = Registry(tmp_path_factory.mktemp("registry"), auth="token").start()
     yield running
     running.stop()
+
+
+def oras_path() -> str:
+    """The real oras; a test that needs it fails loudly without it (CI installs it)."""
+    found = real_oras()
+    if found is None:
+        pytest.fail("no real oras: set ORAS_BIN (.ci/run uses ../shared/tools/oras-1.3.3/oras) or put oras on PATH")
+    return found
+
+
+@pytest.fixture(params=["python", "oras"], ids=["builtin", "oras"])
+def client(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment choosing one transport: every publishing test runs on both, oras being the real CLI."""
+    if request.param == "python":
+        return {"OCI_CLIENT": "python"}
+    return {"OCI_CLIENT": "oras", "ORAS_BIN": oras_path()}

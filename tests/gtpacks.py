@@ -9,7 +9,7 @@ from pathlib import Path
 import blake3
 import cbor2
 
-from .standins.greentic_pack import write_zip
+from testsupport.standins.greentic_pack import write_zip
 
 MANIFEST = {
     "schema_version": "pack-v1",

@@ -28,7 +28,8 @@ def test_good_archive(tmp_path: Path) -> None:
     facts = inspect_gtpack(path)
     assert (facts.pack_id, facts.version, facts.kind, facts.entries) == ("demo.pack", "1.2.3", "provider", 3)
     assert facts.size == path.stat().st_size
-    assert facts.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert facts.layer.digest == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert facts.layer.size == path.stat().st_size
 
 
 def test_plain_string_pack_id(tmp_path: Path) -> None:

@@ -6,7 +6,13 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from pack_publisher import artifact
+from pack_publisher.descriptor import Descriptor, describe
+from pack_publisher.errors import PublisherError
+
+from .conftest import oras_path
 
 VECTORS = Path(__file__).resolve().parent / "data" / "oras-1.3.3"
 
@@ -15,15 +21,14 @@ def vector(name: str) -> bytes:
     return (VECTORS / name).read_bytes()
 
 
-def layer() -> tuple[str, int]:
-    data = vector("layer.gtpack")
-    return hashlib.sha256(data).hexdigest(), len(data)
+def layer() -> Descriptor:
+    return describe(artifact.GTPACK_MEDIA_TYPE, vector("layer.gtpack"))
 
 
 def test_plain_vector() -> None:
-    composed = artifact.compose(*layer(), "x.gtpack", {artifact.CREATED: "2025-01-01T00:00:00Z"})
+    composed = artifact.compose(layer(), "x.gtpack", {artifact.CREATED: "2025-01-01T00:00:00Z"})
     assert composed.manifest == vector("manifest-plain.json")
-    assert composed.digest == "sha256:780666006e258426c8da11c33e8ddbda04d98285f2b6865b77eabcc19d3a195e"
+    assert composed.descriptor.digest == "sha256:780666006e258426c8da11c33e8ddbda04d98285f2b6865b77eabcc19d3a195e"
 
 
 def test_special_characters_vector() -> None:
@@ -33,9 +38,9 @@ def test_special_characters_vector() -> None:
         artifact.CREATED: "2025-01-01T00:00:00Z",
         "a.first": "1",
     }
-    composed = artifact.compose(*layer(), "x.gtpack", annotations)
+    composed = artifact.compose(layer(), "x.gtpack", annotations)
     assert composed.manifest == vector("manifest-special.json")
-    assert composed.digest == "sha256:183328af53c786f0594c673d5fe21b65b7cad168e39dae17c3111e631c128b1d"
+    assert composed.descriptor.digest == "sha256:183328af53c786f0594c673d5fe21b65b7cad168e39dae17c3111e631c128b1d"
 
 
 def test_go_json_escapes() -> None:
@@ -45,12 +50,12 @@ def test_go_json_escapes() -> None:
 
 
 def test_manifest_shape() -> None:
-    composed = artifact.compose("ab" * 32, 10, "demo.gtpack", {})
+    composed = artifact.compose(Descriptor(artifact.GTPACK_MEDIA_TYPE, "sha256:" + "ab" * 32, 10), "demo.gtpack", {})
     doc = json.loads(composed.manifest)
     assert doc["artifactType"] == doc["layers"][0]["mediaType"] == "application/vnd.greentic.gtpack.v1+zip"
     assert doc["config"]["digest"] == "sha256:" + hashlib.sha256(b"{}").hexdigest()
     assert "annotations" not in doc  # left out when empty, as Go's omitempty does
-    assert composed.digest == "sha256:" + hashlib.sha256(composed.manifest).hexdigest()
+    assert composed.descriptor.digest == "sha256:" + hashlib.sha256(composed.manifest).hexdigest()
 
 
 def test_pack_annotations() -> None:
@@ -67,3 +72,48 @@ def test_pack_annotations() -> None:
         created="c", version="v", revision="r", source=None, title=None, description="ignored"
     )
     assert set(plain) == {artifact.CREATED, artifact.VERSION, artifact.REVISION}
+
+
+def test_real_oras_composes_the_same_bytes(tmp_path: Path) -> None:
+    """The manifest the publisher writes is the one `oras push` itself would write for the same inputs."""
+    import subprocess
+
+    (tmp_path / "x.gtpack").write_bytes(vector("layer.gtpack"))
+    annotations = {artifact.CREATED: "2025-01-01T00:00:00Z", artifact.VERSION: "1.2.3", "a.b": "<&>"}
+    (tmp_path / "annotations.json").write_text(json.dumps({"$manifest": annotations}))
+    subprocess.run(
+        [
+            oras_path(),
+            "push",
+            "--oci-layout",
+            f"{tmp_path / 'layout'}:1.2.3",
+            f"x.gtpack:{artifact.GTPACK_MEDIA_TYPE}",
+            "--artifact-type",
+            artifact.GTPACK_MEDIA_TYPE,
+            "--annotation-file",
+            "annotations.json",
+            "--export-manifest",
+            "manifest.json",
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (tmp_path / "manifest.json").read_bytes() == artifact.compose(layer(), "x.gtpack", annotations).manifest
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"artifactType": "other/type"}, "has artifactType 'other/type'"),
+        ({"layers": []}, "does not hold exactly one"),
+        ({"layers": [{"mediaType": "text/plain", "digest": "sha256:" + "1" * 64, "size": 1}]}, "does not hold exactly"),
+    ],
+)
+def test_check_pack_manifest_refuses_other_shapes(change: dict[str, object], message: str) -> None:
+    composed = artifact.compose(layer(), "x.gtpack", {})
+    doc = {**json.loads(composed.manifest), **change}
+    with pytest.raises(PublisherError, match=message):
+        artifact.check_pack_manifest(json.dumps(doc).encode(), "sha256:x", None, None)
+    assert artifact.check_pack_manifest(composed.manifest, "sha256:x", layer().digest, layer().size) == layer()

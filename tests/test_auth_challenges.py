@@ -12,8 +12,10 @@ from pydantic import SecretStr
 
 from pack_publisher.credentials import Credentials
 from pack_publisher.errors import PublisherError
-from pack_publisher.oras_transport import _json_digest
-from pack_publisher.registry_client import RegistryClient, RetryPolicy
+from pack_publisher.transports.http import HttpTransport
+from pack_publisher.transports.retry import RetryPolicy
+
+from .test_retry import FakeClock
 
 Answer = Callable[[BaseHTTPRequestHandler], None]
 
@@ -29,6 +31,8 @@ def server() -> Iterator[Callable[[Answer], str]]:
 
             def do_GET(self) -> None:
                 answer(self)
+
+            do_HEAD = do_GET
 
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -53,9 +57,9 @@ def reply(status: int, headers: dict[str, str], body: bytes = b"") -> Answer:
     return answer
 
 
-def client(host: str) -> RegistryClient:
+def client(host: str, plain_http: bool = True) -> HttpTransport:
     creds = Credentials("user", SecretStr("pw-secret"), "test")
-    return RegistryClient(host, creds, True, RetryPolicy(attempts=2, base_delay=0.01))
+    return HttpTransport(host, creds, plain_http, RetryPolicy(attempts=2, clock=FakeClock()))
 
 
 def error_of(host: str) -> str:
@@ -95,19 +99,16 @@ def test_token_service_down(server: Callable[[Answer], str]) -> None:
 
     host = server(answer)
     message = error_of(host)
-    assert message.startswith(f"{host}: reading manifest acme/pack:1.0.0 failed after 2 attempt(s)")
-    assert message.endswith("token service: HTTP 503 (text/html body, not a registry error)")
+    assert message.startswith(f"{host}: resolving acme/pack:1.0.0 failed after 2 attempt(s)")
+    assert message.endswith("token service: HTTP 503")
 
 
-@pytest.mark.parametrize(
-    ("stdout", "message"),
-    [
-        (b"Uploading x.gtpack\nPushed", "printed something that is not its JSON result"),
-        (b'{"digest": "md5:abc"}', "reported an unexpected digest 'md5:abc'"),
-        (b'{"reference": "x"}', "printed something that is not its JSON result"),
-    ],
-)
-def test_oras_json_output(stdout: bytes, message: str) -> None:
-    with pytest.raises(PublisherError, match=message):
-        _json_digest(stdout)
-    assert _json_digest(b'{"digest": "sha256:' + b"a" * 64 + b'"}') == "sha256:" + "a" * 64
+def test_token_realm_over_plain_http_is_refused_for_a_tls_registry() -> None:
+    """Credentials never go to a plain-HTTP token realm when the registry itself is reached over TLS."""
+    transport = client("registry.example", plain_http=False)
+    with pytest.raises(PublisherError) as info:
+        transport.auth.answer('Bearer realm="http://evil.example/token",service="s"', "repository:a:pull")
+    assert info.value.message == (
+        "registry.example: the registry sends credentials to a token realm over plain HTTP "
+        "(http://evil.example/token); refused"
+    )

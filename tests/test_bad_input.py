@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.registries import Registry
+
 from .conftest import RunInvoke, git
-from .registries import Registry
 
 PACK = "messaging-provider-bundle"
 

@@ -7,15 +7,21 @@ import hashlib
 import json
 from pathlib import Path
 
+from testsupport.registries import PASSWORD, USER, Registry
+
 from .conftest import RunInvoke, git
-from .registries import PASSWORD, USER, Registry
 
 PACK = "messaging-provider-bundle"
 REPO = f"acme/greentic-packs/{PACK}"
 
 
 def env_for(registry: Registry, **extra: str) -> dict[str, str]:
-    return {"OCI_REGISTRY": registry.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "OCI_CLIENT": "python", **extra}
+    return {"OCI_REGISTRY": registry.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **extra}
+
+
+def via(client: dict[str, str], uploaded: int) -> str:
+    """How a published line names the transport: only the built-in client counts the blobs it sent."""
+    return f"built-in client, {uploaded} blob(s) uploaded" if client["OCI_CLIENT"] == "python" else "oras CLI"
 
 
 def lock_of(repo: Path) -> dict[str, object]:
@@ -30,14 +36,14 @@ def add_pack(repo: Path, name: str) -> None:
 
 
 def test_release_publishes_what_the_dry_run_predicted(
-    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:
-    dry = run_invoke(project_copy, "release", "--dry-run", **env_for(registry))
+    dry = run_invoke(project_copy, "release", "--dry-run", **env_for(registry, **client))
     assert dry.returncode == 0, dry.stderr
     predicted = lock_of(project_copy)["packs"][0]["expected_digest"]  # type: ignore[index]
     assert registry.storage_files() == 0  # the dry run touched nothing
 
-    result = run_invoke(project_copy, "release", **env_for(registry))
+    result = run_invoke(project_copy, "release", **env_for(registry, **client))
     assert result.returncode == 0, result.stderr
     lock = lock_of(project_copy)
     [entry] = lock["packs"]  # type: ignore[misc]
@@ -58,29 +64,27 @@ def test_release_publishes_what_the_dry_run_predicted(
     assert layer["digest"] == entry["gtpack_sha256"]
     assert registry.raw_blob_sha256(REPO, layer["digest"]) == entry["gtpack_sha256"]
     assert registry.raw_manifest(REPO, "latest").status_code == 404  # no latest unless asked
-    assert (
-        f"published {registry.host}/{REPO}:1.2.3 digest={predicted} (via built-in client, 2 blob(s) uploaded)"
-        in result.stdout
-    )
+    assert f"published {registry.host}/{REPO}:1.2.3 digest={predicted} (via {via(client, 2)})" in result.stdout
 
     # a second release uploads nothing and succeeds
     files_before = registry.storage_files()
-    again = run_invoke(project_copy, "release", **env_for(registry))
+    again = run_invoke(project_copy, "release", **env_for(registry, **client))
     assert again.returncode == 0, again.stderr
     assert f"already published {registry.host}/{REPO}:1.2.3 digest={predicted}" in again.stdout
-    assert "0 blob(s) uploaded" in again.stdout
+    transport = "built-in client" if client["OCI_CLIENT"] == "python" else "oras CLI"
+    assert f"(via {transport}, 0 blob(s) uploaded)" in again.stdout  # nothing pushed at all
     assert registry.storage_files() == files_before
     assert lock_of(project_copy)["packs"][0]["digest"] == predicted  # type: ignore[index]
 
-    verified = run_invoke(project_copy, "verify", **env_for(registry))
+    verified = run_invoke(project_copy, "verify", **env_for(registry, **client))
     assert verified.returncode == 0, verified.stderr
     assert f"ok {registry.host}/{REPO}:1.2.3 @ {predicted}" in verified.stdout
 
 
 def test_release_tags_are_immutable_unless_forced(
-    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:
-    assert run_invoke(project_copy, "release", **env_for(registry)).returncode == 0
+    assert run_invoke(project_copy, "release", **env_for(registry, **client)).returncode == 0
     first = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
     lock_before = (project_copy / "packs.lock.json").read_bytes()
     (project_copy / "packs" / PACK / "assets").mkdir()
@@ -88,7 +92,7 @@ def test_release_tags_are_immutable_unless_forced(
     git(project_copy, "add", "-A")
     git(project_copy, "commit", "-qm", "change")
 
-    refused = run_invoke(project_copy, "release", **env_for(registry))
+    refused = run_invoke(project_copy, "release", **env_for(registry, **client))
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
     assert (
@@ -102,15 +106,17 @@ def test_release_tags_are_immutable_unless_forced(
     assert (project_copy / "packs.lock.json").read_bytes() == lock_before
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == first
 
-    forced = run_invoke(project_copy, "release", "--force", **env_for(registry))
+    forced = run_invoke(project_copy, "release", "--force", **env_for(registry, **client))
     assert forced.returncode == 0, forced.stderr
     second = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
     assert second != first
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == second
 
 
-def test_latest_points_at_the_same_manifest(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
-    result = run_invoke(project_copy, "release", "--latest", **env_for(registry))
+def test_latest_points_at_the_same_manifest(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    result = run_invoke(project_copy, "release", "--latest", **env_for(registry, **client))
     assert result.returncode == 0, result.stderr
     version = registry.raw_manifest(REPO, "1.2.3")
     latest = registry.raw_manifest(REPO, "latest")
@@ -118,8 +124,10 @@ def test_latest_points_at_the_same_manifest(project_copy: Path, run_invoke: RunI
     assert latest.headers["Docker-Content-Digest"] == lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
 
 
-def test_build_push_lock_as_separate_tasks(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
-    env = env_for(registry)
+def test_build_push_lock_as_separate_tasks(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    env = env_for(registry, **client)
     assert run_invoke(project_copy, "build", **env).returncode == 0
     pushed = run_invoke(project_copy, "push", "--jobs", "2", **env)
     assert pushed.returncode == 0, pushed.stderr
@@ -130,14 +138,16 @@ def test_build_push_lock_as_separate_tasks(project_copy: Path, run_invoke: RunIn
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
 
 
-def test_push_without_build(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
-    result = run_invoke(project_copy, "push", **env_for(registry))
+def test_push_without_build(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    result = run_invoke(project_copy, "push", **env_for(registry, **client))
     assert result.returncode == 2
     assert f"error: pack '{PACK}' has not been built into" in result.stderr
 
 
 def test_partial_failure_leaves_no_false_lockfile(
-    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:
     add_pack(project_copy, "second-pack")
     git(project_copy, "add", "-A")
@@ -149,12 +159,12 @@ def test_partial_failure_leaves_no_false_lockfile(
             "release",
             "--pack",
             "second-pack",
-            **env_for(registry, PACK_VERSION="1.2.3", SOURCE_DATE_EPOCH="1"),
+            **env_for(registry, **client, PACK_VERSION="1.2.3", SOURCE_DATE_EPOCH="1"),
         ).returncode
         == 0
     )
     (project_copy / "packs.lock.json").unlink()
-    result = run_invoke(project_copy, "release", "--jobs", "1", **env_for(registry))
+    result = run_invoke(project_copy, "release", "--jobs", "1", **env_for(registry, **client))
     assert result.returncode == 1
     assert f"published {registry.host}/{REPO}:1.2.3" in result.stdout
     assert "FAILED second-pack:" in result.stdout
@@ -163,73 +173,90 @@ def test_partial_failure_leaves_no_false_lockfile(
     assert "Traceback" not in result.stderr
 
 
-def test_step_summary(project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path) -> None:
+def test_step_summary(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
     summary = tmp_path / "summary.md"
-    assert run_invoke(project_copy, "release", **env_for(registry, GITHUB_STEP_SUMMARY=str(summary))).returncode == 0
+    assert (
+        run_invoke(project_copy, "release", **env_for(registry, **client, GITHUB_STEP_SUMMARY=str(summary))).returncode
+        == 0
+    )
     text = summary.read_text()
     digest = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
     assert "| pack | reference | digest | size | status |" in text
     assert f"| {PACK} | `{registry.host}/{REPO}:1.2.3` | `{digest}` |" in text
 
 
-def test_verify_rejects_a_tampered_lockfile(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
-    assert run_invoke(project_copy, "release", **env_for(registry)).returncode == 0
+def test_verify_rejects_a_tampered_lockfile(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    assert run_invoke(project_copy, "release", **env_for(registry, **client)).returncode == 0
     lock = lock_of(project_copy)
     entry = lock["packs"][0]  # type: ignore[index]
     entry["digest"] = "sha256:" + "0" * 64
     entry["pinned_ref"] = f"{registry.host}/{REPO}@{entry['digest']}"
     tampered = project_copy / "tampered.json"
     tampered.write_text(json.dumps(lock))
-    result = run_invoke(project_copy, "verify", "--lock", "tampered.json", **env_for(registry))
+    result = run_invoke(project_copy, "verify", "--lock", "tampered.json", **env_for(registry, **client))
     assert result.returncode == 1
     assert f"MISMATCH {PACK}: tag 1.2.3 points at sha256:" in result.stdout
     assert "error: tampered.json: 1 of 1 pack(s) do not match the registry" in result.stderr
 
 
-def test_verify_rejects_bad_lockfiles(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
+def test_verify_rejects_bad_lockfiles(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
     (project_copy / "garbage.json").write_text("{not json")
     result = run_invoke(project_copy, "verify", "--lock", "garbage.json")
     assert result.returncode == 2 and "garbage.json: not valid JSON" in result.stderr
     (project_copy / "shape.json").write_text(json.dumps({"packs": []}))
     result = run_invoke(project_copy, "verify", "--lock", "shape.json")
     assert result.returncode == 2 and "shape.json: not a packs.lock.json (expected keys" in result.stderr
-    assert run_invoke(project_copy, "release", "--dry-run", **env_for(registry)).returncode == 0
+    assert run_invoke(project_copy, "release", "--dry-run", **env_for(registry, **client)).returncode == 0
     result = run_invoke(project_copy, "verify")
     assert result.returncode == 2 and "is a dry-run lockfile" in result.stderr
     result = run_invoke(project_copy, "verify", "--lock", "missing.json")
     assert result.returncode == 2 and "missing.json: cannot read the lockfile" in result.stderr
 
 
-def test_basic_auth(project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry) -> None:
-    anonymous = run_invoke(project_copy, "release", **env_for(basic_registry))
+def test_basic_auth(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry
+) -> None:
+    anonymous = run_invoke(project_copy, "release", **env_for(basic_registry, **client))
     assert anonymous.returncode == 1
     assert "the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD" in anonymous.stdout
 
-    wrong = run_invoke(project_copy, "release", **env_for(basic_registry, OCI_USERNAME=USER, OCI_PASSWORD="wrong-pass"))
+    wrong = run_invoke(
+        project_copy, "release", **env_for(basic_registry, **client, OCI_USERNAME=USER, OCI_PASSWORD="wrong-pass")
+    )
     assert wrong.returncode == 1
     assert f"access denied as {USER}" in wrong.stdout
     assert "wrong-pass" not in wrong.stdout + wrong.stderr
 
-    good = run_invoke(project_copy, "release", **env_for(basic_registry, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD))
+    good = run_invoke(
+        project_copy, "release", **env_for(basic_registry, **client, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD)
+    )
     assert good.returncode == 0, good.stdout + good.stderr
     assert PASSWORD not in good.stdout + good.stderr
     digest = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
     assert basic_registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
-    verified = run_invoke(project_copy, "verify", OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD)
+    verified = run_invoke(
+        project_copy, "verify", **env_for(basic_registry, **client, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD)
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_docker_config_credentials(
-    project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry, tmp_path: Path
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry, tmp_path: Path
 ) -> None:
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     (config_dir / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
-    result = run_invoke(project_copy, "release", **env_for(basic_registry, DOCKER_CONFIG=str(config_dir)))
+    result = run_invoke(project_copy, "release", **env_for(basic_registry, **client, DOCKER_CONFIG=str(config_dir)))
     assert result.returncode == 0, result.stdout + result.stderr
     (config_dir / "config.json").write_text("{ this is not json")
-    broken = run_invoke(project_copy, "release", **env_for(basic_registry, DOCKER_CONFIG=str(config_dir)))
+    broken = run_invoke(project_copy, "release", **env_for(basic_registry, **client, DOCKER_CONFIG=str(config_dir)))
     assert broken.returncode == 2
     assert broken.stderr.strip().splitlines()[-1] == (
         f"error: {config_dir}/config.json: not a readable Docker config file (JSONDecodeError)"
@@ -237,7 +264,12 @@ def test_docker_config_credentials(
 
 
 def test_docker_credential_helper(
-    project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry, tmp_path: Path, builder_bin: Path
+    client: dict[str, str],
+    project_copy: Path,
+    run_invoke: RunInvoke,
+    basic_registry: Registry,
+    tmp_path: Path,
+    builder_bin: Path,
 ) -> None:
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
@@ -247,20 +279,29 @@ def test_docker_credential_helper(
         f'#!/bin/sh\nread host\necho \'{{"ServerURL":"\'$host\'","Username":"{USER}","Secret":"{PASSWORD}"}}\'\n'
     )
     helper.chmod(0o755)
-    result = run_invoke(project_copy, "release", **env_for(basic_registry, DOCKER_CONFIG=str(config_dir)))
+    result = run_invoke(project_copy, "release", **env_for(basic_registry, **client, DOCKER_CONFIG=str(config_dir)))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_token_auth(project_copy: Path, run_invoke: RunInvoke, token_registry: Registry) -> None:
-    wrong = run_invoke(project_copy, "release", **env_for(token_registry, GITHUB_ACTOR=USER, GITHUB_TOKEN="bad-token"))
+def test_token_auth(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, token_registry: Registry
+) -> None:
+    wrong = run_invoke(
+        project_copy, "release", **env_for(token_registry, **client, GITHUB_ACTOR=USER, GITHUB_TOKEN="bad-token")
+    )
     assert wrong.returncode == 1
-    assert f"authentication as {USER} (GITHUB_ACTOR/GITHUB_TOKEN) was refused" in wrong.stdout
+    if client["OCI_CLIENT"] == "python":
+        assert f"authentication as {USER} (GITHUB_ACTOR/GITHUB_TOKEN) was refused" in wrong.stdout
+    else:
+        assert f"access denied as {USER}" in wrong.stdout and "/token" in wrong.stdout
     assert "bad-token" not in wrong.stdout + wrong.stderr
 
-    anonymous = run_invoke(project_copy, "release", **env_for(token_registry))
+    anonymous = run_invoke(project_copy, "release", **env_for(token_registry, **client))
     assert anonymous.returncode == 1 and "access denied anonymously" in anonymous.stdout
 
-    good = run_invoke(project_copy, "release", **env_for(token_registry, GITHUB_ACTOR=USER, GITHUB_TOKEN=PASSWORD))
+    good = run_invoke(
+        project_copy, "release", **env_for(token_registry, **client, GITHUB_ACTOR=USER, GITHUB_TOKEN=PASSWORD)
+    )
     assert good.returncode == 0, good.stdout + good.stderr
     digest = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
     assert token_registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
@@ -269,8 +310,10 @@ def test_token_auth(project_copy: Path, run_invoke: RunInvoke, token_registry: R
     assert any(r["user"] == USER for r in token_registry.token_server.requests)
 
 
-def test_verify_rejects_each_kind_of_mismatch(project_copy: Path, run_invoke: RunInvoke, registry: Registry) -> None:
-    assert run_invoke(project_copy, "release", **env_for(registry)).returncode == 0
+def test_verify_rejects_each_kind_of_mismatch(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    assert run_invoke(project_copy, "release", **env_for(registry, **client)).returncode == 0
     good = lock_of(project_copy)
     entry = good["packs"][0]  # type: ignore[index]
     tamperings = {
@@ -284,7 +327,7 @@ def test_verify_rejects_each_kind_of_mismatch(project_copy: Path, run_invoke: Ru
     for name, (change, message) in tamperings.items():
         bad = {**good, "packs": [{**entry, **change}]}
         (project_copy / f"{name}.json").write_text(json.dumps(bad))
-        result = run_invoke(project_copy, "verify", "--lock", f"{name}.json", **env_for(registry))
+        result = run_invoke(project_copy, "verify", "--lock", f"{name}.json", **env_for(registry, **client))
         assert result.returncode in (1, 2), name
         assert message in result.stdout + result.stderr, (name, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr

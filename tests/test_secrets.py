@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import STANDINS, RunInvoke, make_executable
-from .registries import PASSWORD, USER, Registry, free_port
+from testsupport.registries import PASSWORD, USER, Registry, free_port
+
+from .conftest import RunInvoke
 
 OCI_CANARY = "canary-oci-pw-9f8e7d6c"
 GH_CANARY = "canary-gh-token-1a2b3c4d"
@@ -118,32 +119,3 @@ def test_invalid_settings(project_copy: Path, run_invoke: RunInvoke) -> None:
     no_user = run_invoke(project_copy, "release", **env_for("ghcr.io", OCI_PASSWORD=OCI_CANARY))
     assert no_user.returncode == 2 and "OCI_USERNAME: not set, but OCI_PASSWORD is" in no_user.stderr
     assert_no_leak(project_copy, no_user.stdout, no_user.stderr)
-
-
-def test_oras_gets_the_token_on_stdin_only_and_its_output_is_redacted(
-    project_copy: Path, run_invoke: RunInvoke, tmp_path: Path
-) -> None:
-    folder = tmp_path / "oras-bin"
-    folder.mkdir()
-    exe = make_executable(folder / "oras", STANDINS / "oras.py")
-    log = tmp_path / "oras.log"
-    store = tmp_path / "store"
-    store.mkdir()
-    env = {
-        **env_for("registry.example.test", GITHUB_ACTOR=USER, GITHUB_TOKEN=GH_CANARY, OCI_CLIENT="oras"),
-        "ORAS_BIN": str(exe),
-        "FAKE_ORAS_LOG": str(log),
-        "FAKE_ORAS_STORE": str(store),
-    }
-    ok = run_invoke(project_copy, "--debug", "release", **env)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [c["stdin"] for c in calls if c["stdin"] is not None] == [GH_CANARY]
-    assert leaks(json.dumps([c["argv"] for c in calls])) == []
-    assert all(c["secret_env"] == [] for c in calls)
-    assert_no_leak(project_copy, ok.stdout, ok.stderr)
-
-    failing = run_invoke(project_copy, "release", FAKE_ORAS_MODE="leaky-login", **env)
-    assert failing.returncode == 1
-    assert "oras login failed: Error: credentials *** rejected" in failing.stdout + failing.stderr
-    assert_no_leak(project_copy, failing.stdout, failing.stderr)

@@ -24,6 +24,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import blake3
 import cbor2
@@ -46,7 +47,7 @@ def media_type(path: str) -> str:
     return "application/octet-stream"
 
 
-def collect(pack_dir: Path, meta: dict) -> list[tuple[str, bytes]]:
+def collect(pack_dir: Path, meta: dict[str, Any]) -> list[tuple[str, bytes]]:
     entries: list[tuple[str, bytes]] = []
     components = []
     comp_dir = pack_dir / "components"

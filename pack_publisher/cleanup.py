@@ -1,0 +1,56 @@
+"""What must not outlive a run, even one stopped by Ctrl-C: scratch folders (one may hold credentials)
+and child processes.
+
+Ctrl-C leaves through `os._exit` (so a stalled push thread cannot hold the exit), which skips
+`finally` blocks; `clean_exit` calls `run_all` first so this list is honoured on every exit path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+_lock = threading.Lock()
+_folders: set[Path] = set()
+_processes: set[subprocess.Popen[bytes]] = set()
+
+
+def register_folder(path: Path) -> None:
+    with _lock:
+        _folders.add(path)
+
+
+def remove_folder(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    with _lock:
+        _folders.discard(path)
+
+
+def track(process: subprocess.Popen[bytes]) -> None:
+    with _lock:
+        _processes.add(process)
+
+
+def untrack(process: subprocess.Popen[bytes]) -> None:
+    with _lock:
+        _processes.discard(process)
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill a child started in its own session, with anything it started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_all() -> None:
+    with _lock:
+        processes, folders = list(_processes), list(_folders)
+    for process in processes:
+        kill_group(process)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)

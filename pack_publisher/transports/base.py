@@ -1,0 +1,68 @@
+"""What every transport offers: storage primitives with a typed "not found", nothing more.
+
+Transports move bytes and report what the registry said; they do not judge content. Every digest
+check happens once, above them, in `pack_publisher.content`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ..artifact import Artifact
+from ..descriptor import Descriptor
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what oras accepts; a bigger "manifest" is not one of ours
+
+# Opens a fresh sink for one download attempt (a retry starts again from an empty sink).
+SinkFactory = Callable[[], AbstractContextManager[BinaryIO]]
+
+
+class NotFound(Exception):
+    """The registry answered that the tag, manifest or blob does not exist (404), and nothing else went wrong."""
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    data: bytes
+    reported_digest: str | None  # Docker-Content-Digest, when the transport sees it
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """One pack's artifact, ready to go: the archive on disk and the exact manifest bytes."""
+
+    repository: str  # path inside the registry: <org>/<repo>/<pack>
+    tags: list[str]  # the version tag first; 'latest' after it when asked for
+    gtpack: Path
+    artifact: Artifact
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    uploaded_blobs: int | None  # None when the transport cannot tell
+
+
+class Transport(Protocol):
+    name: str
+
+    def resolve(self, repository: str, reference: str) -> Descriptor:
+        """The descriptor a tag or digest points at; NotFound when there is none."""
+        ...
+
+    def fetch_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
+
+    def blob_exists(self, repository: str, digest: str) -> bool: ...
+
+    def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
+        """Stream the blob into a sink from `open_sink` (a new one per attempt); NotFound when absent."""
+        ...
+
+    def push(self, request: PushRequest) -> PushOutcome:
+        """Blobs first (skipping those present), then the manifest bytes under every tag."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,288 @@
+"""The oras CLI transport: the same storage primitives, each one oras command, retried under the policy.
+
+Publishing writes the OCI image layout itself (the archive hard-linked, the exact manifest bytes
+composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so
+there is no second composition to compare and no copy of the archive.
+
+Credentials live in a private registry config for the run (`--registry-config`, a 0600 file in a
+0700 temporary folder, removed on every exit path); the user's Docker config is never written, and
+never read by oras (credentials found there, helpers included, were resolved once and written to
+the private file). It is written directly rather than by `oras login`: on a fresh config file,
+login hands the password to a native credential store it detects on PATH, outside the folder.
+
+oras reports everything on stderr as text; the classification below reads only its stable parts
+(`response status code NNN`, oras-go's `<ref>: not found`, Go's network error texts), and anything
+it cannot place is a final error, never "not found".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from .. import cleanup
+from ..credentials import Credentials
+from ..descriptor import Descriptor, is_digest
+from ..errors import AccessError, PublisherError
+from ..redact import Redactor
+from .base import FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory
+from .retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
+
+MIN_UPLOAD_RATE = 256 * 1024  # bytes/s below which an upload command is cut off (wall clock, on average)
+_NOT_FOUND = re.compile(r"^Error response from registry: .*: not found$")
+_STATUS = re.compile(r"response status code (\d{3})")
+_NETWORK = re.compile(
+    r"connection reset|connection refused|broken pipe|unexpected EOF|\bEOF\b|i/o timeout|timeout|"
+    r"no such host|server misbehaving|digest mismatch|invalid response|server closed",
+    re.IGNORECASE,
+)
+_DENIED = re.compile(r": (unauthorized|denied|forbidden): ")
+_QUERY = re.compile(r"\?[^\"\s]*")  # upload URLs carry long state tokens: not worth showing
+
+
+class PrivateRegistryConfig:
+    """The run's own registry config file for oras; remove() on every exit path."""
+
+    def __init__(self, registry: str, credentials: Credentials | None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="pack-publisher-oras-"))  # mode 0700
+        cleanup.register_folder(self.folder)
+        self.path = self.folder / "config.json"
+        auths: dict[str, Any] = {}
+        if credentials is not None:
+            pair = f"{credentials.username}:{credentials.password.get_secret_value()}"
+            auths[registry] = {"auth": base64.b64encode(pair.encode()).decode()}
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"auths": auths}, fh)
+
+    def remove(self) -> None:
+        cleanup.remove_folder(self.folder)
+
+
+class OrasTransport:
+    """Safe to share between threads: it holds no per-request state."""
+
+    name = "oras CLI"
+
+    def __init__(
+        self,
+        oras: str,
+        registry: str,
+        config: PrivateRegistryConfig,
+        credentials: Credentials | None,
+        plain_http: bool,
+        env: dict[str, str],
+        redactor: Redactor,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.oras = oras
+        self.registry = registry
+        self.config = config
+        self.who = f"as {credentials.username}" if credentials else "anonymously"
+        self.plain_http = plain_http
+        self.env = env
+        self.redact = redactor
+        self.policy = policy or RetryPolicy()
+
+    # --- running oras -----------------------------------------------------------------------------
+
+    def _remote(self) -> list[str]:
+        return ["--registry-config", str(self.config.path), *(["--plain-http"] if self.plain_http else [])]
+
+    def _ref(self, repository: str, reference: str) -> str:
+        sep = "@" if is_digest(reference) else ":"
+        return f"{self.registry}/{repository}{sep}{reference}"
+
+    def _small_timeout(self) -> float:
+        # the same bound as one request of the built-in client (oras' own 5xx retries fit in it)
+        return self.policy.connect_timeout + self.policy.read_timeout
+
+    def _run(
+        self,
+        args: list[str],
+        operation: str,
+        *,
+        timeout: float | None = None,
+        open_sink: SinkFactory | None = None,
+    ) -> bytes:
+        """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per attempt."""
+        seconds = timeout or self._small_timeout()
+
+        def attempt() -> bytes:
+            if open_sink is None:
+                return self._once(args, operation, seconds, None)
+            with open_sink() as sink:
+                return self._once(args, operation, seconds, sink)
+
+        return retrying(self.policy, self.registry, operation, attempt)
+
+    def _once(self, args: list[str], operation: str, timeout: float, sink: IO[bytes] | None) -> bytes:
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                process = subprocess.Popen(
+                    [self.oras, *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    env=self.env,
+                    start_new_session=True,  # so a timeout or Ctrl-C can kill it and anything it started
+                )
+            except OSError as exc:
+                raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
+            cleanup.track(process)
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                cleanup.kill_group(process)
+
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                out = _drain(process.stdout, sink)  # type: ignore[arg-type]
+                code = process.wait()
+            finally:
+                timer.cancel()
+                cleanup.untrack(process)
+                if process.poll() is None:
+                    cleanup.kill_group(process)
+                    process.wait()
+            if expired.is_set():
+                raise Transient(f"oras {args[0]} ran over {timeout:.0f} s")
+            if code == 0:
+                return out
+            stderr.seek(0)
+            text = stderr.read(64 * 1024).decode("utf-8", "replace")
+        raise self._classify(text, code, operation)
+
+    def _classify(self, stderr: str, code: int, operation: str) -> Exception:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("Error")]  # oras may add a hint line after it
+        last = (errors or lines or [f"exit {code}"])[-1]
+        cause = self.redact(_QUERY.sub("", last))[:400]
+        status = _STATUS.search(last)
+        if _NOT_FOUND.match(last) and status is None:
+            return NotFound(cause)
+        if status is not None:
+            number = int(status.group(1))
+            if number in TRANSIENT_STATUS:
+                return Transient(cause)
+            if number in (401, 403):
+                return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
+            return PublisherError(f"{self.registry}: {operation}: {cause}")
+        if "credential not found" in last:
+            return AccessError(
+                f"{self.registry}: {operation}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
+                "or log in with `oras login` / `docker login`"
+            )
+        if _DENIED.search(last):  # registry error codes UNAUTHORIZED / DENIED, as oras words them
+            return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
+        if "x509:" in last or "certificate" in last:
+            return AccessError(f"{self.registry}: {operation}: TLS failed ({cause})")
+        if _NETWORK.search(last):
+            return Transient(cause)
+        return PublisherError(f"{self.registry}: {operation}: {cause}")
+
+    # --- the storage primitives -------------------------------------------------------------------
+
+    def resolve(self, repository: str, reference: str) -> Descriptor:
+        ref = self._ref(repository, reference)
+        out = self._run(
+            ["manifest", "fetch", "--descriptor", *self._remote(), ref], f"resolving {repository}:{reference}"
+        )
+        try:
+            data = json.loads(out)
+            return Descriptor(str(data["mediaType"]), str(data["digest"]), int(data["size"]))
+        except (ValueError, KeyError, TypeError):
+            raise PublisherError(f"{self.registry}: oras printed no descriptor for {ref}") from None
+
+    def fetch_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        ref = self._ref(repository, reference)
+        out = self._run(["manifest", "fetch", *self._remote(), ref], f"reading manifest {repository}:{reference}")
+        return FetchedManifest(out, None)
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        ref = self._ref(repository, digest)
+        try:
+            self._run(
+                ["blob", "fetch", "--descriptor", *self._remote(), ref], f"checking blob {digest[:19]} in {repository}"
+            )
+        except NotFound:
+            return False
+        return True
+
+    def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
+        ref = self._ref(repository, digest)
+        self._run(
+            ["blob", "fetch", "--output", "-", *self._remote(), ref],
+            f"downloading blob {digest[:19]} from {repository}",
+            open_sink=open_sink,
+            timeout=self._small_timeout() * 4,
+        )
+
+    def push(self, request: PushRequest) -> PushOutcome:
+        work = Path(tempfile.mkdtemp(prefix=".oras-layout-", dir=request.gtpack.parent))
+        cleanup.register_folder(work)
+        try:
+            layout = _write_layout(work, request)
+            target = f"{self.registry}/{request.repository}:{','.join(request.tags)}"
+            to_remote = ["--to-registry-config", str(self.config.path)]
+            to_remote += ["--to-plain-http"] if self.plain_http else []
+            self._run(
+                ["cp", "--from-oci-layout", *to_remote, f"{layout}:{request.tags[0]}", target],
+                f"copying {request.repository}:{','.join(request.tags)} to the registry",
+                timeout=self._small_timeout() + request.artifact.layer.size / MIN_UPLOAD_RATE,
+            )
+        finally:
+            cleanup.remove_folder(work)
+        return PushOutcome(uploaded_blobs=None)
+
+    def close(self) -> None:
+        return None
+
+
+def _drain(stdout: IO[bytes], sink: IO[bytes] | None) -> bytes:
+    """Read a child's stdout to the end: into `sink` in chunks, or whole (oras caps what it prints)."""
+    if sink is None:
+        return stdout.read()
+    while chunk := stdout.read(1024 * 1024):
+        sink.write(chunk)
+    return b""
+
+
+def _write_layout(work: Path, request: PushRequest) -> Path:
+    """An OCI image layout holding exactly this artifact, tagged with the first tag; the archive is linked."""
+    layout = work / "layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
+    artifact = request.artifact
+    layer_path = blobs / artifact.layer.digest.split(":", 1)[1]
+    try:
+        os.link(request.gtpack, layer_path)
+    except OSError:  # another file system, or links not allowed: a copy is correct, only slower
+        shutil.copyfile(request.gtpack, layer_path)
+    for blob, data in ((artifact.blobs[0], b"{}"), (artifact.descriptor, artifact.manifest)):
+        (blobs / blob.digest.split(":", 1)[1]).write_bytes(data)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": artifact.descriptor.media_type,
+                "digest": artifact.descriptor.digest,
+                "size": artifact.descriptor.size,
+                "annotations": {"org.opencontainers.image.ref.name": request.tags[0]},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    return layout
