@@ -46,7 +46,9 @@ def test_dry_run_release(project_copy: Path, run_invoke: RunInvoke) -> None:
         f"would push ghcr.io/acme/greentic-packs/{PACK}:1.2.3 (manifest digest {entry['expected_digest']})"
         in result.stdout
     )
-    assert f"built {PACK}: pack_id={PACK} version=1.2.3 size={entry['size']} sha256=" in result.stdout
+    assert (
+        f"built {PACK}: pack_id={PACK} version=1.2.3 size={entry['size']} {entry['gtpack_sha256']} -> " in result.stdout
+    )
     assert {p: p.read_bytes() for p in (project_copy / "packs").rglob("*") if p.is_file()} == sources_before
     assert git(project_copy, "status", "--porcelain", "--", "packs") == ""
 
@@ -159,7 +161,7 @@ def test_runs_from_a_subdirectory(project_copy: Path, run_invoke: RunInvoke) -> 
 def test_lock_file_not_writable(project_copy: Path, run_invoke: RunInvoke) -> None:
     (project_copy / "blocked").write_text("a file where a folder should be")
     result = run_invoke(project_copy, "release", "--dry-run", OCI_ORG="acme", LOCK_FILE="blocked/packs.lock.json")
-    assert_one_line_error(result, 2, f"LOCK_FILE: cannot write {project_copy.resolve()}/blocked/packs.lock.json")
+    assert_one_line_error(result, 2, f"LOCK_FILE: cannot read {project_copy.resolve()}/blocked/packs.lock.json")
 
 
 def test_flags_of_a_later_task_in_the_same_invocation_apply(project_copy: Path, run_invoke: RunInvoke) -> None:

@@ -87,3 +87,12 @@ def test_parse_challenge() -> None:
     )
     assert scheme == "bearer"
     assert params == {"realm": "https://ghcr.io/token", "service": "ghcr.io", "scope": "repository:a/b:pull"}
+
+
+def test_a_retry_that_could_not_end_within_the_budget_is_not_started() -> None:
+    """oras commands carry their own deadline: 20 s attempts end after two, well within a minute."""
+    clock = FakeClock()
+    attempt = failing(*[Transient("oras manifest ran over 20 s")] * 10, cost=20.0, clock=clock)
+    with pytest.raises(AccessError, match="failed after 2 attempt"):
+        retrying(RetryPolicy(clock=clock), "r", "reading", attempt, attempt_seconds=20.0)
+    assert clock.now < 45

@@ -102,8 +102,8 @@ class OrasTransport:
         return f"{self.registry}/{repository}{sep}{reference}"
 
     def _small_timeout(self) -> float:
-        # the same bound as one request of the built-in client (oras' own 5xx retries fit in it)
-        return self.policy.connect_timeout + self.policy.read_timeout
+        # one request's read timeout of the built-in client (oras' own 5xx retries, ~7 s, fit in it)
+        return self.policy.read_timeout
 
     def _run(
         self,
@@ -122,7 +122,7 @@ class OrasTransport:
             with open_sink() as sink:
                 return self._once(args, operation, seconds, sink)
 
-        return retrying(self.policy, self.registry, operation, attempt)
+        return retrying(self.policy, self.registry, operation, attempt, attempt_seconds=seconds)
 
     def _once(self, args: list[str], operation: str, timeout: float, sink: IO[bytes] | None) -> bytes:
         with tempfile.TemporaryFile() as stderr:

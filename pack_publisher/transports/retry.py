@@ -68,8 +68,14 @@ class Transient(Exception):
         self.retry_after = retry_after
 
 
-def retrying(policy: RetryPolicy, registry: str, operation: str, attempt: Callable[[], T]) -> T:
-    """Run `attempt` until it succeeds, raises a final error, or the policy's bounds run out."""
+def retrying(
+    policy: RetryPolicy, registry: str, operation: str, attempt: Callable[[], T], attempt_seconds: float = 0.0
+) -> T:
+    """Run `attempt` until it succeeds, raises a final error, or the policy's bounds run out.
+
+    `attempt_seconds` is how long one attempt may take at most (an oras command's deadline): a retry
+    that could not end within the budget plus one connect timeout is not started.
+    """
     clock = policy.clock
     started = clock.monotonic()
     number = 0
@@ -80,7 +86,10 @@ def retrying(policy: RetryPolicy, registry: str, operation: str, attempt: Callab
         except Transient as exc:
             elapsed = clock.monotonic() - started
             delay = policy.delay(number, exc.retry_after)
-            if number >= policy.attempts or elapsed + delay > policy.total_seconds:
+            late = elapsed + delay + attempt_seconds > policy.total_seconds + (
+                policy.connect_timeout if attempt_seconds else 0.0
+            )
+            if number >= policy.attempts or late:
                 raise AccessError(
                     f"{registry}: {operation} failed after {number} attempt(s) in {elapsed:.0f} s: {exc.cause}"
                 ) from None
