@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import IO
 
+from . import cleanup
 from .errors import ConfigError, PublisherError
 from .redact import Redactor
 from .settings import child_environment
@@ -32,16 +32,6 @@ def find_builder(override: str | None) -> str:
         if found:
             return found
     raise ConfigError(f"the Greentic builder was not found (neither greentic-pack nor packc on PATH); {INSTALL_HINT}")
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """End the builder and everything it started (its own session), then reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        if process.poll() is None:
-            process.kill()  # the group is gone or not ours to signal: end the builder itself at least
-    process.wait()
 
 
 def _tail(stream: IO[bytes]) -> list[str]:
@@ -81,12 +71,15 @@ def build_gtpack(builder: str, pack_name: str, staged_dir: Path, gtpack: Path, r
             )
         except OSError as exc:
             raise PublisherError(f"pack {pack_name!r}: cannot run the builder {builder}: {exc.strerror}") from None
+        cleanup.track(process)
         try:
             returncode = process.wait(timeout=BUILD_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             raise PublisherError(f"pack {pack_name!r}: the builder ran over {BUILD_TIMEOUT_SECONDS} s") from None
         finally:
-            _kill_group(process)
+            cleanup.kill_group(process)  # whatever the builder left running ends with it
+            process.wait()
+            cleanup.untrack(process)
         tail = _tail(stderr) if returncode != 0 else []
     if returncode != 0:
         detail = redactor("\n    ".join(tail)) if tail else "(no output on stderr)"

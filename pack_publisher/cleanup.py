@@ -43,8 +43,12 @@ def untrack(process: subprocess.Popen[bytes]) -> None:
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
     """Kill a child started in its own session, with anything it started."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()  # the group is gone or not ours to signal: end the child itself at least
 
 
 def run_all() -> None:

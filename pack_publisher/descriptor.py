@@ -7,13 +7,13 @@ the one place digests are made, so no other module builds a `sha256:` string by 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .oci_names import DIGEST_RE
+
 ALGORITHM = "sha256"
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 CHUNK = 1024 * 1024
 
 
@@ -51,7 +51,7 @@ def file_descriptor(media_type: str, path: Path) -> Descriptor:
 
 
 def is_digest(value: object) -> bool:
-    return isinstance(value, str) and DIGEST_RE.fullmatch(value) is not None
+    return isinstance(value, str) and DIGEST_RE.match(value) is not None
 
 
 class DigestWriter:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from . import archive, lockfile
-from .artifact import GTPACK_MEDIA_TYPE, check_pack_manifest
+from .artifact import check_pack_manifest
 from .content import VerifiedRegistry
-from .descriptor import Descriptor, is_digest
+from .descriptor import is_digest
 from .errors import AccessError, ConfigError, PublisherError
 from .oci_names import REGISTRY_RE, pack_name_problem
 from .redact import Redactor
@@ -49,7 +49,7 @@ def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], sc
     manifest = registry.manifest(repository, digest)
     layer = check_pack_manifest(manifest, digest, entry.get("gtpack_sha256"), entry.get("size"))
     target = scratch / f"{name}.gtpack"
-    registry.blob_to_file(repository, Descriptor(GTPACK_MEDIA_TYPE, layer.digest, layer.size), target)
+    registry.blob_to_file(repository, layer, target)
     facts = archive.inspect_gtpack(target)
     return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes)"
 

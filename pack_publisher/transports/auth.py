@@ -8,8 +8,11 @@ registry itself is reached over TLS.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -28,16 +31,13 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
-    from email.utils import parsedate_to_datetime
-    from time import time
-
     value = response.headers.get("Retry-After")
     if not value:
         return None
     if value.strip().isdigit():
         return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
 
@@ -111,8 +111,6 @@ class Authenticator:
 
 
 def _token_of(response: requests.Response) -> str | None:
-    import json
-
     body = response.raw.read(MAX_TOKEN_ANSWER_BYTES + 1, decode_content=True) if response.raw else b""
     if len(body) > MAX_TOKEN_ANSWER_BYTES:
         return None
