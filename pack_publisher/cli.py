@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -85,6 +87,8 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminated)  # a cancelled CI job: leave as cleanly as on Ctrl-C
         try:
             return func(*args, **kwargs)
         except PublisherError as exc:
@@ -102,6 +106,10 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
             os._exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _redactor_of(args: tuple[Any, ...]) -> Redactor:

@@ -19,6 +19,7 @@ from testsupport.fault_proxy import FaultProxy, Rule
 from testsupport.registries import Registry, free_port
 
 from .conftest import RunInvoke, clean_env
+from .test_release_proofs import CANARY, files_holding
 
 PACK = "messaging-provider-bundle"
 REPO = f"acme/greentic-packs/{PACK}"
@@ -187,8 +188,15 @@ def test_registry_answering_garbage(project_copy: Path, run_invoke: RunInvoke) -
     assert f"{host}: resolving" in line and "connection failed" in line
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_during_a_push_records_nothing(
-    client: dict[str, str], project_copy: Path, builder_bin: Path, registry: Registry, proxy: FaultProxy, tmp_path: Path
+    stop: signal.Signals,
+    client: dict[str, str],
+    project_copy: Path,
+    builder_bin: Path,
+    registry: Registry,
+    proxy: FaultProxy,
+    tmp_path: Path,
 ) -> None:
     proxy.add(Rule("PUT", r"/blobs/uploads/", "stall", times=None, stall_seconds=60))
     home = tmp_path / "home"
@@ -198,7 +206,12 @@ def test_ctrl_c_during_a_push_records_nothing(
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "release"],
         cwd=project_copy,
-        env=clean_env(builder_bin, home, TMPDIR=str(scratch), **env_for(proxy, **client)),
+        env=clean_env(
+            builder_bin,
+            home,
+            TMPDIR=str(scratch),
+            **env_for(proxy, **client, OCI_USERNAME="publisher", OCI_PASSWORD=CANARY),
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -208,7 +221,7 @@ def test_ctrl_c_during_a_push_records_nothing(
         time.sleep(0.05)
     assert any(s[2] == "stall" for s in proxy.seen), "the push never reached the stalled upload"
     interrupted = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=20)
     assert time.monotonic() - interrupted < 5, "Ctrl-C did not stop the release promptly"
     assert process.returncode == 130
@@ -220,6 +233,7 @@ def test_ctrl_c_during_a_push_records_nothing(
     assert stdout.count("published") == 0
     # nothing outlives the run: no scratch folder (the oras registry config among them), no oras child
     assert list(scratch.iterdir()) == []
+    assert files_holding(CANARY, home, project_copy / "dist", scratch) == []
     assert not list((project_copy / "dist" / "packs").glob(".oras-layout-*"))
     time.sleep(0.2)
     assert not children_running(str(scratch)), "an oras process outlived Ctrl-C"
