@@ -331,3 +331,32 @@ def test_verify_rejects_each_kind_of_mismatch(
         assert result.returncode in (1, 2), name
         assert message in result.stdout + result.stderr, (name, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_verify_tells_access_from_content(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry
+) -> None:
+    creds = {"OCI_USERNAME": USER, "OCI_PASSWORD": PASSWORD}
+    assert run_invoke(project_copy, "release", **env_for(basic_registry, **client, **creds)).returncode == 0
+
+    # refused access is an error with its own exit code, never a MISMATCH
+    anonymous = run_invoke(project_copy, "verify", **env_for(basic_registry, **client))
+    assert anonymous.returncode == 3, anonymous.stdout + anonymous.stderr
+    assert "MISMATCH" not in anonymous.stdout
+    assert anonymous.stderr.strip().splitlines()[-1].startswith(f"error: {basic_registry.host}: ")
+
+    # a lockfile naming another registry than OCI_REGISTRY gets no credentials, and is told so
+    elsewhere = run_invoke(
+        project_copy, "verify", **{**env_for(basic_registry, **client, **creds), "OCI_REGISTRY": "ghcr.io"}
+    )
+    assert elsewhere.returncode == 3
+    assert f"names {basic_registry.host}, not the configured OCI_REGISTRY ghcr.io: checking it anonymously" in (
+        elsewhere.stdout
+    )
+
+    # a lockfile's registry is validated before anything is sent anywhere
+    lock = lock_of(project_copy)
+    (project_copy / "hostile.json").write_text(json.dumps({**lock, "registry": "localhost:1@127.0.0.7"}))
+    hostile = run_invoke(project_copy, "verify", "--lock", "hostile.json", **env_for(basic_registry, **client, **creds))
+    assert hostile.returncode == 2
+    assert "hostile.json: registry 'localhost:1@127.0.0.7' is not a registry host[:port]" in hostile.stderr

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from ..artifact import MANIFEST_MEDIA_TYPE
 from ..credentials import Credentials
@@ -122,8 +123,6 @@ class HttpTransport:
 
     def _read(self, response: requests.Response, cap: int, what: str, deadline_seconds: float) -> bytes:
         """The whole body, refusing more than `cap` bytes or longer than `deadline_seconds` however it trickles."""
-        clock = self.policy.clock
-        started = clock.monotonic()
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             response.close()
@@ -131,17 +130,30 @@ class HttpTransport:
         chunks: list[bytes] = []
         total = 0
         with response:
-            try:
-                for chunk in response.iter_content(64 * 1024):
-                    total += len(chunk)
-                    if total > cap:
-                        raise PublisherError(f"{self.registry}: {what} is over the {cap}-byte limit")
-                    if clock.monotonic() - started > deadline_seconds:
-                        raise Transient(f"{what} took over {deadline_seconds:.0f} s to arrive")
-                    chunks.append(chunk)
-            except requests.RequestException as exc:
-                raise Transient(f"{what} was cut short ({_root_cause(exc)})") from None
+            for chunk in self._stream(response, what, deadline_seconds):
+                total += len(chunk)
+                if total > cap:
+                    raise PublisherError(f"{self.registry}: {what} is over the {cap}-byte limit")
+                chunks.append(chunk)
         return b"".join(chunks)
+
+    def _stream(self, response: requests.Response, what: str, deadline_seconds: float) -> Iterator[bytes]:
+        """The body as it arrives, ended by a wall-clock deadline however slowly the bytes come.
+
+        `read1` returns what has arrived instead of waiting for a full chunk (as `iter_content` does), so
+        the deadline is checked at least once per read timeout even when the registry sends a byte at a time.
+        """
+        clock = self.policy.clock
+        started = clock.monotonic()
+        try:
+            while chunk := response.raw.read1(CHUNK, decode_content=True):
+                if clock.monotonic() - started > deadline_seconds:
+                    raise Transient(f"{what} took over {deadline_seconds:.0f} s to arrive")
+                yield chunk
+        except urllib3.exceptions.ReadTimeoutError:
+            raise Transient(f"{what}: timed out") from None
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            raise Transient(f"{what} was cut short ({_root_cause(exc)})") from None
 
     def _error_text(self, response: requests.Response) -> str:
         """`CODE: message` from the registry's JSON errors, else a short, safe description of the body."""
@@ -230,7 +242,6 @@ class HttpTransport:
 
     def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
         def attempt() -> None:
-            clock = self.policy.clock
             response = self._send("GET", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))
             if response.status_code == 404:
                 response.close()
@@ -239,15 +250,9 @@ class HttpTransport:
                 raise self._fail(f"downloading blob {digest[:19]}", response)
             declared = response.headers.get("Content-Length", "")
             budget = self.policy.read_timeout + (int(declared) if declared.isdigit() else 0) / MIN_BLOB_RATE
-            started = clock.monotonic()
             with response, open_sink() as sink:
-                try:
-                    for chunk in response.iter_content(CHUNK):
-                        if clock.monotonic() - started > budget:
-                            raise Transient(f"blob {digest[:19]} took over {budget:.0f} s to arrive")
-                        sink.write(chunk)
-                except requests.RequestException as exc:
-                    raise Transient(f"download cut short ({_root_cause(exc)})") from None
+                for chunk in self._stream(response, f"blob {digest[:19]}", budget):
+                    sink.write(chunk)
 
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
 
