@@ -2,7 +2,8 @@
 
 `Basic` challenges get the credentials; `Bearer` challenges send them to the token realm the registry
 names (the GHCR flow) and cache the token. Credentials never go to a realm over plain HTTP when the
-registry itself is reached over TLS.
+registry itself is reached over TLS, and never follow a redirect of the realm. `redact` masks every
+secret this side knows (the password, the Basic header, each token) in text a registry sends back.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import requests
 
 from ..credentials import Credentials
 from ..errors import AccessError, PublisherError
+from ..redact import Redactor
 from .retry import TRANSIENT_STATUS, Transient
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
+# Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
+ReadBody = Callable[[requests.Response, int], bytes]
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -51,12 +55,26 @@ class Authenticator:
         credentials: Credentials | None,
         tls: bool,
         get: Callable[..., requests.Response],
+        read: ReadBody | None = None,
     ) -> None:
         self.registry = registry
         self.credentials = credentials
         self.tls = tls
         self._get = get  # the client's GET (its session, proxies and timeouts)
+        self._read = read or self._read_capped  # the client's reader (with its deadline)
         self._headers: dict[str, str] = {}  # scope -> Authorization header value
+        self.redact = Redactor()
+        if credentials is not None:
+            self.redact.add_credentials(credentials.username, credentials.password.get_secret_value())
+
+    def _read_capped(self, response: requests.Response, cap: int) -> bytes:
+        """The body, refusing more than `cap` bytes (for callers without a reader of their own)."""
+        body = b""
+        for chunk in response.iter_content(64 * 1024):  # streamed or not
+            body += chunk
+            if len(body) > cap:
+                raise PublisherError(f"{self.registry}: the token answer is over the {cap}-byte limit")
+        return body
 
     def header(self, scope: str) -> str | None:
         return self._headers.get(scope)
@@ -96,6 +114,8 @@ class Authenticator:
         auth = (creds.username, creds.password.get_secret_value()) if creds else None
         try:
             response = self._get(realm, params=query, auth=auth, allow_redirects=False)
+        except requests.Timeout:
+            raise Transient("token service: timed out") from None
         except requests.RequestException as exc:
             raise Transient(f"token service unreachable ({type(exc).__name__})") from None
         with response:
@@ -104,16 +124,14 @@ class Authenticator:
             if response.status_code != 200:
                 who = f"as {creds.username} ({creds.origin})" if creds else "anonymously"
                 raise AccessError(f"{self.registry}: authentication {who} was refused (HTTP {response.status_code})")
-            token = _token_of(response)
+            token = _token_of(self._read(response, MAX_TOKEN_ANSWER_BYTES))
         if not token:
             raise PublisherError(f"{self.registry}: the token service answered without a token")
+        self.redact.add(token)
         self._headers[scope] = f"Bearer {token}"
 
 
-def _token_of(response: requests.Response) -> str | None:
-    body = response.raw.read(MAX_TOKEN_ANSWER_BYTES + 1, decode_content=True) if response.raw else b""
-    if len(body) > MAX_TOKEN_ANSWER_BYTES:
-        return None
+def _token_of(body: bytes) -> str | None:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -4,27 +4,37 @@ Why not oras-py: its push cannot set `artifactType`, reads whole files into memo
 HTTP 500 for over two minutes, fails against Basic-auth registries and raises bare ValueErrors
 (see shared/docs/oci-publishing.md). The protocol subset needed here is a few requests.
 
-Every answer is read with a size cap and a wall-clock deadline, so a registry that trickles bytes or
-sends a huge body cannot hold or swamp a release.
+Every answer is read with a size cap and a wall-clock deadline (the status line and headers within one
+read timeout, see `_headers_within_deadline`; the body under `HttpTransport._stream`), so a registry that
+trickles bytes or sends a huge body cannot hold or swamp a release.
+
+Nothing here reads the environment: the caller passes the CA bundle and a snapshot of the proxy
+variables (`PROXY_VARIABLES`), and `proxies_for` decides from that snapshot alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
-import os
 import re
-from collections.abc import Callable, Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
+import urllib3.response
 
 from ..artifact import MANIFEST_MEDIA_TYPE
 from ..credentials import Credentials
 from ..descriptor import Descriptor, digest_of, is_digest
-from ..errors import AccessError, PublisherError
+from ..errors import AccessError, ConfigError, PublisherError
 from .auth import Authenticator, retry_after_seconds
 from .base import MAX_MANIFEST_BYTES, FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory
 from .retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
@@ -36,6 +46,16 @@ MAX_ERROR_BYTES = 64 * 1024
 CHUNK = 1024 * 1024
 MIN_BLOB_RATE = 256 * 1024  # bytes/s a blob download may not fall below, on average, before it is cut off
 USER_AGENT = "greentic-pack-publisher/0.1"
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 class HttpTransport:
@@ -44,20 +64,30 @@ class HttpTransport:
     name = "built-in client"
 
     def __init__(
-        self, registry: str, credentials: Credentials | None, plain_http: bool, policy: RetryPolicy | None = None
+        self,
+        registry: str,
+        credentials: Credentials | None,
+        plain_http: bool,
+        policy: RetryPolicy | None = None,
+        *,
+        ca_bundle: str | None = None,
+        proxy_env: Mapping[str, str] | None = None,
     ) -> None:
+        """`ca_bundle`: a CA bundle file or folder (None: the system's). `proxy_env`: the proxy variables
+        (any of `PROXY_VARIABLES`) as the caller read them; None or empty: no proxy."""
         self.registry = registry
         self.base = f"{'http' if plain_http else 'https'}://{registry}"
         self.policy = policy or RetryPolicy()
+        if ca_bundle and not Path(ca_bundle).exists():
+            raise ConfigError(f"the CA bundle {ca_bundle} does not exist")
         self._session = requests.Session()
+        self._session.trust_env = False  # requests would read proxies, CA bundle and .netrc from the environment
         self._session.headers["User-Agent"] = USER_AGENT
-        # requests re-reads the whole environment for proxy settings on every request (trust_env),
-        # which profiling showed to be ~40% of the client's CPU per push. Read it once per host
-        # instead: HTTPS_PROXY / NO_PROXY are still honoured, and so is a custom CA bundle.
-        self._session.trust_env = False
-        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._proxies: dict[str, dict[str, str]] = {}
-        self.auth = Authenticator(registry, credentials, not plain_http, self._get_token)
+        self._session.verify = ca_bundle or True
+        adapter = _Adapter(proxy_env or {})
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self.auth = Authenticator(registry, credentials, not plain_http, self._get_token, self._read_token_answer)
 
     def close(self) -> None:
         self._session.close()
@@ -68,7 +98,10 @@ class HttpTransport:
         return (self.policy.connect_timeout, self.policy.read_timeout)
 
     def _get_token(self, url: str, **kwargs: Any) -> requests.Response:
-        return self._session.get(url, timeout=self._timeouts(), proxies=self._proxies_for(url), stream=True, **kwargs)
+        return self._session.get(url, timeout=self._timeouts(), stream=True, **kwargs)
+
+    def _read_token_answer(self, response: requests.Response, cap: int) -> bytes:
+        return self._read(response, cap, "the token answer", self.policy.read_timeout)
 
     def _send(
         self,
@@ -94,11 +127,10 @@ class HttpTransport:
                     headers=all_headers,
                     stream=True,
                     allow_redirects=True,
-                    proxies=self._proxies_for(url),
                     timeout=self._timeouts(),
                 )
-            except requests.Timeout:
-                raise Transient("timed out") from None
+            except requests.Timeout as exc:
+                raise Transient(_timeout_text(exc)) from None
             except requests.exceptions.SSLError as exc:  # a certificate problem does not go away by retrying
                 raise AccessError(f"{self.registry}: TLS failed ({_root_cause(exc)})") from None
             except requests.ConnectionError as exc:
@@ -162,8 +194,8 @@ class HttpTransport:
             body = self._read(response, MAX_ERROR_BYTES, "an error answer", self.policy.read_timeout)
             errors = json.loads(body).get("errors") or []
             parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors if isinstance(e, dict)]
-            if parts:
-                return "; ".join(parts)[:300]
+            if parts:  # masked before shortening, so no secret survives cut in half
+                return self.auth.redact("; ".join(parts))[:300]
         except (ValueError, AttributeError, RecursionError, PublisherError, Transient):
             pass
         return f"HTTP {response.status_code} ({kind} body, not a registry error)"
@@ -174,12 +206,6 @@ class HttpTransport:
                 f"{self.registry}: {operation}: access denied {self.auth.who} ({self._error_text(response)})"
             )
         return PublisherError(f"{self.registry}: {operation}: {self._error_text(response)}")
-
-    def _proxies_for(self, url: str) -> dict[str, str]:
-        host = urlsplit(url).netloc
-        if host not in self._proxies:
-            self._proxies[host] = requests.utils.get_environ_proxies(url)
-        return self._proxies[host]
 
     def _url(self, repository: str, tail: str) -> str:
         return f"{self.base}/v2/{repository}/{tail}"
@@ -326,8 +352,188 @@ def _scope(repository: str, action: str) -> str:
     return f"repository:{repository}:{'pull' if action == 'pull' else 'pull,push'}"
 
 
+def _timeout_text(exc: BaseException) -> str:
+    """`timed out`, saying which deadline passed when it was the headers deadline."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, HeadersTimedOut):
+        cause = cause.__cause__ or cause.__context__
+    return str(cause) if cause is not None else "timed out"
+
+
 def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     text = str(exc) or type(exc).__name__
     return re.sub(r"<urllib3[^>]*>: ", "", text)[:200]
+
+
+# --- proxies, from a snapshot of the environment ----------------------------------------------------
+
+
+def proxies_for(url: str, proxy_env: Mapping[str, str]) -> dict[str, str]:
+    """The proxy for `url` as requests' `proxies=` mapping, decided from `proxy_env` alone.
+
+    `https_proxy` or `http_proxy` by the URL's scheme, else `all_proxy`. Of two spellings of one variable
+    the lower-case one wins when it is set, even empty (which turns that proxy off), as in curl and
+    requests. `no_proxy` is a comma-separated list of `*`, host names (each also covering its subdomains;
+    a leading `.` or `*.` is allowed), IP addresses or CIDR ranges, each optionally with `:port`.
+    """
+    parts = urlsplit(url)
+    proxy = _variable(proxy_env, f"{parts.scheme}_proxy") or _variable(proxy_env, "all_proxy")
+    if not proxy or _bypassed(parts, _variable(proxy_env, "no_proxy")):
+        return {}
+    return {parts.scheme: proxy}
+
+
+def _variable(env: Mapping[str, str], lower_name: str) -> str:
+    value = env.get(lower_name)
+    return (value if value is not None else env.get(lower_name.upper(), "")).strip()
+
+
+def _bypassed(url: SplitResult, no_proxy: str) -> bool:
+    host = (url.hostname or "").lower()
+    port = url.port or (443 if url.scheme == "https" else 80)
+    for entry in filter(None, (item.strip().lower() for item in no_proxy.split(","))):
+        if entry == "*":
+            return True
+        if entry.startswith("["):  # [v6 address] or [v6 address]:port
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest.removeprefix(":")
+        elif entry.count(":") == 1:  # host:port (a bare v6 address has several colons)
+            name, _, entry_port = entry.partition(":")
+        else:
+            name, entry_port = entry, ""
+        if entry_port and entry_port != str(port):
+            continue
+        if _host_matches(host, name.removeprefix("*").removeprefix(".")):
+            return True
+    return False
+
+
+def _host_matches(host: str, name: str) -> bool:
+    try:
+        network = ipaddress.ip_network(name, strict=False)
+    except ValueError:
+        return bool(name) and (host == name or host.endswith("." + name))
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == network.version and address in network
+
+
+# --- the headers deadline ---------------------------------------------------------------------------
+# Hand-written because neither requests nor urllib3 has a whole-answer deadline: their read timeout is
+# per socket read, so a registry sending its status line and headers one byte every half second holds a
+# request as long as it likes. A watchdog timer shuts the socket down when the deadline passes, which
+# ends the blocked read at once; urllib3 then discards the connection (nothing is left open), and the
+# TimeoutError raised here reaches `_send` as a requests Timeout like any other. Bodies have their own
+# deadline in `HttpTransport._stream`.
+
+
+class HeadersTimedOut(TimeoutError):
+    """The status line and headers did not all arrive within the deadline."""
+
+
+class _Watchdog:
+    """Shuts `sock` down unless stopped within `seconds`: one short-lived timer thread, joined by `stop`."""
+
+    def __init__(self, sock: Any, seconds: float) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self.fired = True
+            # the plain socket's shutdown, also under TLS (SSLSocket.shutdown would drop the TLS state the
+            # reading thread is using); a TLS-in-TLS proxy tunnel keeps its socket in `.socket`
+            raw = self._sock if isinstance(self._sock, socket.socket) else getattr(self._sock, "socket", None)
+            if isinstance(raw, socket.socket):
+                with contextlib.suppress(OSError):  # already closed: nothing left to cut
+                    socket.socket.shutdown(raw, socket.SHUT_RDWR)
+
+    def stop(self) -> bool:
+        """Stop watching; True when the deadline had already passed (the socket is then shut)."""
+        with self._lock:
+            self._stopped = True
+        self._timer.cancel()
+        self._timer.join()
+        return self.fired
+
+
+def _headers_within_deadline(
+    connection: urllib3.connection.HTTPConnection, read_headers: Callable[[], urllib3.response.HTTPResponse]
+) -> urllib3.response.HTTPResponse:
+    """`read_headers()` (the status line and headers), ended once `connection.timeout` seconds have passed.
+
+    urllib3 sets the connection's timeout to the read timeout (`RetryPolicy.read_timeout`) just before
+    reading the answer, so the whole status line and headers must arrive within one read timeout of the
+    request having been sent, however the bytes trickle.
+    """
+    seconds = connection.timeout
+    if not isinstance(seconds, int | float) or connection.sock is None:
+        return read_headers()
+    watchdog = _Watchdog(connection.sock, seconds)
+    late = f"timed out (no complete status line and headers within {seconds:g} s)"
+    try:
+        response = read_headers()
+    except BaseException:
+        if watchdog.stop():
+            raise HeadersTimedOut(late) from None
+        raise
+    if watchdog.stop():  # the cut may end the headers early without an error: never use such an answer
+        response.close()
+        raise HeadersTimedOut(late)
+    return response
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        return _headers_within_deadline(self, super().getresponse)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        return _headers_within_deadline(self, super().getresponse)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS: dict[str, type[urllib3.HTTPConnectionPool]] = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, the only way out: each request, and each hop of a redirect, gets its proxy from
+    the snapshot `proxy_env`, and every connection (direct or through an HTTP(S) proxy; SOCKS proxies are
+    not supported) waits for the status line and headers under the deadline above."""
+
+    def __init__(self, proxy_env: Mapping[str, str]) -> None:
+        self.proxy_env = dict(proxy_env)
+        super().__init__()
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["proxies"] = proxies_for(request.url or "", self.proxy_env)
+        return super().send(request, *args, **kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
