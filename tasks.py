@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -13,11 +14,15 @@ from pack_publisher.cli import clean_exit, session, verify_inputs
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
+DIRTY_HELP = "Publish even with uncommitted changes under PACKS_DIR, marked as <sha>-dirty (or ALLOW_DIRTY=1)."
+DRY_RUN_HELP = "Plan only: show what would be pushed (consulting the registry if it answers), write nothing to it."
 PUSH_HELP = {
     "pack": PACK_HELP,
-    "latest": "Also point the 'latest' tag at the same manifest (or PUBLISH_LATEST=1). Off by default.",
-    "force": "Overwrite a version tag that holds a different digest (release tags are immutable otherwise).",
-    "jobs": "How many packs to push at once (or PUBLISH_JOBS; default 4).",
+    "latest": "Also point 'latest' at this build (or PUBLISH_LATEST=1); only forward in semver, never a pre-release.",
+    "force": "Overwrite a version tag holding another digest, or move 'latest' backwards; both digests are shown.",
+    "jobs": "How many packs to push at once (or PUBLISH_JOBS; 0 means that, else 4).",
+    "dry-run": DRY_RUN_HELP + " Same as DRY_RUN=1.",
+    "allow-dirty": DIRTY_HELP,
 }
 
 
@@ -27,21 +32,29 @@ def build(c: Context, pack: list[str] | None = None) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
     from pack_publisher import pipeline
 
-    s = session(c, ROOT)
-    pipeline.build(s.settings, pack, s.redact, s.say)
+    run = session(c, ROOT)
+    builder_path, _ = pipeline.preflight(run, building=True, pushing=False)
+    pipeline.build(run, pack, builder_path or "")
 
 
 @task(iterable=["pack"], help=PUSH_HELP)
 @clean_exit
 def push(
-    c: Context, pack: list[str] | None = None, latest: bool = False, force: bool = False, jobs: int | None = None
+    c: Context,
+    pack: list[str] | None = None,
+    latest: bool = False,
+    force: bool = False,
+    jobs: int = 0,
+    dry_run: bool = False,
+    allow_dirty: bool = False,
 ) -> None:
-    """Publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
+    """Plan, then publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
     from pack_publisher import pipeline
 
-    s = session(c, ROOT, publish_latest=latest or None, publish_jobs=jobs)
-    built = pipeline.load_built(s.settings, pack)
-    pipeline.push(s.settings, built, s.redact, s.say, force)
+    run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
+    _, transports = pipeline.preflight(run, building=False, pushing=True)
+    built = pipeline.load_built(run, pack)
+    pipeline.push(run, built, transports, force=force)
 
 
 @task(iterable=["pack"], help={"pack": PACK_HELP})
@@ -50,17 +63,11 @@ def lock(c: Context, pack: list[str] | None = None) -> None:
     """Write packs.lock.json (LOCK_FILE) from the last push, or dry run, of the selected packs."""
     from pack_publisher import pipeline
 
-    s = session(c, ROOT)
-    pipeline.lock(s.settings, pack, s.say)
+    run = session(c, ROOT, dev_version=True)  # writes no registry: a dry run's version and org will do
+    pipeline.lock(run, pack)
 
 
-@task(
-    iterable=["pack"],
-    help={
-        **PUSH_HELP,
-        "dry-run": "Build and describe what would be pushed, write the lockfile with digest DRY_RUN; no registry.",
-    },
-)
+@task(iterable=["pack"], help=PUSH_HELP)
 @clean_exit
 def release(
     c: Context,
@@ -68,18 +75,27 @@ def release(
     dry_run: bool = False,
     latest: bool = False,
     force: bool = False,
-    jobs: int | None = None,
+    jobs: int = 0,
+    allow_dirty: bool = False,
 ) -> None:
-    """Build, push, verify and lock every selected pack (or only describe it with --dry-run / DRY_RUN=1)."""
+    """Check everything, then build, plan, push, verify and lock every selected pack (--dry-run: plan only)."""
     from pack_publisher import pipeline
 
-    s = session(c, ROOT, dry_run=dry_run or None, publish_latest=latest or None, publish_jobs=jobs)
-    built = pipeline.build(s.settings, pack, s.redact, s.say)
-    if s.settings.dry_run:
-        pipeline.dry_run(s.settings, built, s.say)
-    else:
-        pipeline.push(s.settings, built, s.redact, s.say, force)
-    pipeline.lock(s.settings, pack, s.say)
+    run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
+    builder_path, transports = pipeline.preflight(run, building=True, pushing=True)
+    built = pipeline.build(run, pack, builder_path or "", release=True)
+    pipeline.push(run, built, transports, force=force)
+    pipeline.lock(run, pack)
+
+
+def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool) -> dict[str, Any]:
+    """Task flags as settings overrides; an unset flag (None) leaves the environment's value."""
+    return {
+        "dry_run": dry_run or None,
+        "publish_latest": latest or None,
+        "publish_jobs": jobs or None,
+        "allow_dirty": allow_dirty or None,
+    }
 
 
 @task(help={"lock": "The lockfile to check (default: LOCK_FILE, packs.lock.json)."})
@@ -88,8 +104,8 @@ def verify(c: Context, lock: str | None = None) -> None:
     """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
     from pack_publisher.verify import verify as verify_lockfile
 
-    options, registry, lock_file, printer = verify_inputs(c, ROOT, lock)
-    verify_lockfile(lock_file, options, registry, printer.redact, printer.say)
+    options, registry, lock_file, printer, commands = verify_inputs(c, ROOT, lock)
+    verify_lockfile(lock_file, options, registry, printer.redact, printer.say, commands)
 
 
 @task(

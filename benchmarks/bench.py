@@ -42,20 +42,6 @@ class Stat:
         return f"{med:.{digits}f} {unit} ({lo:.{digits}f}..{hi:.{digits}f})"
 
 
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -189,10 +175,8 @@ def bench_releases(
     host: str, counts: list[int], runs: int, work: Path, builder_dir: Path, registry_pid: int, slow_host: str
 ) -> dict[str, Any]:
     from pack_publisher import pipeline
-    from pack_publisher.redact import Redactor
     from pack_publisher.settings import resolve_settings
 
-    quiet: Callable[[str], None] = lambda _line: None  # noqa: E731
     release_rows: list[dict[str, Any]] = []
     dry_cpu: dict[str, Stat] = {}
     rerelease: dict[str, list[float]] = {"seconds": [], "uploads": []}
@@ -201,19 +185,19 @@ def bench_releases(
         project = make_project(work, count, builder_dir)
         total, outside, push1, push4 = [], [], [], []
         for run in range(runs):
-            env = {
-                "OCI_REGISTRY": host,
-                "PACK_VERSION": "1.0.0",
-                "OCI_CLIENT": "python",
-                "PATH": f"{builder_dir}{os.pathsep}{os.environ['PATH']}",
-                "OCI_ORG": f"r{run}n{count}",
+            values: dict[str, Any] = {  # passed as values: the benchmark never changes its own environment
+                "oci_registry": host,
+                "pack_version": "1.0.0",
+                "oci_client": "python",
+                "packc": str(builder_dir / "greentic-pack"),
+                "oci_org": f"r{run}n{count}",
             }
-            with environment(**env), timed_builder() as spent:
-                settings = resolve_settings(project)
-                t_build, built = clock(partial(pipeline.build, settings, None, Redactor(), quiet))
+            with timed_builder() as spent:
+                settings = resolve_settings(project, values)
+                t_build, built = clock(partial(build_all, settings))
                 s4 = settings.model_copy(update={"org": f"r{run}n{count}j4"})
                 t_push4, _ = clock(partial(push_all, s4, built, 4))
-                t_lock, _ = clock(partial(pipeline.lock, s4, None, quiet))
+                t_lock, _ = clock(partial(pipeline.lock, quiet_run(settings), None))
                 s1 = settings.model_copy(update={"org": f"r{run}n{count}j1"})
                 t_push1, _ = clock(partial(push_all, s1, built, 1))
                 if count == max(counts):
@@ -260,37 +244,60 @@ def bench_releases(
             }
             per_pack = []
             for _run in range(runs):
-                env = {
-                    "OCI_ORG": "dry",
-                    "DRY_RUN": "1",
-                    "PACK_VERSION": "1.0.0",
-                    "PATH": f"{builder_dir}{os.pathsep}{os.environ['PATH']}",
+                dry_values: dict[str, Any] = {
+                    "oci_org": "dry",
+                    "dry_run": True,
+                    "pack_version": "1.0.0",
+                    "packc": str(builder_dir / "greentic-pack"),
+                    "oci_registry": host,
                 }
-                with environment(**env), timed_builder() as spent:
-                    t_dry, _ = clock(partial(dry_run, project, quiet))
+                with timed_builder() as spent:
+                    t_dry, _ = clock(partial(dry_run, project, dry_values))
                 per_pack.append((t_dry - sum(spent)) / count)
             dry = {"packs": count, "per_pack": Stat(per_pack), **dry_cpu}
     return {"releases": release_rows, "rerelease": rerelease, "dry": dry}
 
 
+def quiet_run(settings: Any) -> Any:
+    """A run of the pipeline that prints nothing."""
+    from pack_publisher.run import Run
+
+    class QuietRun(Run):
+        def say(self, line: str) -> None:
+            return None
+
+        def warn(self, line: str) -> None:
+            return None
+
+    return QuietRun(settings, {}, echo=False, echo_format="")
+
+
+def build_all(settings: Any) -> Any:
+    from pack_publisher import builder, pipeline
+
+    run = quiet_run(settings)
+    return pipeline.build(run, None, builder.find_builder(settings.builder_override, settings.publish.search_path))
+
+
 def push_all(settings: Any, built: list[Any], jobs: int) -> Any:
     from pack_publisher import publish
-    from pack_publisher.redact import Redactor
+    from pack_publisher.transports import Transports
 
-    return publish.push(
-        settings, built, latest=False, force=False, jobs=jobs, redactor=Redactor(), report=lambda _line: None
-    )
+    settings = settings.model_copy(update={"publish": settings.publish.model_copy(update={"jobs": jobs})})
+    run = quiet_run(settings)
+    with Transports(settings.registry, settings.publish, run.redact, run.commands) as transports:
+        return publish.push(run, built, transports, latest=False, force=False)
 
 
-def dry_run(project: Path, report: Callable[[str], None]) -> None:
+def dry_run(project: Path, values: dict[str, Any]) -> None:
     from pack_publisher import pipeline
-    from pack_publisher.redact import Redactor
     from pack_publisher.settings import resolve_settings
 
-    settings = resolve_settings(project)  # inside the timing: settings are part of the tool's cost
-    built = pipeline.build(settings, None, Redactor(), report)
-    pipeline.dry_run(settings, built, report)
-    pipeline.lock(settings, None, report)
+    settings = resolve_settings(project, values)  # inside the timing: settings are part of the tool's cost
+    run = quiet_run(settings)
+    built = build_all(settings)
+    pipeline.dry_run(run, built)
+    pipeline.lock(run, None)
 
 
 def bench_startup(runs: int) -> dict[str, Stat]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urljoin
 import requests
 
 from pack_publisher.artifact import EMPTY_CONFIG, EMPTY_CONFIG_BYTES, GTPACK_MEDIA_TYPE, compose
+from pack_publisher.commands import Commands
 from pack_publisher.content import VerifiedRegistry
 from pack_publisher.descriptor import file_descriptor
 from pack_publisher.redact import Redactor
@@ -61,8 +63,10 @@ def main() -> None:
             latest=False,
             jobs=1,
             timeout=15.0,
+            child_env=dict(os.environ),
         )
-        with Transports(args.host, options, Redactor(), use_credentials=False) as transports:
+        commands = Commands(options.child_env, print)
+        with Transports(args.host, options, Redactor(), commands, use_credentials=False) as transports:
             registry = VerifiedRegistry(transports.get(), args.host)
             if registry.resolve(args.repo, "1.0.0") is not None:
                 raise SystemExit("benchmark repository not empty")

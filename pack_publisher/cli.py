@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from .commands import INVOKE_ECHO_FORMAT, Commands
 from .errors import PublisherError
 from .redact import Redactor, secret_env_values
+from .run import Printer, Run
 
 if TYPE_CHECKING:
-    from .settings import PublishOptions, Settings
+    from .settings import PublishOptions
 
 
 P = ParamSpec("P")
@@ -27,56 +29,51 @@ EXIT_INTERRUPTED = 130
 _CONFIG_KEY = "pack_publisher_settings"
 
 
-class Printer:
-    """Prints lines for users with every known secret masked."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        self.redact = Redactor(secrets)
-
-    def say(self, line: str) -> None:
-        print(self.redact(line), flush=True)
-
-    def warn(self, line: str) -> None:
-        print(self.redact(f"warning: {line}"), file=sys.stderr, flush=True)
+def _echo(c: Context, in_ci: bool) -> tuple[bool, str]:
+    """Show external commands when Invoke is asked to echo (`invoke --echo`, `run.echo`) and always in CI."""
+    run_config = c.config.get("run", {})
+    wanted = bool(run_config.get("echo")) or in_ci
+    return wanted, str(run_config.get("echo_format") or INVOKE_ECHO_FORMAT)
 
 
-class Session(Printer):
-    """The resolved settings of one `invoke` run and the printer that redacts them."""
-
-    def __init__(self, settings: Settings, flags: dict[str, Any]) -> None:
-        super().__init__(settings.secrets)
-        self.settings = settings
-        self.flags = flags  # the task flags these settings were resolved with
-
-
-def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, str, Path, Printer]:
+def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, str, Path, Printer, Commands]:
     """What `verify` needs: publishing options, the configured registry, the lockfile; no git, version or org."""
-    from .settings import options_of, read_environment
+    from .settings import in_ci, options_of, read_environment
 
     env = read_environment()
     options = options_of(env)
     printer = Printer(options.secrets)
     c.config[_CONFIG_KEY] = printer  # type: ignore[assignment]  # invoke types config values as str
-    return options, env.oci_registry, (root / (lock or env.lock_file)).resolve(), printer
+    echo, echo_format = _echo(c, in_ci(env))
+    commands = Commands(options.child_env, printer.say, echo=echo, echo_format=echo_format)
+    return options, env.oci_registry, (root / (lock or env.lock_file)).resolve(), printer, commands
 
 
-def session(c: Context, root: Path, **flags: Any) -> Session:
+def session(c: Context, root: Path, *, dev_version: bool = False, **flags: Any) -> Run:
     """Resolve settings once per invocation (flags override the environment) and keep them on the context.
 
     Tasks run in one invocation (`invoke build push --latest`) share them; a later task's flags are
     added to the earlier ones, re-resolving only when they change something.
     """
-    from .settings import resolve_settings  # imported late: `invoke --list` need not pay for pydantic
+    # imported late: `invoke --list` and `--help` need not pay for pydantic
+    from .settings import child_environment, in_ci, options_of, read_environment, resolve_settings
 
     given = {k: v for k, v in flags.items() if v is not None}
     existing = c.config.get(_CONFIG_KEY)
-    if isinstance(existing, Session):
+    if isinstance(existing, Run):
         if all(existing.flags.get(k) == v for k, v in given.items()):
             return existing
         given = {**existing.flags, **given}
-    current = Session(resolve_settings(root, given), given)
-    if not isinstance(existing, Session):
-        for notice in current.settings.notices:
+    env = read_environment(given)
+    echo, echo_format = _echo(c, in_ci(env))
+    early = Printer(options_of(env).secrets)  # shows the git commands that resolve the settings
+    commands = Commands(child_environment(), early.say, echo=echo, echo_format=echo_format)
+    settings = resolve_settings(root, given, commands, dev_version=dev_version)
+    current = Run(settings, given, echo=echo, echo_format=echo_format)
+    if isinstance(existing, Run):
+        current.out_dir_lock = existing.out_dir_lock  # chained tasks keep the one lock on OUT_DIR
+    if not isinstance(existing, Run):
+        for notice in settings.notices:
             current.warn(notice)
     c.config[_CONFIG_KEY] = current  # type: ignore[assignment]  # invoke types config values as str
     return current
@@ -89,14 +86,14 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _terminated)  # a cancelled CI job: leave as cleanly as on Ctrl-C
+        from . import cleanup
+
         try:
             return func(*args, **kwargs)
         except PublisherError as exc:
             redact = _redactor_of(args)
             raise Exit(redact(f"error: {exc.message}"), exc.exit_code) from None
         except KeyboardInterrupt:
-            from . import cleanup
-
             cleanup.run_all()  # os._exit skips `finally`: remove scratch folders, stop child processes
             # Leave at once: a push thread may sit in a stalled request, and waiting for it would make
             # Ctrl-C take up to the retry budget. Records and the lockfile are written atomically and
@@ -104,6 +101,8 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
             sys.stdout.flush()
             print("error: interrupted; nothing more was recorded", file=sys.stderr, flush=True)
             os._exit(EXIT_INTERRUPTED)
+        finally:
+            cleanup.run_all()  # a scratch folder (one may hold credentials) never outlives its task
 
     return wrapper
 

@@ -9,15 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import subprocess
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from .commands import Commands
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .settings import PublishOptions
+
+HELPER_TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,6 @@ class Credentials:
     origin: str  # where they came from, for messages (never the values)
 
 
-def docker_config_path() -> Path:
-    folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-    return Path(folder) / "config.json"
-
-
 def _host_keys(registry: str) -> list[str]:
     keys = [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/", f"https://{registry}/v2/"]
     if registry == "docker.io":
@@ -39,24 +39,18 @@ def _host_keys(registry: str) -> list[str]:
     return keys
 
 
-def _from_helper(helper: str, registry: str, path: Path) -> Credentials | None:
+def _from_helper(commands: Commands, helper: str, registry: str, path: Path) -> Credentials | None:
     program = f"docker-credential-{helper}"
-    from .settings import child_environment  # late: settings is heavy, and only helpers need it
-
+    found = shutil.which(program, path=commands.env.get("PATH"))
+    if found is None:
+        raise ConfigError(f"{path}: credential helper {program} is not installed")
     try:
-        result = subprocess.run(
-            [program, "get"],
-            input=registry,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=child_environment(),  # a helper is a third-party program: it gets no secret of ours
-        )
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: credential helper {program} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"{path}: credential helper {program} did not answer within 30 s") from None
+        # a helper is a third-party program: it gets the child environment, with no secret of ours
+        result = commands.run([found, "get"], timeout=HELPER_TIMEOUT_SECONDS, stdin=registry.encode())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot run credential helper {program} ({exc.strerror})") from None
+    if result.expired:
+        raise ConfigError(f"{path}: credential helper {program} did not answer within {HELPER_TIMEOUT_SECONDS} s")
     if result.returncode != 0:
         return None  # helpers exit non-zero for "no credentials for this host"
     try:
@@ -66,8 +60,7 @@ def _from_helper(helper: str, registry: str, path: Path) -> Credentials | None:
         raise ConfigError(f"credential helper {program} answered something that is not credentials") from None
 
 
-def _from_docker_config(registry: str) -> Credentials | None:
-    path = docker_config_path()
+def _from_docker_config(commands: Commands, path: Path, registry: str) -> Credentials | None:
     try:
         config: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -82,7 +75,7 @@ def _from_docker_config(registry: str) -> Credentials | None:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: '{key}' is not an object")
     if isinstance(helpers.get(registry), str):
-        return _from_helper(helpers[registry], registry, path)
+        return _from_helper(commands, helpers[registry], registry, path)
     for key in _host_keys(registry):
         entry = auths.get(key)
         if not isinstance(entry, dict):
@@ -96,22 +89,23 @@ def _from_docker_config(registry: str) -> Credentials | None:
         if entry.get("username") and entry.get("password"):
             return Credentials(str(entry["username"]), SecretStr(str(entry["password"])), f"{path}")
     if isinstance(config.get("credsStore"), str):
-        return _from_helper(config["credsStore"], registry, path)
+        return _from_helper(commands, config["credsStore"], registry, path)
     return None
 
 
-def resolve_credentials(
-    registry: str,
-    oci_username: str | None,
-    oci_password: SecretStr | None,
-    github_actor: str | None,
-    github_token: SecretStr | None,
-) -> Credentials | None:
+def check_pairs(options: PublishOptions) -> None:
+    """Half a pair of credentials is a mistake, never a reason to go anonymous."""
+    if options.oci_password is not None and not options.oci_username:
+        raise ConfigError("OCI_USERNAME: not set, but OCI_PASSWORD is")
+    if options.oci_username and options.oci_password is None:
+        raise ConfigError("OCI_PASSWORD: not set, but OCI_USERNAME is")
+
+
+def resolve_credentials(registry: str, options: PublishOptions, commands: Commands) -> Credentials | None:
     """The first complete pair, in the documented order; None means anonymous."""
-    if oci_password is not None:
-        if not oci_username:
-            raise ConfigError("OCI_USERNAME: not set, but OCI_PASSWORD is")
-        return Credentials(oci_username, oci_password, "OCI_USERNAME/OCI_PASSWORD")
-    if github_token is not None and github_actor:
-        return Credentials(github_actor, github_token, "GITHUB_ACTOR/GITHUB_TOKEN")
-    return _from_docker_config(registry)
+    check_pairs(options)
+    if options.oci_password is not None and options.oci_username:
+        return Credentials(options.oci_username, options.oci_password, "OCI_USERNAME/OCI_PASSWORD")
+    if options.github_token is not None and options.github_actor:
+        return Credentials(options.github_actor, options.github_token, "GITHUB_ACTOR/GITHUB_TOKEN")
+    return _from_docker_config(commands, options.docker_config, registry)

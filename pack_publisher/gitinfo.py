@@ -1,59 +1,104 @@
-"""Read the facts a release needs from git: HEAD, its tags, its commit time and the origin remote."""
+"""Read the facts a release needs from git: HEAD, its tags, its commit time, the origin, uncommitted changes."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
+from .commands import Commands
 from .errors import ConfigError
 
-
-def _git(root: Path, *args: str) -> str | None:
-    """Run git in `root`; None when git fails (not a repository, no commits, no such remote)."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, timeout=30
-        )
-    except FileNotFoundError as exc:
-        raise ConfigError("git is not installed; it is needed to read the commit being published") from exc
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip()
+GIT_TIMEOUT_SECONDS = 30
 
 
-def head_sha(root: Path) -> str:
-    sha = _git(root, "rev-parse", "--verify", "HEAD^{commit}")
-    if not sha:
-        raise ConfigError(f"{root} is not a git repository with a commit; the release annotations need HEAD")
-    return sha
+class Git:
+    """git in one working tree, run through the run's command runner (so it is echoed like the rest)."""
+
+    def __init__(self, commands: Commands, root: Path) -> None:
+        self.commands = commands
+        self.root = root
+
+    def _git(self, *args: str) -> str | None:
+        """git's output; None when git fails (not a repository, no commits, no such remote)."""
+        try:
+            done = self.commands.run(["git", "-C", str(self.root), *args], timeout=GIT_TIMEOUT_SECONDS)
+        except FileNotFoundError:
+            raise ConfigError("git is not installed; it is needed to read the commit being published") from None
+        if done.returncode != 0 or done.expired:
+            return None
+        return done.stdout.decode("utf-8", errors="replace").strip()
+
+    def head_sha(self) -> str | None:
+        """HEAD's commit, or None outside a git checkout (or in one without commits)."""
+        return self._git("rev-parse", "--verify", "HEAD^{commit}") or None
+
+    def head_tags(self) -> list[str]:
+        out = self._git("tag", "--points-at", "HEAD")
+        return sorted(out.split()) if out else []
+
+    def head_commit_time(self) -> int:
+        out = self._git("show", "-s", "--format=%ct", "HEAD")
+        if not out or not out.isdigit():
+            raise ConfigError("cannot read the HEAD commit time from git")
+        return int(out)
+
+    def origin_url(self) -> str | None:
+        return self._git("remote", "get-url", "origin") or None
+
+    def uncommitted(self, folder: Path) -> list[Path]:
+        """Paths under `folder` that differ from HEAD: modified, staged, deleted or untracked (not ignored)."""
+        argv = [
+            "git",
+            "-C",
+            str(self.root),
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--",
+            str(folder),
+        ]
+        done = self.commands.run(argv, timeout=GIT_TIMEOUT_SECONDS)
+        if done.returncode != 0:
+            return []
+        top = self._git("rev-parse", "--show-toplevel")  # porcelain paths are relative to it
+        if not top:
+            return []
+        entries = done.stdout.decode("utf-8", errors="replace").split("\0")
+        paths: set[Path] = set()
+        skip_next = False
+        for entry in entries:
+            if skip_next or len(entry) < 4:
+                skip_next = False
+                continue
+            paths.add(Path(top) / entry[3:])
+            skip_next = entry[0] in "RC"  # a rename or copy is followed by its original path
+        return sorted(paths)
 
 
-def head_tags(root: Path) -> list[str]:
-    out = _git(root, "tag", "--points-at", "HEAD")
-    return sorted(out.split()) if out else []
-
-
-def head_commit_time(root: Path) -> int:
-    out = _git(root, "show", "-s", "--format=%ct", "HEAD")
-    if not out or not out.isdigit():
-        raise ConfigError("cannot read the HEAD commit time from git")
-    return int(out)
-
-
-def origin_url(root: Path) -> str | None:
-    return _git(root, "remote", "get-url", "origin") or None
-
-
-_GITHUB_REMOTE_RE = re.compile(
-    r"^(?:https?://(?:[^@/]+@)?github\.com/|ssh://git@github\.com/|git@github\.com:)"
-    r"(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/?$"
+_REMOTE_RE = re.compile(
+    r"^(?:(?:https?|ssh|git)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d+)?/|(?:[^@/]+@)?(?P<scp_host>[^/:]+):)"
+    r"(?P<owner>[^/]+)/(?P<path>.+?)(?:\.git)?/?$"
 )
 
 
-def github_slug(url: str | None) -> tuple[str, str] | None:
-    """(owner, repository) of a GitHub remote URL, whatever its form; credentials in it are dropped."""
+def remote_slug(url: str | None) -> tuple[str, str, str] | None:
+    """(host, owner, repository path) of a git remote URL, whatever its form; credentials in it are dropped.
+
+    Any git host: the owner is the first path component (a GitLab group, a Gitea user).
+    """
     if not url:
         return None
-    match = _GITHUB_REMOTE_RE.match(url.strip())
-    return (match.group("owner"), match.group("repo")) if match else None
+    match = _REMOTE_RE.match(url.strip())
+    if not match:
+        return None
+    host = (match.group("host") or match.group("scp_host")).lower()
+    return host, match.group("owner"), match.group("path")
+
+
+def github_slug(url: str | None) -> tuple[str, str] | None:
+    """(owner, repository) of a GitHub remote URL."""
+    slug = remote_slug(url)
+    if slug is None or slug[0] != "github.com" or "/" in slug[2]:
+        return None
+    return slug[1], slug[2]

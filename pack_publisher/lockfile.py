@@ -27,6 +27,7 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
         "org": settings.org,
         "repo": settings.repo,
         "dry_run": any(p.dry_run for p in published),
+        "dirty": any(p.dirty for p in published),  # some pack was built from uncommitted changes
         "packs": [
             {
                 "name": p.name,
@@ -39,6 +40,9 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
                 "media_type": p.layer.media_type,
                 "size": p.layer.size,
                 "gtpack_sha256": p.layer.digest,
+                "tags": p.tags,  # the tags serving this digest after the push
+                "replaced": p.replaced,  # tag -> the digest this push moved it from
+                "revision": p.git_sha + ("-dirty" if p.dirty else ""),
             }
             for p in sorted(published, key=lambda p: p.name)
         ],

@@ -30,9 +30,10 @@ MAX_PACK_NAME_LENGTH = 128
 def pack_name_problem(name: str) -> str | None:
     """Why `name` cannot be a pack name (an OCI path component that also names files), or None."""
     if not PATH_COMPONENT_RE.match(name):
+        hint = f"; rename it to {name.lower()!r}" if PATH_COMPONENT_RE.match(name.lower()) else ""
         return (
             f"{name!r} is not a valid OCI repository name component "
-            "(lowercase letters, digits and single '.', '_' or '-' separators)"
+            f"(lowercase letters, digits and single '.', '_' or '-' separators){hint}"
         )
     if len(name) > MAX_PACK_NAME_LENGTH:
         return f"{name[:40]!r}... is {len(name)} characters, over the {MAX_PACK_NAME_LENGTH}-character limit"

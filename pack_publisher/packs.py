@@ -6,6 +6,7 @@ import codecs
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -157,6 +158,27 @@ def discover(packs_dir: Path) -> list[str]:
     return sorted(p.name for p in packs_dir.iterdir() if p.is_dir() and (p / PACK_FILE).is_file())
 
 
+def misnamed_pack_files(folder: Path) -> list[Path]:
+    """Files that look meant as pack.yaml but are not named so (pack.yml, Pack.yaml, PACK.YAML...)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted(
+        f for f in entries if f.name != PACK_FILE and f.name.lower() in {"pack.yaml", "pack.yml"} and f.is_file()
+    )
+
+
+def _wanted_name(packs_dir: Path, given: str) -> str:
+    """A --pack value as the folder name: `name/` (tab completion) and `packs/name` mean `name`."""
+    name = given.rstrip("/")
+    if "/" in name:
+        path = Path(name)
+        if path.parent.resolve() == packs_dir.resolve() or path.parent.name == packs_dir.name:
+            return path.name
+    return name
+
+
 def _check_folder(packs_dir: Path, name: str) -> None:
     """Refuse a pack folder that is a symlink leading out of PACKS_DIR: its files are not this repository's."""
     path = packs_dir / name
@@ -169,18 +191,33 @@ def _check_folder(packs_dir: Path, name: str) -> None:
         raise ConfigError(f"pack folder {name!r} is a symlink to {target}, outside PACKS_DIR {root}")
 
 
-def select(packs_dir: Path, wanted: list[str] | None, repository_prefix: str, display_root: Path) -> list[PackSource]:
+def select(
+    packs_dir: Path,
+    wanted: list[str] | None,
+    repository_prefix: str,
+    display_root: Path,
+    warn: Callable[[str], None] | None = None,
+) -> list[PackSource]:
     """The packs to work on: all of them, or those named by --pack, each checked and parsed.
 
-    A pack whose `pack_id` differs from its folder name carries a line in `warnings` for the caller to show.
+    A pack whose `pack_id` differs from its folder name carries a line in `warnings` for the caller to
+    show; a folder left out for a misnamed pack.yaml is told to `warn`.
     """
     known = discover(packs_dir)
+    if not wanted and warn is not None:
+        for folder in sorted(p for p in packs_dir.iterdir() if p.is_dir() and p.name not in known):
+            for found in misnamed_pack_files(folder):
+                warn(f"{_shown(found, display_root)}: left out; rename it to {PACK_FILE} to make {folder.name} a pack")
     if not known:
         raise ConfigError(f"no packs found under {packs_dir} (a pack is a folder holding {PACK_FILE})")
-    names = sorted(set(wanted)) if wanted else known
+    names = sorted({_wanted_name(packs_dir, n) for n in wanted}) if wanted else known
     unknown = [n for n in names if n not in known]
     for name in unknown:
         if (packs_dir / name).is_dir():
+            misnamed = misnamed_pack_files(packs_dir / name)
+            if misnamed:
+                shown = _shown(misnamed[0], display_root)
+                raise ConfigError(f"pack folder {packs_dir / name} has no {PACK_FILE}: rename {shown} to {PACK_FILE}")
             raise ConfigError(f"pack folder {packs_dir / name} has no {PACK_FILE}")
     if unknown:
         raise ConfigError(f"unknown pack {', '.join(map(repr, unknown))}; known packs: {', '.join(known)}")
@@ -193,10 +230,7 @@ def select(packs_dir: Path, wanted: list[str] | None, repository_prefix: str, di
             raise ConfigError(f"pack {name!r}: repository {repository_prefix}/{name} is over 255 characters")
         _check_folder(packs_dir, name)
         path = packs_dir / name
-        try:
-            rel = (path / PACK_FILE).relative_to(display_root).as_posix()
-        except ValueError:
-            rel = (path / PACK_FILE).as_posix()
+        rel = _shown(path / PACK_FILE, display_root)
         text, data, meta = _load(path / PACK_FILE, rel)
         warnings: tuple[str, ...] = ()
         if meta.pack_id != name:
@@ -206,6 +240,13 @@ def select(packs_dir: Path, wanted: list[str] | None, repository_prefix: str, di
             )
         sources.append(PackSource(name=name, path=path, meta=meta, text=text, fields=data, warnings=warnings))
     return sources
+
+
+def _shown(path: Path, display_root: Path) -> str:
+    try:
+        return path.relative_to(display_root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def check_out_dir(out_dir: Path, packs_dir: Path) -> None:

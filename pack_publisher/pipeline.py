@@ -1,177 +1,312 @@
-"""The steps the tasks compose: build (stage, run the builder, validate, compose), dry run, lock."""
+"""The steps the tasks compose: preflight, build (stage, run the builder, validate, compose), push,
+dry run, lock. Each takes the run (`pack_publisher.run.Run`): settings, printer and command runner.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from . import archive, artifact, builder, lockfile, packs, publish, records
 from .descriptor import file_digest
 from .errors import ConfigError, PublisherError
+from .gitinfo import Git
 from .records import BuiltPack, PublishedPack
-from .redact import Redactor
-from .settings import Settings
+from .run import Run
+from .transports import Transports, chosen_oras
+from .transports.retry import RetryPolicy
 
-Report = Callable[[str], None]
 STAGE_DIR = "stage"
+LOCK_NAME = ".publisher.lock"
+DIRTY_SUFFIX = "-dirty"  # added to the revision annotation of a pack built from uncommitted changes
+SHOWN_CHANGES = 5
+# A dry run asks the registry once, briefly: an unreachable registry must not hold a PR check.
+CONSULT_POLICY = RetryPolicy(attempts=1, connect_timeout=3.0, read_timeout=10.0)
 
 
-def _writable_out_dir(settings: Settings) -> None:
+def _writable_out_dir(run: Run) -> None:
+    out_dir = run.settings.out_dir
     try:
-        (settings.out_dir / STAGE_DIR).mkdir(parents=True, exist_ok=True)
-        probe = settings.out_dir / ".write-test"
+        (out_dir / STAGE_DIR).mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"OUT_DIR: {settings.out_dir} is not writable ({exc.strerror})") from None
+        raise ConfigError(f"OUT_DIR: {out_dir} is not writable ({exc.strerror})") from None
 
 
-def select_packs(settings: Settings, names: list[str] | None) -> list[packs.PackSource]:
-    return packs.select(settings.packs_dir, names, f"{settings.org}/{settings.repo}", settings.root)
+def hold_out_dir(run: Run) -> None:
+    """Take OUT_DIR for this run (a file lock the OS releases on any exit); a second run fails at once.
+
+    Held until the process ends, so chained tasks (`invoke build push lock`) keep it throughout.
+    """
+    if run.out_dir_lock is not None:
+        return
+    _writable_out_dir(run)
+    path = run.settings.out_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "another run"
+        os.close(fd)
+        raise ConfigError(
+            f"OUT_DIR: {run.settings.relative(run.settings.out_dir)} is in use by {holder}; "
+            "wait for it to finish, or give this run its own OUT_DIR"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, run.redact(f"pid {os.getpid()} ({run.command})\n").encode())
+    run.out_dir_lock = fd  # closed by the OS when the process exits, however it exits
 
 
-def build_one(settings: Settings, pack: packs.PackSource, builder_path: str, redactor: Redactor) -> BuiltPack:
-    """Stage, build, validate and compose one pack; the returned record is also saved to disk."""
-    records.forget_published(settings.out_dir, pack.name)  # a new build invalidates the last push
-    staged = packs.stage(pack, settings.out_dir / STAGE_DIR / pack.name, settings.version)
-    gtpack = settings.out_dir / f"{pack.name}.gtpack"
-    builder.build_gtpack(builder_path, pack.name, staged, gtpack, redactor)
-    facts = archive.inspect_gtpack(gtpack)
-    if facts.version != settings.version:
-        raise PublisherError(
-            f"pack {pack.name!r}: the archive says version {facts.version!r}, expected {settings.version!r}"
+def select_packs(run: Run, names: list[str] | None) -> list[packs.PackSource]:
+    s = run.settings
+    selected = packs.select(s.packs_dir, names, f"{s.org}/{s.repo}", s.root, run.warn)
+    for pack in selected:
+        for warning in pack.warnings:
+            run.warn(warning)
+    return selected
+
+
+def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, Transports | None]:
+    """Everything checkable before the first build: paths, the builder, the transport, credentials.
+
+    Returns the builder (when building) and the opened transports (when pushing for real).
+    """
+    s = run.settings
+    packs.check_out_dir(s.out_dir, s.packs_dir)
+    lockfile.check_writable_target(s.lock_file, s.packs_dir)
+    hold_out_dir(run)
+    builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
+    transports = None
+    if pushing and not s.dry_run:
+        transports = Transports(s.registry, s.publish, run.redact, run.commands)
+    elif pushing:
+        chosen_oras(s.publish)  # OCI_CLIENT=oras without oras is wrong in a dry run too
+    return builder_path, transports
+
+
+def uncommitted_changes(run: Run) -> list[Path]:
+    s = run.settings
+    if not s.in_git:
+        run.warn("not a git checkout: uncommitted changes cannot be detected; the revision is GIT_SHA's")
+        return []
+    return Git(run.commands, s.root).uncommitted(s.packs_dir)
+
+
+def _listing(paths: list[Path], run: Run) -> str:
+    shown = [run.settings.relative(p) for p in paths[:SHOWN_CHANGES]]
+    more = f" and {len(paths) - SHOWN_CHANGES} more" if len(paths) > SHOWN_CHANGES else ""
+    return ", ".join(shown) + more
+
+
+def check_tree(run: Run, *, release: bool) -> list[Path]:
+    """Uncommitted changes under PACKS_DIR: refused for a real release (unless --allow-dirty), else a warning."""
+    s = run.settings
+    changes = uncommitted_changes(run)
+    if not changes:
+        return []
+    where = f"uncommitted changes under {s.relative(s.packs_dir)}: {_listing(changes, run)}"
+    if release and not s.dry_run and not s.allow_dirty:
+        raise ConfigError(
+            f"{where}; commit them, or pass --allow-dirty (ALLOW_DIRTY=1) to publish them marked "
+            f"as {s.git_sha[:12]}{DIRTY_SUFFIX}"
         )
+    run.warn(f"{where}; packs built from them are marked {s.git_sha[:12]}{DIRTY_SUFFIX}, not the committed revision")
+    return changes
+
+
+def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) -> BuiltPack:
+    """Stage, build, validate and compose one pack; the returned record is also saved to disk."""
+    s = run.settings
+    records.forget_published(s.out_dir, pack.name)  # a new build invalidates the last push
+    staged = packs.stage(pack, s.out_dir / STAGE_DIR / pack.name, s.version)
+    gtpack = s.out_dir / f"{pack.name}.gtpack"
+    builder.build_gtpack(run.commands, builder_path, pack.name, staged, gtpack)
+    facts = archive.inspect_gtpack(gtpack)
+    if facts.version != s.version:
+        raise PublisherError(f"pack {pack.name!r}: the archive says version {facts.version!r}, expected {s.version!r}")
     composed = artifact.compose(
         facts.layer,
         gtpack.name,  # the layer title: the bare file name, never a runner's path
         artifact.pack_annotations(
-            created=settings.created,
-            version=settings.version,
-            revision=settings.git_sha,
-            source=settings.source_url,
+            created=s.created,
+            version=s.version,
+            revision=s.git_sha + (DIRTY_SUFFIX if dirty else ""),
+            source=s.source_url,
             title=pack.meta.name,
             description=pack.meta.description,
         ),
     )
-    manifest_path = settings.out_dir / f"{pack.name}.manifest.json"
+    manifest_path = s.out_dir / f"{pack.name}.manifest.json"
     records.write_atomic(manifest_path, composed.manifest)
     built = BuiltPack(
         name=pack.name,
         pack_id=facts.pack_id,
         version=facts.version,
-        git_sha=settings.git_sha,
+        git_sha=s.git_sha,
         gtpack=gtpack,
         layer=composed.layer,
         manifest=manifest_path,
         manifest_descriptor=composed.descriptor,
-        reference=settings.reference(pack.name),
+        reference=s.reference(pack.name),
+        dirty=dirty,
     )
-    records.save(settings.out_dir, built)
+    records.save(s.out_dir, built)
     return built
 
 
-def build(settings: Settings, names: list[str] | None, redactor: Redactor, report: Report) -> list[BuiltPack]:
-    selected = select_packs(settings, names)
-    builder_path = builder.find_builder(settings.builder_override)
-    packs.check_out_dir(settings.out_dir, settings.packs_dir)
-    lockfile.check_writable_target(settings.lock_file, settings.packs_dir)  # before any build or push
-    _writable_out_dir(settings)
+def build(run: Run, names: list[str] | None, builder_path: str, *, release: bool = False) -> list[BuiltPack]:
+    s = run.settings
+    selected = select_packs(run, names)
+    changes = check_tree(run, release=release)
     built = []
     for pack in selected:
-        one = build_one(settings, pack, builder_path, redactor)
-        report(
+        dirty = any(p.is_relative_to(pack.path) for p in changes)
+        one = build_one(run, pack, builder_path, dirty)
+        marked = f" (uncommitted changes: revision {s.git_sha[:12]}{DIRTY_SUFFIX})" if dirty else ""
+        run.say(
             f"built {one.name}: pack_id={one.pack_id} version={one.version} size={one.layer.size} "
-            f"{one.layer.digest} -> {settings.relative(one.gtpack)}"
+            f"{one.layer.digest} -> {s.relative(one.gtpack)}{marked}"
         )
         built.append(one)
     return built
 
 
-def load_built(settings: Settings, names: list[str] | None) -> list[BuiltPack]:
-    """The build records of the selected packs, refusing missing or stale ones."""
-    lockfile.check_writable_target(settings.lock_file, settings.packs_dir)
+def load_built(run: Run, names: list[str] | None) -> list[BuiltPack]:
+    """The build records of the selected packs, refusing missing, stale or other-target ones."""
+    s = run.settings
     built = []
-    for pack in select_packs(settings, names):
-        record = records.load(settings.out_dir, pack.name, BuiltPack)
+    for pack in select_packs(run, names):
+        record = records.load(s.out_dir, pack.name, BuiltPack)
         if record is None:
-            raise ConfigError(f"pack {pack.name!r} has not been built into {settings.out_dir}; run `invoke build`")
-        if record.version != settings.version or record.git_sha != settings.git_sha:
+            raise ConfigError(f"pack {pack.name!r} has not been built into {s.relative(s.out_dir)}; run `invoke build`")
+        if record.version != s.version or record.git_sha != s.git_sha:
             raise ConfigError(
-                f"pack {pack.name!r}: the build in {settings.relative(settings.out_dir)} is of version "
-                f"{record.version} at {record.git_sha[:12]}, not {settings.version} at {settings.git_sha[:12]}; "
+                f"pack {pack.name!r}: the build in {s.relative(s.out_dir)} is of version "
+                f"{record.version} at {record.git_sha[:12]}, not {s.version} at {s.git_sha[:12]}; "
                 "run `invoke build` again"
+            )
+        if record.reference != s.reference(pack.name):
+            raise ConfigError(
+                f"pack {pack.name!r}: the build in {s.relative(s.out_dir)} is for {record.reference}, not "
+                f"{s.reference(pack.name)} (its annotations and lockfile entry name that target); "
+                "run `invoke build` again with these settings"
             )
         if not record.gtpack.is_file() or file_digest(record.gtpack) != record.layer.digest:
             raise ConfigError(f"pack {pack.name!r}: {record.gtpack} changed since it was built; rebuild it")
+        if record.dirty and not s.dry_run and not s.allow_dirty:
+            raise ConfigError(
+                f"pack {pack.name!r} was built from uncommitted changes (revision {s.git_sha[:12]}{DIRTY_SUFFIX}); "
+                "commit them and build again, or pass --allow-dirty to publish it so marked"
+            )
         built.append(record)
     return built
 
 
-def dry_run(settings: Settings, built: list[BuiltPack], report: Report) -> list[PublishedPack]:
-    """What a push would publish, with the digest it will have; touches no registry."""
+def _consulting_transports(run: Run) -> Transports | str:
+    """Read-only access for a dry run's plan, or why there is none (never a reason to fail a dry run)."""
+    s = run.settings
+    try:
+        return Transports(s.registry, s.publish, run.redact, run.commands, policy=CONSULT_POLICY)
+    except PublisherError as exc:
+        return run.redact(exc.message)
+
+
+def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[PublishedPack]:
+    """What a push would publish, with the digest it will have; reads the registry if it can, writes nothing."""
+    s = run.settings
+    access = _consulting_transports(run)
+    try:
+        plans = publish.dry_run_plans(run, built, access, latest=s.publish.latest, force=force)
+    finally:
+        if isinstance(access, Transports):
+            access.close()
+    refused = [one.name for one, plan in zip(built, plans, strict=True) if plan.refused]
+    if refused:
+        raise PublisherError(f"a push would be refused for {', '.join(refused)} (see the plan above)")
     planned = []
-    for one in built:
-        report(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
+    for one, plan in zip(built, plans, strict=True):
+        run.say(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
         record = PublishedPack.of(
             one,
             digest=lockfile.DRY_RUN_DIGEST,
             pinned_reference=None,
-            tags=[settings.version],
+            tags=plan.tags,
+            replaced=plan.replaced,
             transport="none (dry run)",
             dry_run=True,
         )
-        records.save(settings.out_dir, record)
+        records.save(s.out_dir, record)
         planned.append(record)
     return planned
 
 
-def lock(settings: Settings, names: list[str] | None, report: Report) -> Path:
+def lock(run: Run, names: list[str] | None) -> Path:
     """Write the lockfile from the last push (or dry run) of the selected packs."""
+    s = run.settings
+    lockfile.check_writable_target(s.lock_file, s.packs_dir)
     published = []
-    for pack in select_packs(settings, names):
-        record = records.load(settings.out_dir, pack.name, PublishedPack)
-        if record is None or record.version != settings.version or record.git_sha != settings.git_sha:
+    for pack in select_packs(run, names):
+        record = records.load(s.out_dir, pack.name, PublishedPack)
+        if record is None or record.version != s.version or record.git_sha != s.git_sha:
             raise ConfigError(
-                f"pack {pack.name!r} has no push of version {settings.version} at {settings.git_sha[:12]} "
+                f"pack {pack.name!r} has no push of version {s.version} at {s.git_sha[:12]} "
                 "to record; run `invoke push` (or `invoke release --dry-run`) first"
             )
+        if record.reference != s.reference(pack.name):
+            raise ConfigError(
+                f"pack {pack.name!r}: the last push was to {record.reference}, not {s.reference(pack.name)}; "
+                "a lockfile names one registry, org and repo: set them as for that push"
+            )
         published.append(record)
-    lockfile.write(settings, published)
-    report(f"wrote {settings.relative(settings.lock_file)} ({len(published)} pack(s))")
-    return settings.lock_file
+    if len({p.dry_run for p in published}) > 1:
+        dry = ", ".join(p.name for p in published if p.dry_run)
+        raise ConfigError(f"{dry}: only dry-run, while other packs were pushed; push them too, or lock them apart")
+    lockfile.write(s, published)
+    run.say(f"wrote {s.relative(s.lock_file)} ({len(published)} pack(s))")
+    return s.lock_file
 
 
-def push(settings: Settings, built: list[BuiltPack], redactor: Redactor, report: Report, force: bool) -> None:
-    """Publish the built packs; report every pack, then fail if any did not make it."""
-    options = settings.publish
-    results = publish.push(
-        settings, built, latest=options.latest, force=force, jobs=options.jobs, redactor=redactor, report=report
-    )
-    write_step_summary(settings, results)
+def push(run: Run, built: list[BuiltPack], transports: Transports | None, *, force: bool) -> None:
+    """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it."""
+    s = run.settings
+    if s.dry_run:
+        dry_run(run, built, force=force)
+        return
+    if transports is None:
+        raise PublisherError("internal: a real push needs the transports opened by preflight")
+    try:
+        results = publish.push(run, built, transports, latest=s.publish.latest, force=force)
+    finally:
+        transports.close()
+    write_step_summary(run, results)
     failed = [r.name for r in results if r.record is None]
     done = len(results) - len(failed)
-    report(f"{done} of {len(results)} pack(s) published or already published at version {settings.version}")
+    run.say(f"{done} of {len(results)} pack(s) published or already published at version {s.version}")
     if failed:
         raise PublisherError(
-            f"{len(failed)} pack(s) not published: {', '.join(failed)}; {settings.relative(settings.lock_file)} "
+            f"{len(failed)} pack(s) not published: {', '.join(failed)}; {s.relative(s.lock_file)} "
             "was not updated. Fix the cause and re-run: published packs are skipped"
         )
 
 
-def write_step_summary(settings: Settings, results: list[publish.PackResult]) -> None:
-    """Append a Markdown table of the packs to GITHUB_STEP_SUMMARY when running in GitHub Actions."""
-    target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
+def write_step_summary(run: Run, results: list[publish.PackResult]) -> None:
+    """Append a Markdown table of the packs to GITHUB_STEP_SUMMARY; failing to is a warning, not a failed release."""
+    target = run.settings.step_summary
+    if target is None:
         return
-    rows = ["| pack | reference | digest | size | status |", "|---|---|---|---|---|"]
+    rows = ["| pack | reference | digest | tags | size | status |", "|---|---|---|---|---|---|"]
     for r in results:
         digest = f"`{r.record.digest}`" if r.record else "-"
+        tags = ", ".join(r.record.tags) if r.record else "-"
         size = f"{r.record.layer.size:,} B" if r.record else "-"
         status = r.status if r.record else f"failed: {r.error}"
-        rows.append(f"| {r.name} | `{r.reference}` | {digest} | {size} | {status.replace('|', '/')} |")
+        rows.append(f"| {r.name} | `{r.reference}` | {digest} | {tags} | {size} | {status.replace('|', '/')} |")
+    text = f"### Greentic packs {run.settings.version}\n\n" + "\n".join(rows) + "\n\n"
     try:
         with open(target, "a", encoding="utf-8") as fh:
-            fh.write(f"### Greentic packs {settings.version}\n\n" + "\n".join(rows) + "\n\n")
+            fh.write(run.redact(text))
     except OSError as exc:
-        raise PublisherError(f"GITHUB_STEP_SUMMARY: cannot append to {target} ({exc.strerror})") from None
+        run.warn(f"GITHUB_STEP_SUMMARY: cannot append to {target} ({exc.strerror}); the summary is left out")

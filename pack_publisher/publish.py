@@ -1,30 +1,32 @@
-"""Push built packs: refuse to move release tags, publish through a transport, prove what landed.
+"""Push built packs in two steps: plan every pack from what the registry holds (`plan`), print the
+plan, then apply it and prove what landed.
 
-A pack's published record is written only after the registry served back exactly the manifest
-that was composed, with its blobs present, so a lockfile made from records never claims more
-than the registry holds.
+Nothing is written unless every pack could be planned and none was refused. A pack's published
+record is written only after the registry served back exactly the manifest that was composed under
+every tag it should serve, with its blobs present, so a lockfile made from records never claims
+more than the registry holds.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import records
-from .artifact import Artifact
+from .artifact import VERSION, Artifact
 from .content import VerifiedRegistry
 from .descriptor import describe
 from .errors import PublisherError
+from .plan import LATEST, Held, Kind, PackPlan, Seen, is_prerelease, plan_pack
 from .records import BuiltPack, PublishedPack
-from .redact import Redactor
-from .settings import Settings
+from .run import Run
 from .transports import PushRequest, Transports
 
-Report = Callable[[str], None]
-LATEST = "latest"
-_print_lock = threading.Lock()
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,13 @@ class PackResult:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Planned:
+    built: BuiltPack
+    artifact: Artifact
+    plan: PackPlan
+
+
 def load_artifact(built: BuiltPack) -> Artifact:
     """The composed artifact of a build, refusing a manifest file changed since."""
     manifest = built.manifest.read_bytes()
@@ -45,79 +54,160 @@ def load_artifact(built: BuiltPack) -> Artifact:
     return Artifact(manifest=manifest, descriptor=descriptor, layer=built.layer)
 
 
-def push_one(settings: Settings, registry: VerifiedRegistry, built: BuiltPack, latest: bool, force: bool) -> PackResult:
-    repository = settings.repository(built.name)
-    artifact = load_artifact(built)
-    digest = artifact.descriptor.digest
-    tags = [settings.version, *([LATEST] if latest else [])]
-    request = PushRequest(repository=repository, tags=tags, gtpack=built.gtpack, artifact=artifact)
-    existing = registry.resolve(repository, settings.version)  # None only when the registry said "not found"
-    uploaded: int | None = 0
-    if existing is not None and existing.digest == digest and not latest:
-        status = "already published"
-        registry.check_landed(request)
-    else:
-        if existing is not None and existing.digest != digest and not force:
-            raise PublisherError(
-                f"{built.reference} already holds {existing.digest}, but this build is {digest}; "
-                "release tags are immutable: publish a new version, or pass --force to overwrite"
+def _version_of(manifest: bytes) -> str | None:
+    try:
+        value = json.loads(manifest).get("annotations", {}).get(VERSION)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def consult(registry: VerifiedRegistry, repository: str, version: str, digest: str, latest: bool) -> Seen:
+    """What the registry holds under the tags a push of `version` may write."""
+    held = registry.resolve(repository, version)
+    latest_held = None
+    if latest and not is_prerelease(version):
+        found = registry.resolve(repository, LATEST)
+        if found is not None:
+            known = version if found.digest == digest else _version_of(registry.manifest(repository, found.digest))
+            latest_held = Held(found.digest, known)
+    return Seen(True, Held(held.digest) if held else None, latest_held)
+
+
+def plan_line(run: Run, built: BuiltPack, plan: PackPlan) -> list[str]:
+    """The plan of one pack as shown: one line per tag."""
+    repository = run.settings.repository(built.name)
+    return [f"plan {run.settings.registry}/{repository}:{a.tag}: {a.describe()}" for a in plan.actions]
+
+
+def _each(jobs: int, items: Iterable[T], work: Callable[[T], R]) -> list[R]:
+    """`work` over `items`, up to `jobs` at once, results in order; Ctrl-C never waits for a stalled request."""
+    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
+    try:
+        results = list(executor.map(work, items))
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+    return results
+
+
+def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bool, force: bool) -> list[Planned]:
+    """Consult the registry for every pack and print the plan; raise (nothing written) if any pack cannot go."""
+    settings = run.settings
+
+    def one(pack: BuiltPack) -> Planned | str:
+        try:
+            artifact = load_artifact(pack)
+            registry = VerifiedRegistry(transports.get(), settings.registry)
+            seen = consult(
+                registry, settings.repository(pack.name), settings.version, artifact.descriptor.digest, latest
             )
-        uploaded = registry.push(request).uploaded_blobs
-        already = existing is not None and existing.digest == digest
-        status = "already published" if already and not uploaded else "published"
+            return Planned(
+                pack,
+                artifact,
+                plan_pack(settings.version, artifact.descriptor.digest, seen, latest=latest, force=force),
+            )
+        except PublisherError as exc:
+            return f"FAILED {pack.name}: {run.redact(exc.message)}"
+
+    outcomes = _each(settings.publish.jobs, built, one)
+    problems = []
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            problems.append(outcome)
+            run.say(outcome)
+            continue
+        for line in plan_line(run, outcome.built, outcome.plan):
+            run.say(line)
+        if outcome.plan.refused:
+            problems.append(outcome.built.name)
+    if problems:
+        raise PublisherError(
+            f"{len(problems)} of {len(built)} pack(s) cannot be published as planned; nothing was pushed"
+        )
+    return [o for o in outcomes if isinstance(o, Planned)]
+
+
+def apply_one(run: Run, registry: VerifiedRegistry, planned: Planned) -> PackResult:
+    settings = run.settings
+    built, artifact, plan = planned.built, planned.artifact, planned.plan
+    repository = settings.repository(built.name)
+    digest = artifact.descriptor.digest
+    served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
+    uploaded: int | None = 0
+    if plan.writes:
+        written = PushRequest(repository=repository, tags=plan.writes, gtpack=built.gtpack, artifact=artifact)
+        uploaded = registry.transport.push(written).uploaded_blobs
+    registry.check_landed(served)  # every tag it should serve, read back, whether written now or before
+    status = "published" if plan.writes else "already published"
     record = PublishedPack.of(
         built,
         digest=digest,
         pinned_reference=f"{settings.registry}/{repository}@{digest}",
-        tags=tags,
+        tags=plan.tags,
+        replaced=plan.replaced,
         transport=registry.name,
         uploaded_blobs=uploaded,
-        already_published=status == "already published",
+        already_published=not plan.writes,
     )
     records.save(settings.out_dir, record)
     return PackResult(built.name, built.reference, status, record=record)
 
 
-def push(
-    settings: Settings,
-    built: list[BuiltPack],
-    *,
-    latest: bool,
-    force: bool,
-    jobs: int,
-    redactor: Redactor,
-    report: Report,
-) -> list[PackResult]:
-    """Push every pack, up to `jobs` at once; one failing pack does not stop the others."""
-    transports = Transports(settings.registry, settings.publish, redactor)
+def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bool, force: bool) -> list[PackResult]:
+    """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others."""
+    planned = plan_all(run, built, transports, latest=latest, force=force)
 
-    def run(one: BuiltPack) -> PackResult:
+    def one(item: Planned) -> PackResult:
         try:
-            registry = VerifiedRegistry(transports.get(), settings.registry)
-            result = push_one(settings, registry, one, latest, force)
+            registry = VerifiedRegistry(transports.get(), run.settings.registry)
+            result = apply_one(run, registry, item)
         except PublisherError as exc:
-            result = PackResult(one.name, one.reference, "failed", error=redactor(exc.message))
-        line = _line(result)
-        with _print_lock:  # one whole line per pack, whatever the threads do
-            report(line)
+            result = PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
+        run.say(result_line(result))
         return result
 
-    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
-    try:
-        results = list(executor.map(run, built))
-    except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: never wait for a stalled request
-        raise
-    finally:
-        transports.close()
-    executor.shutdown(wait=True)
-    return results
+    return _each(run.settings.publish.jobs, planned, one)
 
 
-def _line(result: PackResult) -> str:
+def result_line(result: PackResult) -> str:
     if result.record is None:
         return f"FAILED {result.name}: {result.error}"
-    via = result.record.transport
-    uploaded = result.record.uploaded_blobs
+    record = result.record
+    uploaded = record.uploaded_blobs
     blobs = f", {uploaded} blob(s) uploaded" if uploaded is not None else ""
-    return f"{result.status} {result.reference} digest={result.record.digest} (via {via}{blobs})"
+    replaced = "".join(f", {tag} was {old}" for tag, old in record.replaced.items())
+    tags = ",".join(record.tags)
+    via = f"via {record.transport}{blobs}{replaced}"
+    return f"{result.status} {result.reference} digest={record.digest} tags={tags} ({via})"
+
+
+def dry_run_plans(
+    run: Run, built: list[BuiltPack], access: Transports | str, *, latest: bool, force: bool
+) -> list[PackPlan]:
+    """The plans a push would follow, from the registry when `access` reaches it (else why not); writes nothing."""
+    settings = run.settings
+    digests = [b.manifest_descriptor.digest for b in built]
+    seen: list[Seen] | None = None
+    reason = access if isinstance(access, str) else ""
+    if isinstance(access, Transports):
+        try:
+            registry = VerifiedRegistry(access.get(), settings.registry)
+            seen = [
+                consult(registry, settings.repository(b.name), settings.version, d, latest)
+                for b, d in zip(built, digests, strict=True)
+            ]
+        except PublisherError as exc:
+            reason = run.redact(exc.message)
+    if seen is None:
+        run.say(f"registry not consulted ({reason}): the plan assumes every tag is new")
+        seen = [Seen(consulted=False)] * len(built)
+    plans = [plan_pack(settings.version, d, s, latest=latest, force=force) for d, s in zip(digests, seen, strict=True)]
+    for one, plan in zip(built, plans, strict=True):
+        for line in plan_line(run, one, plan):
+            run.say(line)
+    return plans
+
+
+__all__ = ["Kind", "PackResult", "apply_one", "consult", "dry_run_plans", "plan_all", "push"]

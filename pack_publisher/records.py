@@ -33,7 +33,8 @@ class BuiltPack(BaseModel):
     layer: Descriptor  # the .gtpack as the OCI layer
     manifest: Path  # the exact manifest bytes to push
     manifest_descriptor: Descriptor  # its digest is the one consumers pin
-    reference: str
+    reference: str  # <registry>/<org>/<repo>/<pack>:<version>: the build is for this target only
+    dirty: bool = False  # built from uncommitted changes in the pack's folder
 
 
 class PublishedPack(BaseModel):
@@ -49,7 +50,9 @@ class PublishedPack(BaseModel):
     digest: str  # the OCI manifest digest the registry serves, or "DRY_RUN"
     expected_digest: str
     pinned_reference: str | None
-    tags: list[str]
+    tags: list[str]  # the tags serving this digest after the push (written by it or found there)
+    replaced: dict[str, str] = {}  # tag -> the digest it held before this push moved or overwrote it
+    dirty: bool = False
     gtpack: Path
     layer: Descriptor
     transport: str
@@ -65,6 +68,7 @@ class PublishedPack(BaseModel):
         digest: str,
         pinned_reference: str | None,
         tags: list[str],
+        replaced: dict[str, str] | None = None,
         transport: str,
         uploaded_blobs: int | None = 0,
         already_published: bool = False,
@@ -83,6 +87,8 @@ class PublishedPack(BaseModel):
             digest=digest,
             pinned_reference=pinned_reference,
             tags=tags,
+            replaced=replaced or {},
+            dirty=built.dirty,
             transport=transport,
             uploaded_blobs=uploaded_blobs,
             already_published=already_published,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -18,8 +19,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from . import gitinfo
+from .commands import Commands
 from .errors import ConfigError
+from .gitinfo import Git, remote_slug
 from .oci_names import (
     PATH_COMPONENT_RE,
     REGISTRY_RE,
@@ -50,7 +52,14 @@ ENV_NAMES = {
     "publish_latest": "PUBLISH_LATEST",
     "publish_jobs": "PUBLISH_JOBS / --jobs",
     "oci_timeout": "OCI_TIMEOUT",
+    "oci_plain_http_credentials": "OCI_PLAIN_HTTP_CREDENTIALS",
+    "allow_dirty": "ALLOW_DIRTY / --allow-dirty",
+    "git_sha": "GIT_SHA",
+    "github_sha": "GITHUB_SHA",
 }
+# Proxy variables, passed to the built-in client as read here (nothing below reads the environment).
+PROXY_ENV_NAMES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy"})
+LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
 
 
 class EnvSettings(BaseSettings):
@@ -86,6 +95,24 @@ class EnvSettings(BaseSettings):
     oci_password: SecretStr | None = None
     github_actor: str | None = None
     github_token: SecretStr | None = None
+    oci_plain_http_credentials: bool = False  # the second opt-in: credentials over plain HTTP to a remote host
+    # the rest of what the run reads from its environment, read here once
+    allow_dirty: bool = False
+    git_sha: str | None = None
+    github_sha: str | None = None
+    ci: str | None = None  # any value but 0/false/no counts: CI systems set it to all kinds of words
+    github_actions: str | None = None
+    docker_config: str | None = None
+    github_step_summary: str | None = None
+    requests_ca_bundle: str | None = None
+    curl_ca_bundle: str | None = None
+
+    @field_validator("git_sha", "github_sha")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", value.strip().lower()):
+            raise ValueError(f"{value!r} is not a full git commit id (40 hex digits)")
+        return value.strip().lower() if value else None
 
     @field_validator("oci_registry")
     @classmethod
@@ -150,11 +177,21 @@ class PublishOptions(BaseModel):
     oci_password: SecretStr | None = Field(default=None, repr=False)
     github_actor: str | None = None
     github_token: SecretStr | None = Field(default=None, repr=False)
+    plain_http_credentials: bool = False
+    docker_config: Path = Path(".docker/config.json")  # the Docker config file credentials may come from
+    ca_bundle: str | None = None  # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+    proxy_env: dict[str, str] = Field(default_factory=dict)  # the proxy variables, as set
+    child_env: dict[str, str] = Field(default_factory=dict, repr=False)  # for builder, oras, helpers: no secrets
 
     @property
     def secrets(self) -> list[str]:
         """Every secret value known, for redaction."""
         return [s.get_secret_value() for s in (self.oci_password, self.github_token) if s is not None]
+
+    @property
+    def search_path(self) -> str | None:
+        """PATH, for finding oras and the builder."""
+        return self.child_env.get("PATH")
 
     def uses_plain_http(self, registry: str) -> bool:
         host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
@@ -175,6 +212,11 @@ def options_of(env: EnvSettings) -> PublishOptions:
         oci_password=env.oci_password,
         github_actor=env.github_actor,
         github_token=env.github_token,
+        plain_http_credentials=env.oci_plain_http_credentials,
+        docker_config=Path(env.docker_config or Path.home() / ".docker") / "config.json",
+        ca_bundle=env.requests_ca_bundle or env.curl_ca_bundle,
+        proxy_env={k: v for k, v in os.environ.items() if k.lower() in PROXY_ENV_NAMES and v},
+        child_env=child_environment(),
     )
 
 
@@ -204,8 +246,12 @@ class Settings(BaseModel):
     builder_override: str | None
     publish: PublishOptions
     git_sha: str
+    in_git: bool  # False when GIT_SHA / GITHUB_SHA stand in for a checkout
     created: str
     source_url: str | None
+    allow_dirty: bool = False
+    echo_commands: bool = False  # CI / GITHUB_ACTIONS: show every external command
+    step_summary: Path | None = None  # GITHUB_STEP_SUMMARY
     notices: tuple[str, ...] = ()
 
     @property
@@ -246,10 +292,11 @@ def _first_error(exc: ValidationError) -> ConfigError:
     return ConfigError(f"{name}: {message}")
 
 
-def _resolve_version(env: EnvSettings, root: Path, sha: str, dry_run: bool) -> tuple[str, str, list[str]]:
+def _resolve_version(env: EnvSettings, git: Git | None, sha: str, dry_run: bool) -> tuple[str, str, list[str]]:
     if env.pack_version:
         return env.pack_version, "PACK_VERSION", []
-    version_tags = [t for t in gitinfo.head_tags(root) if t[:1] == "v" and t[1:2].isdigit()]
+    tags = git.head_tags() if git else []
+    version_tags = [t for t in tags if t[:1] == "v" and t[1:2].isdigit()]
     for tag in version_tags:
         problem = semver_problem(tag[1:])
         if problem:
@@ -266,18 +313,18 @@ def _resolve_version(env: EnvSettings, root: Path, sha: str, dry_run: bool) -> t
     )
 
 
-def _source_url(env: EnvSettings, slug: tuple[str, str] | None) -> str | None:
+def _source_url(env: EnvSettings, slug: tuple[str, str, str] | None) -> str | None:
     if env.github_repository:
         return f"{env.github_server_url.rstrip('/')}/{env.github_repository}"
-    return f"https://github.com/{slug[0]}/{slug[1]}" if slug else None
+    return f"https://{slug[0]}/{slug[1]}/{slug[2]}" if slug else None
 
 
-def _org(env: EnvSettings, slug: tuple[str, str] | None) -> str:
+def _org(env: EnvSettings, slug: tuple[str, str, str] | None, notices: list[str], placeholder: bool) -> str:
     if env.oci_org:
         return env.oci_org
     candidates = [
         ("GITHUB_REPOSITORY_OWNER", env.github_repository_owner),
-        ("the GitHub owner of the origin remote", slug[0] if slug else None),
+        (f"the owner of the origin remote on {slug[0]}" if slug else "", slug[1] if slug else None),
     ]
     for origin, value in candidates:
         if value:
@@ -285,7 +332,32 @@ def _org(env: EnvSettings, slug: tuple[str, str] | None) -> str:
             if not PATH_COMPONENT_RE.match(lowered):
                 raise ConfigError(f"OCI_ORG: {value!r} (from {origin}) is not a valid OCI repository path component")
             return lowered
-    raise ConfigError("OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor a GitHub origin remote gives one")
+    if placeholder:
+        notices.append(f"no OCI_ORG, GITHUB_REPOSITORY_OWNER or origin remote: the dry run uses the org {LOCAL_ORG!r}")
+        return LOCAL_ORG
+    raise ConfigError(
+        "OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor an origin remote gives one; "
+        "set OCI_ORG (a dry run uses 'local')"
+    )
+
+
+def _commit(env: EnvSettings, git: Git | None) -> tuple[str, bool]:
+    """The commit being published and whether it comes from a git checkout (else GIT_SHA / GITHUB_SHA)."""
+    sha = git.head_sha() if git else None
+    if sha:
+        return sha, True
+    given = env.git_sha or env.github_sha
+    if given:
+        return given, False
+    raise ConfigError(
+        "not a git checkout with a commit: the release annotations need the commit; outside git, "
+        "set GIT_SHA (or GITHUB_SHA) and SOURCE_DATE_EPOCH"
+    )
+
+
+def in_ci(env: EnvSettings) -> bool:
+    """CI or GITHUB_ACTIONS set (to anything but 0/false/no): every external command is shown."""
+    return any(v and v.strip().lower() not in {"0", "false", "no"} for v in (env.ci, env.github_actions))
 
 
 # 9999-12-31T23:59:59Z: the last second a four-digit RFC 3339 year (and Python's datetime) can hold.
@@ -301,21 +373,36 @@ def format_created(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read the environment once, apply task flags (`overrides`, None meaning 'not given'), check all."""
+def resolve_settings(
+    root: Path,
+    overrides: dict[str, Any] | None = None,
+    commands: Commands | None = None,
+    *,
+    dev_version: bool = False,
+) -> Settings:
+    """Read the environment once, apply task flags (`overrides`, None meaning 'not given'), check all.
+
+    `dev_version` lets a task that never writes to a registry (lock) take the dry run's fallback version.
+    """
     env = read_environment(overrides)
     root = root.resolve()
-    sha = gitinfo.head_sha(root)
-    version, version_source, notices = _resolve_version(env, root, sha, env.dry_run)
-    slug = gitinfo.github_slug(gitinfo.origin_url(root))  # (owner, repo) of a GitHub origin, read once
+    git = Git(commands or Commands(child_environment(), print), root)
+    sha, in_git = _commit(env, git)
+    version, version_source, notices = _resolve_version(env, git if in_git else None, sha, env.dry_run or dev_version)
+    slug = remote_slug(git.origin_url()) if in_git else None  # (host, owner, path) of the origin, read once
     source_url = _source_url(env, slug)
     if source_url is None:
-        notices.append("no GITHUB_REPOSITORY and no GitHub origin remote: the source annotation is left out")
-    epoch = env.source_date_epoch if env.source_date_epoch is not None else gitinfo.head_commit_time(root)
+        notices.append("no GITHUB_REPOSITORY and no origin remote: the source annotation is left out")
+    if env.source_date_epoch is not None:
+        epoch = env.source_date_epoch
+    elif in_git:
+        epoch = git.head_commit_time()
+    else:
+        raise ConfigError("SOURCE_DATE_EPOCH: not set; outside a git checkout it gives the build time")
     return Settings(
         root=root,
         registry=env.oci_registry,
-        org=_org(env, slug),
+        org=_org(env, slug, notices, env.dry_run or dev_version),
         repo=env.oci_repo,
         version=version,
         version_source=version_source,
@@ -326,8 +413,12 @@ def resolve_settings(root: Path, overrides: dict[str, Any] | None = None) -> Set
         builder_override=env.packc,
         publish=options_of(env),
         git_sha=sha,
+        in_git=in_git,
         created=format_created(epoch),
         source_url=source_url,
+        allow_dirty=env.allow_dirty,
+        echo_commands=in_ci(env),
+        step_summary=Path(env.github_step_summary) if env.github_step_summary else None,
         notices=tuple(notices),
     )
 

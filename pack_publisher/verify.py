@@ -14,6 +14,7 @@ from typing import Any
 
 from . import archive, lockfile
 from .artifact import check_pack_manifest
+from .commands import Commands
 from .content import VerifiedRegistry
 from .descriptor import is_digest
 from .errors import AccessError, ConfigError, PublisherError
@@ -55,7 +56,12 @@ def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], sc
 
 
 def verify(
-    lock_path: Path, options: PublishOptions, configured_registry: str, redactor: Redactor, report: Report
+    lock_path: Path,
+    options: PublishOptions,
+    configured_registry: str,
+    redactor: Redactor,
+    report: Report,
+    commands: Commands,
 ) -> None:
     try:
         data = lock_path.read_bytes()
@@ -81,7 +87,7 @@ def verify(
             "checking it anonymously (no credentials are sent to it)"
         )
     failures = 0
-    with Transports(registry, options, redactor, use_credentials=own) as transports:
+    with Transports(registry, options, redactor, commands, use_credentials=own) as transports:
         verified = VerifiedRegistry(transports.get(), registry)
         with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
             for entry in packs:

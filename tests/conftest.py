@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pack_publisher.commands import Commands
+from pack_publisher.settings import PublishOptions, child_environment
 from testsupport.oras import real_oras
 from testsupport.registries import Registry
 from testsupport.standins import STANDINS, make_executable
@@ -133,3 +135,25 @@ def client(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "python":
         return {"OCI_CLIENT": "python"}
     return {"OCI_CLIENT": "oras", "ORAS_BIN": oras_path()}
+
+
+def runner() -> Commands:
+    """The command runner a run would have, from the environment as it is now (tests monkeypatch it)."""
+    return Commands(child_environment(), print)
+
+
+def publish_options(**given: object) -> PublishOptions:
+    """Publishing options as `options_of` makes them, from the environment as it is now, plus `given`."""
+    docker = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    base: dict[str, object] = {
+        "client": "python",
+        "oras_bin": None,
+        "plain_http": False,
+        "oras_experimental": False,
+        "latest": False,
+        "jobs": 1,
+        "timeout": 15.0,
+        "docker_config": Path(docker) / "config.json",
+        "child_env": child_environment(),
+    }
+    return PublishOptions.model_validate({**base, **given})

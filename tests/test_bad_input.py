@@ -223,7 +223,9 @@ CASES = [
         env={"LOCK_FILE": "tasks.py"},
         args=("--dry-run",),
     ),
-    Case("jobs-zero", "PUBLISH_JOBS / --jobs: '0': input should be greater than or equal to 1", args=("--jobs", "0")),
+    Case(
+        "jobs-zero", "PUBLISH_JOBS / --jobs: '0': input should be greater than or equal to 1", env={"PUBLISH_JOBS": "0"}
+    ),
     Case(
         "client-unknown", "OCI_CLIENT: 'curl': input should be 'auto', 'oras' or 'python'", env={"OCI_CLIENT": "curl"}
     ),
@@ -234,6 +236,9 @@ CASES = [
 def test_bad_input(project_copy: Path, run_invoke: RunInvoke, registry: Registry, case: Case) -> None:
     if case.setup is not None:
         case.setup(project_copy)
+        if git(project_copy, "status", "--porcelain"):  # committed: the case is the input, not a dirty tree
+            git(project_copy, "add", "-A")
+            git(project_copy, "commit", "-q", "-m", "bad input")
     env = {
         "OCI_REGISTRY": registry.host,
         "OCI_ORG": "acme",

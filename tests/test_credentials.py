@@ -13,6 +13,8 @@ from pydantic import SecretStr
 from pack_publisher.credentials import resolve_credentials
 from pack_publisher.errors import ConfigError
 
+from .conftest import publish_options, runner
+
 HOST = "registry.example.test"
 
 
@@ -23,8 +25,7 @@ def docker_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def resolve(**kw: object) -> object:
-    args = {"oci_username": None, "oci_password": None, "github_actor": None, "github_token": None, **kw}
-    return resolve_credentials(HOST, **args)  # type: ignore[arg-type]
+    return resolve_credentials(HOST, publish_options(**kw), runner())
 
 
 def test_order(docker_dir: Path) -> None:

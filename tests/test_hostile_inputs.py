@@ -27,7 +27,7 @@ from pack_publisher.oci_names import (
 )
 from pack_publisher.redact import Redactor, is_secret_env_name, secret_env_values
 
-from .conftest import make_executable
+from .conftest import make_executable, publish_options, runner
 from .gtpacks import good_files, patch_entry, write
 
 GOOD = "pack_id: demo\nversion: 0.1.0\nkind: provider\npublisher: Greentic\n"
@@ -315,7 +315,7 @@ def test_builder_grandchild_holding_stderr_does_not_hold_the_build(
     monkeypatch.setenv("FAKE_GREENTIC_PACK_PIDFILE", str(pidfile))
     out = tmp_path / "demo.gtpack"
     started = time.monotonic()
-    builder.build_gtpack(str(builder_bin / "greentic-pack"), "demo", staged, out, Redactor())
+    builder.build_gtpack(runner(), str(builder_bin / "greentic-pack"), "demo", staged, out)
     assert time.monotonic() - started < 20
     assert out.is_file()
     grandchild = int(pidfile.read_text())
@@ -336,7 +336,7 @@ def test_builder_timeout_kills_it(
     monkeypatch.setattr(builder, "BUILD_TIMEOUT_SECONDS", 1)
     started = time.monotonic()
     with pytest.raises(PublisherError, match=r"^pack 'demo': the builder ran over 1 s$"):
-        builder.build_gtpack(str(builder_bin / "greentic-pack"), "demo", staged, tmp_path / "demo.gtpack", Redactor())
+        builder.build_gtpack(runner(), str(builder_bin / "greentic-pack"), "demo", staged, tmp_path / "demo.gtpack")
     assert time.monotonic() - started < 15
 
 
@@ -347,7 +347,7 @@ def test_builder_failure_tail_of_a_long_stderr(builder_bin: Path, staged: Path, 
     )
     noisy = make_executable(tmp_path / "noisy", script)
     with pytest.raises(PublisherError) as info:
-        builder.build_gtpack(str(noisy), "demo", staged, tmp_path / "demo.gtpack", Redactor())
+        builder.build_gtpack(runner(), str(noisy), "demo", staged, tmp_path / "demo.gtpack")
     lines = info.value.message.splitlines()
     assert lines[0] == "pack 'demo': builder noisy failed (exit 3):"
     assert len(lines) == 1 + builder.STDERR_TAIL_LINES and lines[-1].strip() == "Error: the last word"
@@ -467,7 +467,7 @@ def test_credential_helper_gets_no_secret(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
     monkeypatch.setenv("GITHUB_TOKEN", "ours-not-the-helpers")
     monkeypatch.setenv("oci_password", "nor-this-one")
-    found = credentials.resolve_credentials("registry.example", None, None, None, None)
+    found = credentials.resolve_credentials("registry.example", publish_options(), runner())
     assert found is not None and found.password.get_secret_value() == "from-helper"
     values = json.loads(seen.read_text()).values()
     assert "ours-not-the-helpers" not in values and "nor-this-one" not in values

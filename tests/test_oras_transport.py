@@ -17,7 +17,7 @@ from pack_publisher.transports.oras import OrasTransport, PrivateRegistryConfig
 from pack_publisher.transports.retry import Transient
 from testsupport.registries import Registry
 
-from .conftest import STANDINS, RunInvoke, make_executable
+from .conftest import STANDINS, RunInvoke, make_executable, runner
 
 PACK = "messaging-provider-bundle"
 REPO = f"acme/greentic-packs/{PACK}"
@@ -29,7 +29,7 @@ HOST = "127.0.0.1:5000"
 def transport() -> OrasTransport:
     config = PrivateRegistryConfig(HOST, None)
     credentials = Credentials("bot", SecretStr(CANARY), "test")
-    yield OrasTransport("oras", HOST, config, credentials, True, {}, Redactor([CANARY]))  # type: ignore[misc]
+    yield OrasTransport("oras", HOST, config, credentials, True, runner(), {}, Redactor([CANARY]))  # type: ignore[misc]
     config.remove()
 
 

@@ -64,7 +64,9 @@ def test_release_publishes_what_the_dry_run_predicted(
     assert layer["digest"] == entry["gtpack_sha256"]
     assert registry.raw_blob_sha256(REPO, layer["digest"]) == entry["gtpack_sha256"]
     assert registry.raw_manifest(REPO, "latest").status_code == 404  # no latest unless asked
-    assert f"published {registry.host}/{REPO}:1.2.3 digest={predicted} (via {via(client, 2)})" in result.stdout
+    assert (
+        f"published {registry.host}/{REPO}:1.2.3 digest={predicted} tags=1.2.3 (via {via(client, 2)})" in result.stdout
+    )
 
     # a second release uploads nothing and succeeds
     files_before = registry.storage_files()
@@ -95,22 +97,22 @@ def test_release_tags_are_immutable_unless_forced(
     refused = run_invoke(project_copy, "release", **env_for(registry, **client))
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
-    assert (
-        f"FAILED {PACK}: {registry.host}/{REPO}:1.2.3 already holds {first}, but this build is sha256:"
-        in refused.stdout
-    )
+    assert f"plan {registry.host}/{REPO}:1.2.3: REFUSED: holds {first} -> sha256:" in refused.stdout
     assert "release tags are immutable" in refused.stdout
-    assert (
-        "error: 1 pack(s) not published: messaging-provider-bundle; packs.lock.json was not updated" in refused.stderr
-    )
+    assert "error: 1 of 1 pack(s) cannot be published as planned; nothing was pushed" in refused.stderr
     assert (project_copy / "packs.lock.json").read_bytes() == lock_before
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == first
 
     forced = run_invoke(project_copy, "release", "--force", **env_for(registry, **client))
     assert forced.returncode == 0, forced.stderr
-    second = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
+    entry = lock_of(project_copy)["packs"][0]  # type: ignore[index]
+    second = entry["digest"]
     assert second != first
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == second
+    # the overwrite is named, old and new, in the plan, the result and the lockfile
+    assert f"plan {registry.host}/{REPO}:1.2.3: overwrite {first} -> {second} (--force)" in forced.stdout
+    assert f"digest={second} tags=1.2.3 (via " in forced.stdout and f", 1.2.3 was {first})" in forced.stdout
+    assert entry["tags"] == ["1.2.3"] and entry["replaced"] == {"1.2.3": first}
 
 
 def test_latest_points_at_the_same_manifest(
@@ -146,7 +148,7 @@ def test_push_without_build(
     assert f"error: pack '{PACK}' has not been built into" in result.stderr
 
 
-def test_partial_failure_leaves_no_false_lockfile(
+def test_one_refused_pack_stops_the_push_before_anything_is_written(
     client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:
     add_pack(project_copy, "second-pack")
@@ -166,9 +168,10 @@ def test_partial_failure_leaves_no_false_lockfile(
     (project_copy / "packs.lock.json").unlink()
     result = run_invoke(project_copy, "release", "--jobs", "1", **env_for(registry, **client))
     assert result.returncode == 1
-    assert f"published {registry.host}/{REPO}:1.2.3" in result.stdout
-    assert "FAILED second-pack:" in result.stdout
-    assert "1 of 2 pack(s) published or already published" in result.stdout
+    assert f"plan {registry.host}/{REPO}:1.2.3: publish sha256:" in result.stdout  # the good pack was planned...
+    assert f"plan {registry.host}/acme/greentic-packs/second-pack:1.2.3: REFUSED: holds" in result.stdout
+    assert "error: 1 of 2 pack(s) cannot be published as planned; nothing was pushed" in result.stderr
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # ...and not pushed: no half release
     assert not (project_copy / "packs.lock.json").exists()
     assert "Traceback" not in result.stderr
 
@@ -183,8 +186,18 @@ def test_step_summary(
     )
     text = summary.read_text()
     digest = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
-    assert "| pack | reference | digest | size | status |" in text
-    assert f"| {PACK} | `{registry.host}/{REPO}:1.2.3` | `{digest}` |" in text
+    assert "| pack | reference | digest | tags | size | status |" in text
+    assert f"| {PACK} | `{registry.host}/{REPO}:1.2.3` | `{digest}` | 1.2.3 |" in text
+
+
+def test_an_unwritable_step_summary_is_a_warning(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
+    summary = tmp_path / "no-such-folder" / "summary.md"
+    result = run_invoke(project_copy, "release", **env_for(registry, GITHUB_STEP_SUMMARY=str(summary)))
+    assert result.returncode == 0, result.stderr
+    assert f"warning: GITHUB_STEP_SUMMARY: cannot append to {summary} (No such file or directory)" in result.stderr
+    assert lock_of(project_copy)["packs"][0]["digest"].startswith("sha256:")  # type: ignore[index]
 
 
 def test_verify_rejects_a_tampered_lockfile(

@@ -124,7 +124,7 @@ def test_reads_that_fail_never_let_a_release_tag_move(
         proxy.add(Rule("HEAD", r"/manifests/", "status", times=2, status=503))
         refused = run_invoke(project_copy, "release", **env)
         assert refused.returncode == 1
-        assert f"already holds {first}" in refused.stdout and "release tags are immutable" in refused.stdout
+        assert f"REFUSED: holds {first}" in refused.stdout and "release tags are immutable" in refused.stdout
 
         # reads keep failing (outage, then refused access): an error, never "absent", and nothing is uploaded
         for rule in (Rule("HEAD", r"/manifests/", "status", times=None, status=401),):

@@ -204,7 +204,10 @@ def test_not_a_git_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("OCI_ORG", "acme")
     monkeypatch.setenv("PACK_VERSION", "1.0.0")
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    assert "is not a git repository with a commit" in fails(tmp_path)
+    assert fails(tmp_path) == (
+        "not a git checkout with a commit: the release annotations need the commit; outside git, "
+        "set GIT_SHA (or GITHUB_SHA) and SOURCE_DATE_EPOCH"
+    )
 
 
 def test_secrets_are_not_in_repr(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,23 +10,47 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from ..commands import Commands
 from ..credentials import Credentials, resolve_credentials
 from ..errors import ConfigError
 from ..redact import Redactor
-from ..settings import PublishOptions, child_environment
+from ..settings import PublishOptions
 from .base import NotFound, PushOutcome, PushRequest, Transport
 from .retry import RetryPolicy
 
 __all__ = ["NotFound", "PushOutcome", "PushRequest", "Transport", "Transports", "find_oras"]
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
 def find_oras(options: PublishOptions) -> str | None:
     if options.oras_bin:
-        found = shutil.which(options.oras_bin)
+        found = shutil.which(options.oras_bin, path=options.search_path)
         if found is None:
             raise ConfigError(f"ORAS_BIN: {options.oras_bin!r} is not an executable file")
         return found
-    return shutil.which("oras")
+    return shutil.which("oras", path=options.search_path)
+
+
+def chosen_oras(options: PublishOptions) -> str | None:
+    """The oras executable the run will use, or None for the built-in client; oras asked for but absent is an error."""
+    oras = find_oras(options) if options.client != "python" else None
+    if options.client == "oras" and oras is None:
+        raise ConfigError("OCI_CLIENT: 'oras' asked for, but no oras executable was found (set ORAS_BIN)")
+    return oras
+
+
+def check_plain_http(registry: str, options: PublishOptions, credentials: Credentials | None) -> None:
+    """Credentials in clear text only to this machine, unless OCI_PLAIN_HTTP_CREDENTIALS=1 says so too."""
+    host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
+    if credentials is None or not options.uses_plain_http(registry) or host in LOOPBACK_HOSTS:
+        return
+    if not options.plain_http_credentials:
+        raise ConfigError(
+            f"OCI_PLAIN_HTTP: would send the credentials from {credentials.origin} to {registry} in clear text; "
+            "use TLS, or set OCI_PLAIN_HTTP_CREDENTIALS=1 as well to accept that"
+        )
 
 
 class Transports:
@@ -38,21 +62,27 @@ class Transports:
     per run, removed by `close()` (and by Ctrl-C handling, see `pack_publisher.cleanup`).
     """
 
-    def __init__(self, registry: str, options: PublishOptions, redactor: Redactor, *, use_credentials: bool = True):
+    def __init__(
+        self,
+        registry: str,
+        options: PublishOptions,
+        redactor: Redactor,
+        commands: Commands,
+        *,
+        use_credentials: bool = True,
+        policy: RetryPolicy | None = None,
+    ):
         self.registry = registry
         plain_http = options.uses_plain_http(registry)
+        oras = chosen_oras(options)
         credentials: Credentials | None = None
         if use_credentials:
-            credentials = resolve_credentials(
-                registry, options.oci_username, options.oci_password, options.github_actor, options.github_token
-            )
+            credentials = resolve_credentials(registry, options, commands)
         if credentials is not None:
             redactor.add_credentials(credentials.username, credentials.password.get_secret_value())
+        check_plain_http(registry, options, credentials)
         self.credentials = credentials
-        policy = RetryPolicy(read_timeout=options.timeout)
-        oras = find_oras(options) if options.client != "python" else None
-        if options.client == "oras" and oras is None:
-            raise ConfigError("OCI_CLIENT: 'oras' asked for, but no oras executable was found (set ORAS_BIN)")
+        policy = policy or RetryPolicy(read_timeout=options.timeout)
         self._opened: list[Transport] = []
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -62,15 +92,22 @@ class Transports:
             from .oras import OrasTransport, PrivateRegistryConfig
 
             self._config = PrivateRegistryConfig(registry, credentials)
-            env = child_environment()
+            env = dict(options.child_env)
             if options.oras_experimental:
                 env["ORAS_EXPERIMENTAL"] = "1"
-            shared = OrasTransport(oras, registry, self._config, credentials, plain_http, env, redactor, policy)
+            shared = OrasTransport(
+                oras, registry, self._config, credentials, plain_http, commands, env, redactor, policy
+            )
             self._new = lambda: shared
         else:
             from .http import HttpTransport
 
-            self._new = lambda: HttpTransport(registry, credentials, plain_http, policy)
+            def new_http() -> Transport:
+                return HttpTransport(
+                    registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
+                )
+
+            self._new = new_http
 
     def get(self) -> Transport:
         """This thread's transport."""

@@ -22,13 +22,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-import threading
 from pathlib import Path
 from typing import IO, Any
 
 from .. import cleanup
+from ..commands import Commands
 from ..credentials import Credentials
 from ..descriptor import Descriptor, is_digest
 from ..errors import AccessError, PublisherError
@@ -79,6 +78,7 @@ class OrasTransport:
         config: PrivateRegistryConfig,
         credentials: Credentials | None,
         plain_http: bool,
+        commands: Commands,
         env: dict[str, str],
         redactor: Redactor,
         policy: RetryPolicy | None = None,
@@ -88,6 +88,7 @@ class OrasTransport:
         self.config = config
         self.who = f"as {credentials.username}" if credentials else "anonymously"
         self.plain_http = plain_http
+        self.commands = commands
         self.env = env
         self.redact = redactor
         self.policy = policy or RetryPolicy()
@@ -125,44 +126,15 @@ class OrasTransport:
         return retrying(self.policy, self.registry, operation, attempt, attempt_seconds=seconds)
 
     def _once(self, args: list[str], operation: str, timeout: float, sink: IO[bytes] | None) -> bytes:
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                process = subprocess.Popen(
-                    [self.oras, *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=stderr,
-                    env=self.env,
-                    start_new_session=True,  # so a timeout or Ctrl-C can kill it and anything it started
-                )
-            except OSError as exc:
-                raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
-            cleanup.track(process)
-            expired = threading.Event()
-
-            def expire() -> None:
-                expired.set()
-                cleanup.kill_group(process)
-
-            timer = threading.Timer(timeout, expire)
-            timer.daemon = True
-            timer.start()
-            try:
-                out = _drain(process.stdout, sink)  # type: ignore[arg-type]
-                code = process.wait()
-            finally:
-                timer.cancel()
-                cleanup.untrack(process)
-                if process.poll() is None:
-                    cleanup.kill_group(process)
-                    process.wait()
-            if expired.is_set():
-                raise Transient(f"oras {args[0]} ran over {timeout:.0f} s")
-            if code == 0:
-                return out
-            stderr.seek(0)
-            text = stderr.read(64 * 1024).decode("utf-8", "replace")
-        raise self._classify(text, code, operation)
+        try:
+            done = self.commands.run([self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env)
+        except OSError as exc:
+            raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
+        if done.expired:
+            raise Transient(f"oras {args[0]} ran over {timeout:.0f} s")
+        if done.returncode == 0:
+            return done.stdout
+        raise self._classify(done.stderr_tail, done.returncode, operation)
 
     def _classify(self, stderr: str, code: int, operation: str) -> Exception:
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -248,15 +220,6 @@ class OrasTransport:
 
     def close(self) -> None:
         return None
-
-
-def _drain(stdout: IO[bytes], sink: IO[bytes] | None) -> bytes:
-    """Read a child's stdout to the end: into `sink` in chunks, or whole (oras caps what it prints)."""
-    if sink is None:
-        return stdout.read()
-    while chunk := stdout.read(1024 * 1024):
-        sink.write(chunk)
-    return b""
 
 
 def _write_layout(work: Path, request: PushRequest) -> Path:

@@ -1,0 +1,171 @@
+"""What a push will do, decided before anything is written: per pack and per tag, from what the
+registry holds, what was built and the flags. A pure function, so every case is tested in-process.
+
+Rules (README, "What a push does to tags"):
+- the version tag is published when absent, left when it already holds this build, refused when it
+  holds another digest (release tags are immutable), overwritten with `--force`, old and new named;
+- `latest` (asked for with `--latest`) moves only forward in semver order; backwards, or from a
+  manifest of unknown version, only with `--force`; a pre-release never moves it;
+- without a registry to consult (a dry run without access), every tag is planned as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import semver
+
+LATEST = "latest"
+
+
+class Kind(Enum):
+    PUBLISH = "publish"
+    KEEP = "already published"
+    REFUSE = "refuse"
+    OVERWRITE = "overwrite"
+    MOVE = "move"
+    LEAVE = "leave"
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a tag holds in the registry: a manifest digest and the version its annotations give."""
+
+    digest: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the registry was found to hold for one pack; `consulted` False when it could not be asked."""
+
+    consulted: bool
+    version_tag: Held | None = None
+    latest: Held | None = None
+
+
+NOT_CONSULTED = Seen(consulted=False)
+
+
+@dataclass(frozen=True)
+class TagAction:
+    tag: str
+    kind: Kind
+    new: str  # the digest of this build
+    old: str | None = None  # what the tag held, when known and different
+    why: str = ""
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in (Kind.PUBLISH, Kind.OVERWRITE, Kind.MOVE)
+
+    def describe(self) -> str:
+        """`<action> <digests> (<why>)`, the words shown in the plan."""
+        if self.kind is Kind.PUBLISH:
+            text = f"publish {self.new}"
+        elif self.kind is Kind.KEEP:
+            text = f"already holds {self.new}"
+        elif self.kind is Kind.LEAVE:
+            text = f"leave at {self.old}" if self.old else "leave unset"
+        else:
+            verb = {Kind.REFUSE: "REFUSED: holds", Kind.OVERWRITE: "overwrite", Kind.MOVE: "move"}[self.kind]
+            text = f"{verb} {self.old or 'nothing'} -> {self.new}"
+        return f"{text} ({self.why})" if self.why else text
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    version: TagAction
+    latest: TagAction | None
+    consulted: bool
+
+    @property
+    def refused(self) -> bool:
+        return self.version.kind is Kind.REFUSE
+
+    @property
+    def actions(self) -> list[TagAction]:
+        return [self.version, *([self.latest] if self.latest else [])]
+
+    @property
+    def writes(self) -> list[str]:
+        """The tags this push writes, in order (the version tag first)."""
+        return [a.tag for a in self.actions if a.writes]
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags serving this build once the plan is applied (recorded in the lockfile)."""
+        if self.refused:
+            return []
+        return [a.tag for a in self.actions if a.kind is not Kind.LEAVE]
+
+    @property
+    def replaced(self) -> dict[str, str]:
+        """Tag -> the digest it held before this push moved or overwrote it."""
+        return {a.tag: a.old for a in self.actions if a.writes and a.old}
+
+
+def is_prerelease(version: str) -> bool:
+    return semver.Version.parse(version).prerelease is not None
+
+
+def _newer(version: str, than: str | None) -> int | None:
+    """1 when `version` is newer than `than`, 0 equal, -1 older; None when `than` is not a version."""
+    if than is None or not semver.Version.is_valid(than):
+        return None
+    return int(semver.Version.parse(version).compare(than))
+
+
+def plan_pack(version: str, digest: str, seen: Seen, *, latest: bool, force: bool) -> PackPlan:
+    """The plan for one pack at `version` whose build has manifest `digest`."""
+    tag = _version_tag(version, digest, seen, force)
+    move = _latest(version, digest, seen, force, tag) if latest else None
+    return PackPlan(tag, move, seen.consulted)
+
+
+def _version_tag(version: str, digest: str, seen: Seen, force: bool) -> TagAction:
+    if not seen.consulted:
+        return TagAction(version, Kind.PUBLISH, digest, why="registry not consulted")
+    held = seen.version_tag
+    if held is None:
+        return TagAction(version, Kind.PUBLISH, digest, why="new tag")
+    if held.digest == digest:
+        return TagAction(version, Kind.KEEP, digest)
+    if force:
+        return TagAction(version, Kind.OVERWRITE, digest, held.digest, why="--force")
+    return TagAction(
+        version,
+        Kind.REFUSE,
+        digest,
+        held.digest,
+        why="release tags are immutable: publish a new version, or pass --force to overwrite",
+    )
+
+
+def _latest(version: str, digest: str, seen: Seen, force: bool, version_tag: TagAction) -> TagAction:
+    def leave(why: str) -> TagAction:
+        held = seen.latest
+        return TagAction(LATEST, Kind.LEAVE, digest, held.digest if held else None, why=why)
+
+    if is_prerelease(version):
+        return leave(f"{version} is a pre-release; a pre-release never moves latest")
+    if version_tag.kind is Kind.REFUSE:
+        return leave("the version tag was refused")
+    if not seen.consulted:
+        return TagAction(LATEST, Kind.MOVE, digest, why="registry not consulted")
+    held = seen.latest
+    if held is None:
+        return TagAction(LATEST, Kind.MOVE, digest, why=f"new tag, at {version}")
+    if held.digest == digest:
+        return TagAction(LATEST, Kind.KEEP, digest)
+    order = _newer(version, held.version)
+    if order is None:
+        if force:
+            return TagAction(LATEST, Kind.MOVE, digest, held.digest, why="from a manifest of unknown version, --force")
+        return leave("it holds a manifest of unknown version; --force moves it")
+    if order >= 0:
+        return TagAction(LATEST, Kind.MOVE, digest, held.digest, why=f"{held.version} -> {version}")
+    if force:
+        return TagAction(LATEST, Kind.MOVE, digest, held.digest, why=f"backwards {held.version} -> {version}, --force")
+    return leave(f"it holds {held.version}, newer than {version}; --force moves it back")
