@@ -16,25 +16,40 @@ ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
 DIRTY_HELP = "Publish even with uncommitted changes under PACKS_DIR, marked as <sha>-dirty (or ALLOW_DIRTY=1)."
 DRY_RUN_HELP = "Plan only: show what would be pushed (consulting the registry if it answers), write nothing to it."
+CHANGED_HELP = (
+    "Only packs whose folder changed between this git ref and the working tree (every pack when a shared "
+    "input such as tasks.py or pyproject.toml changed)."
+)
 PUSH_HELP = {
     "pack": PACK_HELP,
     "latest": "Also point 'latest' at this build (or PUBLISH_LATEST=1); only forward in semver, never a pre-release.",
     "force": "Overwrite a version tag holding another digest, or move 'latest' backwards; both digests are shown.",
-    "jobs": "How many packs to push at once (or PUBLISH_JOBS; 0 means that, else 4).",
+    "jobs": "How many packs to build and push at once (or PUBLISH_JOBS; 0 means that, else 4).",
     "dry-run": DRY_RUN_HELP + " Same as DRY_RUN=1.",
     "allow-dirty": DIRTY_HELP,
 }
 
 
-@task(iterable=["pack"], help={"pack": PACK_HELP})
+@task(
+    iterable=["pack"],
+    help={
+        "pack": PACK_HELP,
+        "changed-since": CHANGED_HELP,
+        "jobs": "How many builders to run at once (or PUBLISH_JOBS; 0 means that, else 4).",
+    },
+)
 @clean_exit
-def build(c: Context, pack: list[str] | None = None) -> None:
+def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jobs: int = 0) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
     from pack_publisher import pipeline
 
-    run = session(c, ROOT)
+    run = session(c, ROOT, publish_jobs=jobs or None)
     builder_path, _ = pipeline.preflight(run, building=True, pushing=False)
-    pipeline.build(run, pack, builder_path or "")
+    selected = pipeline.select_packs(run, pack, changed_since)
+    if not selected:
+        run.say(f"no pack changed since {changed_since}: nothing to build")
+        return
+    pipeline.build(run, selected, builder_path or "")
 
 
 @task(iterable=["pack"], help=PUSH_HELP)
@@ -53,21 +68,32 @@ def push(
 
     run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
     _, transports = pipeline.preflight(run, building=False, pushing=True)
-    built = pipeline.load_built(run, pack)
+    built = pipeline.load_built(run, pipeline.select_packs(run, pack))
     pipeline.push(run, built, transports, force=force)
 
 
-@task(iterable=["pack"], help={"pack": PACK_HELP})
+@task(
+    iterable=["pack"],
+    help={
+        "pack": PACK_HELP + " With --merge: the packs the fragments must hold (default: every pack).",
+        "merge": "Join every *.json lock fragment in this folder (one per shard) into LOCK_FILE instead.",
+    },
+)
 @clean_exit
-def lock(c: Context, pack: list[str] | None = None) -> None:
-    """Write packs.lock.json (LOCK_FILE) from the last push, or dry run, of the selected packs."""
+def lock(c: Context, pack: list[str] | None = None, merge: str = "") -> None:
+    """Write packs.lock.json (LOCK_FILE) from the last push or dry run, or --merge the fragments of shards."""
+    if merge:
+        from pack_publisher.shard_tasks import merge_fragments
+
+        merge_fragments(c, ROOT, Path(merge), pack)
+        return
     from pack_publisher import pipeline
 
     run = session(c, ROOT, dev_version=True)  # writes no registry: a dry run's version and org will do
-    pipeline.lock(run, pack)
+    pipeline.lock(run, pipeline.select_packs(run, pack))
 
 
-@task(iterable=["pack"], help=PUSH_HELP)
+@task(iterable=["pack"], help={**PUSH_HELP, "changed-since": CHANGED_HELP})
 @clean_exit
 def release(
     c: Context,
@@ -77,15 +103,38 @@ def release(
     force: bool = False,
     jobs: int = 0,
     allow_dirty: bool = False,
+    changed_since: str = "",
 ) -> None:
     """Check everything, then build, plan, push, verify and lock every selected pack (--dry-run: plan only)."""
     from pack_publisher import pipeline
 
     run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
     builder_path, transports = pipeline.preflight(run, building=True, pushing=True)
-    built = pipeline.build(run, pack, builder_path or "", release=True)
+    selected = pipeline.select_packs(run, pack, changed_since)
+    if not selected:
+        if transports is not None:
+            transports.close()
+        run.say(f"no pack changed since {changed_since}: nothing to release, no lockfile written")
+        return
+    built = pipeline.build(run, selected, builder_path or "", release=True)
     pipeline.push(run, built, transports, force=force)
-    pipeline.lock(run, pack)
+    pipeline.lock(run, selected)
+
+
+@task(
+    iterable=["pack"],
+    help={
+        "pack": PACK_HELP,
+        "changed-since": CHANGED_HELP,
+        "max-jobs": "At most this many shards (default 4); one shard per 3 packs, so 3 packs or fewer are one job.",
+    },
+)
+@clean_exit
+def matrix(c: Context, pack: list[str] | None = None, changed_since: str = "", max_jobs: int = 4) -> None:
+    """Print the GitHub Actions matrix of release shards as JSON on stdout: {"include": [{name, packs}]}."""
+    from pack_publisher.shard_tasks import print_matrix
+
+    print_matrix(c, ROOT, pack, changed_since, max_jobs)
 
 
 def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool) -> dict[str, Any]:

@@ -197,7 +197,9 @@ def bench_releases(
                 t_build, built = clock(partial(build_all, settings))
                 s4 = settings.model_copy(update={"org": f"r{run}n{count}j4"})
                 t_push4, _ = clock(partial(push_all, s4, built, 4))
-                t_lock, _ = clock(partial(pipeline.lock, quiet_run(settings), None))
+                t_lock, _ = clock(
+                    partial(pipeline.lock, quiet_run(settings), pipeline.select_packs(quiet_run(settings), None))
+                )
                 s1 = settings.model_copy(update={"org": f"r{run}n{count}j1"})
                 t_push1, _ = clock(partial(push_all, s1, built, 1))
                 if count == max(counts):
@@ -276,7 +278,8 @@ def build_all(settings: Any) -> Any:
     from pack_publisher import builder, pipeline
 
     run = quiet_run(settings)
-    return pipeline.build(run, None, builder.find_builder(settings.builder_override, settings.publish.search_path))
+    found = builder.find_builder(settings.builder_override, settings.publish.search_path)
+    return pipeline.build(run, pipeline.select_packs(run, None), found)
 
 
 def push_all(settings: Any, built: list[Any], jobs: int) -> Any:
@@ -297,7 +300,7 @@ def dry_run(project: Path, values: dict[str, Any]) -> None:
     run = quiet_run(settings)
     built = build_all(settings)
     pipeline.dry_run(run, built)
-    pipeline.lock(run, None)
+    pipeline.lock(run, pipeline.select_packs(run, None))
 
 
 def bench_startup(runs: int) -> dict[str, Stat]:

@@ -49,7 +49,7 @@ def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOpti
     return options, env.oci_registry, (root / (lock or env.lock_file)).resolve(), printer, commands
 
 
-def session(c: Context, root: Path, *, dev_version: bool = False, **flags: Any) -> Run:
+def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data: bool = False, **flags: Any) -> Run:
     """Resolve settings once per invocation (flags override the environment) and keep them on the context.
 
     Tasks run in one invocation (`invoke build push --latest`) share them; a later task's flags are
@@ -67,9 +67,10 @@ def session(c: Context, root: Path, *, dev_version: bool = False, **flags: Any) 
     env = read_environment(given)
     echo, echo_format = _echo(c, in_ci(env))
     early = Printer(options_of(env).secrets)  # shows the git commands that resolve the settings
-    commands = Commands(child_environment(), early.say, echo=echo, echo_format=echo_format)
+    show = early.note if stdout_is_data else early.say
+    commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
     settings = resolve_settings(root, given, commands, dev_version=dev_version)
-    current = Run(settings, given, echo=echo, echo_format=echo_format)
+    current = Run(settings, given, echo=echo, echo_format=echo_format, stdout_is_data=stdout_is_data)
     if isinstance(existing, Run):
         current.out_dir_lock = existing.out_dir_lock  # chained tasks keep the one lock on OUT_DIR
     if not isinstance(existing, Run):

@@ -75,6 +75,30 @@ class Git:
             skip_next = entry[0] in "RC"  # a rename or copy is followed by its original path
         return sorted(paths)
 
+    def changed_since(self, ref: str) -> list[Path]:
+        """Paths that differ between `ref` and the working tree (committed, staged, unstaged, untracked).
+
+        Deleted and renamed files are listed under their old and new paths, so a removed pack shows too.
+        """
+        if not self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
+            raise ConfigError(
+                f"--changed-since: {ref!r} is not a commit in this checkout (fetch it first, e.g. "
+                "`git fetch origin main`; CI needs `fetch-depth: 0`)"
+            )
+        top = self._git("rev-parse", "--show-toplevel")
+        if not top:
+            return []
+        names: set[str] = set()
+        for args in (
+            ["diff", "--name-only", "-z", "--no-renames", ref, "--"],
+            ["ls-files", "--others", "--exclude-standard", "-z", "--full-name"],
+        ):
+            done = self.commands.run(["git", "-C", top, *args], timeout=GIT_TIMEOUT_SECONDS)
+            if done.returncode != 0:
+                raise ConfigError(f"--changed-since: git {args[0]} failed: {done.stderr_tail.strip()[:200]}")
+            names |= {n for n in done.stdout.decode("utf-8", errors="replace").split("\0") if n}
+        return sorted(Path(top) / name for name in names)
+
 
 _REMOTE_RE = re.compile(
     r"^(?:(?:https?|ssh|git)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d+)?/|(?:[^@/]+@)?(?P<scp_host>[^/:]+):)"

@@ -112,3 +112,74 @@ def check_writable_target(path: Path, packs_dir: Path) -> None:
         read(str(path), data)
     except ConfigError:
         raise ConfigError(refusal) from None
+
+
+def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_dir: Path) -> dict[str, Any]:
+    """Join the lock fragments of a sharded release (every `*.json` in `fragments_dir`) into `target`.
+
+    The fragments must agree on version, git sha, registry, org and repo, be all dry runs or all real,
+    and hold each pack once; with `expected`, every expected pack must be there and no other. The
+    result has the shape and order of a single run's lockfile.
+    """
+    if not fragments_dir.is_dir():
+        raise ConfigError(f"--merge: {fragments_dir} is not a directory")
+    files = sorted(fragments_dir.glob("*.json"))
+    if not files:
+        raise ConfigError(f"--merge: no lock fragments (*.json) in {fragments_dir}")
+    check_writable_target(target, packs_dir)
+    first: dict[str, Any] | None = None
+    owners: dict[str, str] = {}
+    entries: list[dict[str, Any]] = []
+    dirty = False
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the lock fragment ({exc.strerror})") from None
+        if len(data) > MAX_LOCKFILE_BYTES:
+            raise ConfigError(f"{path}: over {MAX_LOCKFILE_BYTES} bytes, not a lock fragment")
+        fragment = read(str(path), data)
+        dirty = dirty or fragment.get("dirty") is True
+        if first is None:
+            first = {**fragment, "file": path.name}
+        for key in ("version", "git_sha", "registry", "org", "repo", "dry_run"):
+            if fragment.get(key) != first.get(key):
+                what = "dry run and real release" if key == "dry_run" else key
+                raise ConfigError(
+                    f"--merge: the fragments disagree on {what}: {first['file']} has {first.get(key)!r}, "
+                    f"{path.name} has {fragment.get(key)!r}"
+                )
+        for entry in fragment["packs"]:
+            name = str(entry["name"])
+            if name in owners:
+                raise ConfigError(f"--merge: pack {name!r} is in both {owners[name]} and {path.name}")
+            owners[name] = path.name
+            entries.append(entry)
+    if first is None:  # unreachable: `files` is not empty
+        raise ConfigError(f"--merge: no lock fragments in {fragments_dir}")
+    if expected is not None:
+        missing = sorted(set(expected) - set(owners))
+        if missing:
+            raise ConfigError(
+                f"--merge: no fragment holds {', '.join(missing)} (a shard failed or its fragment was not "
+                "collected; re-run that shard, then merge again)"
+            )
+        unexpected = sorted(set(owners) - set(expected))
+        if unexpected:
+            raise ConfigError(f"--merge: {', '.join(unexpected)} not expected (from {owners[unexpected[0]]})")
+    merged = {
+        "version": first["version"],
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_sha": first["git_sha"],
+        "registry": first["registry"],
+        "org": first["org"],
+        "repo": first["repo"],
+        "dry_run": bool(first.get("dry_run")),
+        "dirty": dirty,
+        "packs": sorted(entries, key=lambda e: str(e["name"])),
+    }
+    try:
+        write_atomic(target, (json.dumps(merged, indent=2, ensure_ascii=False) + "\n").encode())
+    except OSError as exc:
+        raise ConfigError(f"LOCK_FILE: cannot write {target} ({exc.strerror})") from None
+    return merged

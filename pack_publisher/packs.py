@@ -169,7 +169,7 @@ def misnamed_pack_files(folder: Path) -> list[Path]:
     )
 
 
-def _wanted_name(packs_dir: Path, given: str) -> str:
+def wanted_name(packs_dir: Path, given: str) -> str:
     """A --pack value as the folder name: `name/` (tab completion) and `packs/name` mean `name`."""
     name = given.rstrip("/")
     if "/" in name:
@@ -210,7 +210,7 @@ def select(
                 warn(f"{_shown(found, display_root)}: left out; rename it to {PACK_FILE} to make {folder.name} a pack")
     if not known:
         raise ConfigError(f"no packs found under {packs_dir} (a pack is a folder holding {PACK_FILE})")
-    names = sorted({_wanted_name(packs_dir, n) for n in wanted}) if wanted else known
+    names = sorted({wanted_name(packs_dir, n) for n in wanted}) if wanted else known
     unknown = [n for n in names if n not in known]
     for name in unknown:
         if (packs_dir / name).is_dir():

@@ -60,8 +60,40 @@ def hold_out_dir(run: Run) -> None:
     run.out_dir_lock = fd  # closed by the OS when the process exits, however it exits
 
 
-def select_packs(run: Run, names: list[str] | None) -> list[packs.PackSource]:
+# What every pack depends on, relative to the repository root: a change here selects every pack.
+SHARED_INPUTS = ("tasks.py", "pyproject.toml", "requirements-release.txt", ".python-version", "pack_publisher/")
+
+
+def changed_packs(run: Run, ref: str) -> list[str] | None:
+    """The pack folders changed between `ref` and the working tree; None when every pack is affected."""
     s = run.settings
+    changed = Git(run.commands, s.root).changed_since(ref)
+    shared = [p for p in changed if any(_is_under(p, s.root / name) for name in SHARED_INPUTS)]
+    if shared:
+        run.warn(f"{s.relative(shared[0])} changed since {ref}: every pack is selected")
+        return None
+    known = set(packs.discover(s.packs_dir))
+    names = {p.relative_to(s.packs_dir).parts[0] for p in changed if _is_under(p, s.packs_dir) and p != s.packs_dir}
+    for gone in sorted(n for n in names if n not in known and not (s.packs_dir / n).is_dir()):
+        run.warn(f"pack {gone!r} changed since {ref} but is gone (removed or renamed): nothing to build for it")
+    return sorted(n for n in names if n in known)
+
+
+def _is_under(path: Path, prefix: Path) -> bool:
+    return path == prefix or path.is_relative_to(prefix) if prefix.name else False
+
+
+def select_packs(run: Run, names: list[str] | None, changed_since: str | None = None) -> list[packs.PackSource]:
+    """The selected packs (--pack, else all), narrowed to those changed since a ref when one is given."""
+    s = run.settings
+    if changed_since:
+        changed = changed_packs(run, changed_since)
+        if changed is not None:
+            wanted = {packs.wanted_name(s.packs_dir, n) for n in names} if names else None
+            chosen = [n for n in changed if wanted is None or n in wanted]
+            if not chosen:
+                return []
+            names = chosen
     selected = packs.select(s.packs_dir, names, f"{s.org}/{s.repo}", s.root, run.warn)
     for pack in selected:
         for warning in pack.warnings:
@@ -157,28 +189,46 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
     return built
 
 
-def build(run: Run, names: list[str] | None, builder_path: str, *, release: bool = False) -> list[BuiltPack]:
+def build(run: Run, selected: list[packs.PackSource], builder_path: str, *, release: bool = False) -> list[BuiltPack]:
+    """Build the packs, up to `jobs` builders at once; lines in pack order; every failure is reported.
+
+    One failing pack fails the run with its own error; several are each reported on a `FAILED` line.
+    """
     s = run.settings
-    selected = select_packs(run, names)
     changes = check_tree(run, release=release)
-    built = []
-    for pack in selected:
-        dirty = any(p.is_relative_to(pack.path) for p in changes)
-        one = build_one(run, pack, builder_path, dirty)
-        marked = f" (uncommitted changes: revision {s.git_sha[:12]}{DIRTY_SUFFIX})" if dirty else ""
+
+    def one(pack: packs.PackSource) -> BuiltPack | PublisherError:
+        try:
+            return build_one(run, pack, builder_path, any(p.is_relative_to(pack.path) for p in changes))
+        except PublisherError as exc:
+            return exc
+
+    built, failed = [], []
+    for pack, outcome in zip(selected, publish.each(s.publish.jobs, selected, one), strict=True):
+        if isinstance(outcome, PublisherError):
+            failed.append((pack.name, outcome))
+            if len(selected) > 1:
+                run.say(f"FAILED {pack.name}: {outcome.message}")
+            continue
+        marked = f" (uncommitted changes: revision {s.git_sha[:12]}{DIRTY_SUFFIX})" if outcome.dirty else ""
         run.say(
-            f"built {one.name}: pack_id={one.pack_id} version={one.version} size={one.layer.size} "
-            f"{one.layer.digest} -> {s.relative(one.gtpack)}{marked}"
+            f"built {outcome.name}: pack_id={outcome.pack_id} version={outcome.version} "
+            f"size={outcome.layer.size} {outcome.layer.digest} -> {s.relative(outcome.gtpack)}{marked}"
         )
-        built.append(one)
+        built.append(outcome)
+    if len(failed) == 1:
+        raise failed[0][1]
+    if failed:
+        names = ", ".join(name for name, _ in failed)
+        raise PublisherError(f"{len(failed)} of {len(selected)} pack(s) failed to build: {names}")
     return built
 
 
-def load_built(run: Run, names: list[str] | None) -> list[BuiltPack]:
+def load_built(run: Run, selected: list[packs.PackSource]) -> list[BuiltPack]:
     """The build records of the selected packs, refusing missing, stale or other-target ones."""
     s = run.settings
     built = []
-    for pack in select_packs(run, names):
+    for pack in selected:
         record = records.load(s.out_dir, pack.name, BuiltPack)
         if record is None:
             raise ConfigError(f"pack {pack.name!r} has not been built into {s.relative(s.out_dir)}; run `invoke build`")
@@ -243,12 +293,12 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
     return planned
 
 
-def lock(run: Run, names: list[str] | None) -> Path:
+def lock(run: Run, selected: list[packs.PackSource]) -> Path:
     """Write the lockfile from the last push (or dry run) of the selected packs."""
     s = run.settings
     lockfile.check_writable_target(s.lock_file, s.packs_dir)
     published = []
-    for pack in select_packs(run, names):
+    for pack in selected:
         record = records.load(s.out_dir, pack.name, PublishedPack)
         if record is None or record.version != s.version or record.git_sha != s.git_sha:
             raise ConfigError(

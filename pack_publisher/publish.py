@@ -10,7 +10,7 @@ more than the registry holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -80,16 +80,18 @@ def plan_line(run: Run, built: BuiltPack, plan: PackPlan) -> list[str]:
     return [f"plan {run.settings.registry}/{repository}:{a.tag}: {a.describe()}" for a in plan.actions]
 
 
-def _each(jobs: int, items: Iterable[T], work: Callable[[T], R]) -> list[R]:
-    """`work` over `items`, up to `jobs` at once, results in order; Ctrl-C never waits for a stalled request."""
-    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
+def each(jobs: int, items: Iterable[T], work: Callable[[T], R]) -> Iterator[R]:
+    """`work` over `items`, up to `jobs` at once, results in order as they are ready.
+
+    Ctrl-C (or a consumer stopping early) never waits for a stalled request or build.
+    """
+    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="work")
     try:
-        results = list(executor.map(work, items))
+        yield from executor.map(work, items)
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
-    return results
 
 
 def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bool, force: bool) -> list[Planned]:
@@ -111,7 +113,7 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
         except PublisherError as exc:
             return f"FAILED {pack.name}: {run.redact(exc.message)}"
 
-    outcomes = _each(settings.publish.jobs, built, one)
+    outcomes = list(each(settings.publish.jobs, built, one))
     problems = []
     for outcome in outcomes:
         if isinstance(outcome, str):
@@ -168,7 +170,7 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
         run.say(result_line(result))
         return result
 
-    return _each(run.settings.publish.jobs, planned, one)
+    return list(each(run.settings.publish.jobs, planned, one))
 
 
 def result_line(result: PackResult) -> str:

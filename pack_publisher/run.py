@@ -36,14 +36,27 @@ class Printer:
     def warn(self, line: str) -> None:
         self._write(sys.stderr, f"warning: {line}")
 
+    def note(self, line: str) -> None:
+        """A line for the log, on stderr: for tasks whose stdout is data (`invoke matrix`)."""
+        self._write(sys.stderr, line)
+
 
 class Run(Printer):
     """The resolved settings of one `invoke` run, the printer that redacts them and the command runner."""
 
-    def __init__(self, settings: Settings, flags: dict[str, Any], *, echo: bool, echo_format: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        flags: dict[str, Any],
+        *,
+        echo: bool,
+        echo_format: str,
+        stdout_is_data: bool = False,
+    ) -> None:
         super().__init__(settings.secrets)
         self.settings = settings
         self.flags = flags  # the task flags these settings were resolved with
-        self.commands = Commands(settings.publish.child_env, self.say, echo=echo, echo_format=echo_format)
+        show = self.note if stdout_is_data else self.say  # echoed commands never mix into data on stdout
+        self.commands = Commands(settings.publish.child_env, show, echo=echo, echo_format=echo_format)
         self.command = " ".join(["invoke", *sys.argv[1:]])  # shown to a second run finding OUT_DIR taken
         self.out_dir_lock: int | None = None  # the descriptor holding OUT_DIR's lock, once taken

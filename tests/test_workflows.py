@@ -134,14 +134,14 @@ def test_attestation_job_cannot_fail_where_attestations_are_unavailable() -> Non
     doc = load(PUBLISH)
     attest = doc["jobs"]["attest"]
     assert attest["if"] == ATTEST_IF
-    assert attest["needs"] == "release"
+    assert attest["needs"] == "lock"  # after the merged lockfile was verified
     assert attest["permissions"] == {
         "packages": "write",
         "id-token": "write",
         "attestations": "write",
         "artifact-metadata": "write",
     }
-    assert attest["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.release.outputs.subjects) }}"
+    assert attest["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.lock.outputs.subjects) }}"
     attestation = step_using(doc, "actions/attest-build-provenance")[0]
     assert attestation["with"] == {
         "subject-name": "${{ matrix.name }}",
@@ -155,7 +155,7 @@ def test_attestation_job_cannot_fail_where_attestations_are_unavailable() -> Non
 
 def test_one_attestation_subject_per_published_digest(tmp_path: Path) -> None:
     """Run the workflow's own subject listing on a lockfile: one entry per digest, named without the digest."""
-    script = step_running(load(PUBLISH), "GITHUB_OUTPUT")["run"]
+    script = step_running(load(PUBLISH), 'echo "subjects=')["run"]
     code = re.search(r"python3 -c '([^']+)'", script)
     assert code is not None
     digest_a, digest_b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -216,7 +216,8 @@ def test_release_is_gated_by_an_environment() -> None:
     assert doc["jobs"]["release"]["environment"] == "release"
     writers = [name for name, job in doc["jobs"].items() if job["permissions"].get("packages") == "write"]
     assert writers == ["release", "attest"]
-    assert doc["jobs"]["attest"]["needs"] == "release"  # runs only after the gated job succeeded
+    assert doc["jobs"]["lock"]["needs"] == "release" and doc["jobs"]["attest"]["needs"] == "lock"
+    # attest runs only after every gated shard succeeded and the merged lockfile was verified
     assert "`release` environment" in README
 
 
@@ -231,8 +232,8 @@ def test_tag_filter_accepts_only_release_shaped_tags() -> None:
 
 def test_first_step_checks_the_tag_as_pack_version_does() -> None:
     """The exact grammar: what the tag check lets through is what PACK_VERSION accepts, and nothing else."""
-    release = load(PUBLISH)["jobs"]["release"]
-    check = release["steps"][0]["run"]
+    plan = load(PUBLISH)["jobs"]["plan"]  # the first job: nothing runs before the tag is checked
+    check = plan["steps"][0]["run"]
     assert '[[ ! "$GITHUB_REF_NAME" =~ $release_tag ]]' in check
     for tag in [*RELEASE_TAGS, *OTHER_TAGS, *GRAMMAR_ONLY]:
         result = subprocess.run(
@@ -250,7 +251,7 @@ def test_first_step_checks_the_tag_as_pack_version_does() -> None:
 @pytest.mark.parametrize("path", [PUBLISH, CI], ids=lambda p: p.name)
 def test_python_pinned_in_python_version(path: Path) -> None:
     setups = step_using(load(path), "actions/setup-python")
-    assert [s["with"] for s in setups] == [{"python-version-file": ".python-version"}]
+    assert setups and all(s["with"] == {"python-version-file": ".python-version"} for s in setups)
 
 
 def test_python_version_is_within_requires_python() -> None:
@@ -393,23 +394,98 @@ def test_release_workflow_contract() -> None:
     assert "github.ref" in doc["concurrency"]["group"] and doc["concurrency"]["cancel-in-progress"] is False
     release = doc["jobs"]["release"]
     assert release["permissions"] == {"contents": "read", "packages": "write"}
+    assert doc["jobs"]["lock"]["permissions"] == {"contents": "read", "packages": "read"}
     assert doc["env"]["OCI_REGISTRY"] == "ghcr.io" and doc["env"]["OCI_REPO"] == "greentic-packs"
     logins = [s for s in steps(doc) if "oras login" in s.get("run", "")]
-    assert len(logins) == 2
+    assert len(logins) == 1  # only for the attestation action; the publisher reads GITHUB_TOKEN from env
     for login in logins:
         assert '| oras login "$OCI_REGISTRY" -u "$GITHUB_ACTOR" --password-stdin' in login["run"]
         assert login["env"] == {"REGISTRY_TOKEN": "${{ github.token }}"}
-        assert "-p " not in login["run"] and "--password " not in login["run"]
 
     release_step = step_running(doc, "invoke release")
-    assert release_step["env"] == {"OCI_ORG": "${{ github.repository_owner }}"}
-    assert 'export PACK_VERSION="${GITHUB_REF_NAME#v}"\ninvoke release\n' in release_step["run"]
-    assert "invoke verify --lock packs.lock.json" in step_running(doc, "invoke verify")["run"]
-    order = [s.get("name") for s in release["steps"]]
-    assert order.index(release_step["name"]) < order.index(step_running(doc, "invoke verify")["name"])
-    upload = step_using(doc, "actions/upload-artifact")[0]
-    assert {"packs.lock.json", "dist/packs/*.gtpack"} <= set(upload["with"]["path"].split())
-    assert upload["with"]["if-no-files-found"] == "error"
+    assert release_step["env"] == {
+        "OCI_ORG": "${{ github.repository_owner }}",
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "SHARD": "${{ matrix.name }}",
+        "SHARD_PACKS": "${{ join(matrix.packs, ' ') }}",
+    }
+    assert 'LOCK_FILE="locks/${SHARD}.json" invoke release "${args[@]}"' in release_step["run"]
+    lock = doc["jobs"]["lock"]
+    order = [s.get("name") for s in lock["steps"]]
+    merge, verify = step_running(doc, "invoke lock --merge locks"), step_running(doc, "invoke verify")
+    assert order.index(merge["name"]) < order.index(verify["name"])
+    assert "invoke verify --lock packs.lock.json" in verify["run"]
+    final = next(s for s in lock["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert {"packs.lock.json", "dist/packs/*.gtpack"} <= set(final["with"]["path"].split())
+    assert final["with"]["if-no-files-found"] == "error"
+
+
+def test_release_fans_out_over_the_planned_shards() -> None:
+    doc = load(PUBLISH)
+    plan, release, lock = doc["jobs"]["plan"], doc["jobs"]["release"], doc["jobs"]["lock"]
+    assert plan["outputs"]["matrix"] == "${{ steps.matrix.outputs.matrix }}"
+    assert 'matrix="$(invoke matrix --max-jobs "$MAX_SHARDS")"' in step_running(doc, "invoke matrix")["run"]
+    assert release["needs"] == "plan" and release["strategy"]["fail-fast"] is False
+    assert release["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    uploads = [s for s in release["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert uploads[0]["with"]["name"].startswith("${{ matrix.name }}") and "locks/*.json" in uploads[0]["with"]["path"]
+    download = next(s for s in lock["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"] == {"pattern": "shard-*", "path": "shards"}
+    assert "Re-run failed jobs" in README and "MAX_SHARDS" in README
+
+
+def test_a_shard_releases_exactly_its_packs(tmp_path: Path) -> None:
+    """Run the shard's own script with a stand-in `invoke` that records its arguments and environment."""
+    (tmp_path / "bin").mkdir()
+    record = tmp_path / "record.txt"
+    fake = tmp_path / "bin" / "invoke"
+    fake.write_text(f'#!/bin/sh\necho "LOCK_FILE=$LOCK_FILE PACK_VERSION=$PACK_VERSION $*" > {record}\n')
+    fake.chmod(0o755)
+    script = step_running(load(PUBLISH), "invoke release")["run"]
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "GITHUB_REF_NAME": "v1.2.3",
+        "SHARD": "shard-2",
+        "SHARD_PACKS": "alpha beta-pack",
+    }
+    subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30)
+    assert record.read_text().strip() == (
+        "LOCK_FILE=locks/shard-2.json PACK_VERSION=1.2.3 release --pack alpha --pack beta-pack"
+    )
+
+
+def test_the_merge_step_gathers_every_shard(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "invoke"
+    fake.write_text("#!/bin/sh\nls locks dist/packs > merged.txt\n")
+    fake.chmod(0o755)
+    for shard in ("shard-1", "shard-2"):
+        (tmp_path / "shards" / shard / "locks").mkdir(parents=True)
+        (tmp_path / "shards" / shard / "locks" / f"{shard}.json").write_text("{}")
+        (tmp_path / "shards" / shard / "dist" / "packs").mkdir(parents=True)
+        (tmp_path / "shards" / shard / "dist" / "packs" / f"{shard}-pack.gtpack").write_text("")
+    script = step_running(load(PUBLISH), "invoke lock --merge locks")["run"]
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}, check=True)
+    assert (tmp_path / "merged.txt").read_text().split() == [
+        "dist/packs:",
+        "shard-1-pack.gtpack",
+        "shard-2-pack.gtpack",
+        "locks:",
+        "shard-1.json",
+        "shard-2.json",
+    ]
+
+
+def test_pull_requests_dry_run_the_changed_packs() -> None:
+    doc = load(CI)
+    checkout = step_using(doc, "actions/checkout")[0]
+    assert checkout["with"]["fetch-depth"] == 0
+    changed = step_running(doc, "--changed-since")
+    assert changed["if"] == "github.event_name == 'pull_request'"
+    assert changed["env"] == {"BASE_REF": "${{ github.base_ref }}"}
+    assert 'invoke release --dry-run --changed-since "origin/${BASE_REF}"' in changed["run"]
+    full = next(s for s in steps(doc) if s.get("run", "").rstrip().endswith("invoke release --dry-run"))
+    assert full["if"] == "github.event_name != 'pull_request'"
 
 
 def test_pull_request_workflow_contract() -> None:

@@ -1,16 +1,18 @@
 """What every transport offers: storage primitives with a typed "not found", nothing more.
 
 Transports move bytes and report what the registry said; they do not judge content. Every digest
-check happens once, above them, in `pack_publisher.content`.
+check happens once, above them, in `pack_publisher.content`. Every primitive may be called from several
+threads at once (`together` runs a pack's independent requests side by side).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from ..artifact import Artifact
 from ..descriptor import Descriptor
@@ -19,6 +21,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what oras accepts; a bigger "manifest" i
 
 # Opens a fresh sink for one download attempt (a retry starts again from an empty sink).
 SinkFactory = Callable[[], AbstractContextManager[BinaryIO]]
+T = TypeVar("T")
 
 
 class NotFound(Exception):
@@ -48,6 +51,10 @@ class PushOutcome:
 
 class Transport(Protocol):
     name: str
+    # True when asking whether a blob is there costs a request that can overlap others (the built-in
+    # client); False when it costs a process of its own (oras), and the registry's refusal of a manifest
+    # naming a blob it does not hold is relied on instead (see `content.VerifiedRegistry.check_landed`).
+    cheap_blob_checks: bool
 
     def resolve(self, repository: str, reference: str) -> Descriptor:
         """The descriptor a tag or digest points at; NotFound when there is none."""
@@ -66,3 +73,33 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def together(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run independent calls side by side (one thread each, the first on this one); results in call order.
+
+    Each call runs to its end (with its own retries) before anything is raised, so no request outlives
+    the pack it serves; then the first failure, in call order, is raised. The threads are daemons: Ctrl-C
+    never waits for them.
+    """
+    if len(calls) < 2:
+        return [call() for call in calls]
+    results: list[Any] = [None] * len(calls)
+    failures: list[BaseException | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # re-raised below, on the caller's thread
+            failures[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(calls))]
+    for thread in threads:
+        thread.start()
+    run(0)
+    for thread in threads:
+        thread.join()
+    for failure in failures:
+        if failure is not None:
+            raise failure
+    return results

@@ -10,6 +10,8 @@ echo (prints FAKE_GREENTIC_PACK_ECHO on stderr, then fails), echo-env (prints it
 fails), linger (builds, but leaves a child holding stderr open and writes its pid to
 FAKE_GREENTIC_PACK_PIDFILE), hang (never exits), and one mode per archive reader rule broken: traversal,
 duplicate, oversize, no-manifest, sbom-mismatch.
+FAKE_GREENTIC_PACK_FAIL_FOR (comma-separated pack ids) fails only for those packs.
+FAKE_GREENTIC_PACK_DELAY (seconds) makes every build take that long, as a real Rust/WASM build does.
 FAKE_GREENTIC_PACK_LOG names a file to which it appends its argv as one JSON line.
 """
 
@@ -143,6 +145,10 @@ def build(args: argparse.Namespace) -> None:
     if not out.is_absolute():
         out = pack_dir / out  # the real builder resolves relative outputs against the pack folder
     mode = os.environ.get("FAKE_GREENTIC_PACK_MODE", "")
+    if delay := os.environ.get("FAKE_GREENTIC_PACK_DELAY"):
+        time.sleep(float(delay))
+    if str(meta.get("pack_id")) in os.environ.get("FAKE_GREENTIC_PACK_FAIL_FOR", "").split(","):
+        mode = "fail"
     if mode == "echo":
         fail(f"registry said: {os.environ.get('FAKE_GREENTIC_PACK_ECHO', '')}")
     if mode == "echo-env":

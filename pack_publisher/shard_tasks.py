@@ -1,0 +1,40 @@
+"""The tasks of a release spread over runners: `invoke matrix` (the shards) and `invoke lock --merge`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from invoke.context import Context
+
+from . import lockfile, packs, pipeline, shards
+from .cli import session
+from .errors import ConfigError
+from .run import Printer
+
+
+def print_matrix(c: Context, root: Path, names: list[str] | None, changed_since: str, max_jobs: int) -> None:
+    """The shards as `strategy.matrix` JSON, alone on stdout (warnings and echoed commands go to stderr)."""
+    if max_jobs < 1:
+        raise ConfigError(f"--max-jobs: {max_jobs} must be at least 1")
+    run = session(c, root, dev_version=True, stdout_is_data=True)  # builds nothing, writes no registry
+    selected = pipeline.select_packs(run, names, changed_since or None)
+    costs = {pack.name: shards.folder_cost(pack.path) for pack in selected}
+    planned = shards.split(costs, shards.shard_count(len(costs), max_jobs))
+    sys.stdout.write(json.dumps(shards.matrix(planned)) + "\n")
+    sys.stdout.flush()
+
+
+def merge_fragments(c: Context, root: Path, folder: Path, names: list[str] | None) -> None:
+    """`invoke lock --merge DIR`: every fragment in DIR into LOCK_FILE; needs no git, version or org."""
+    from .settings import read_environment
+
+    env = read_environment()
+    printer = Printer([])
+    packs_dir = (root / env.packs_dir).resolve()
+    lock_file = (root / env.lock_file).resolve()
+    expected = sorted({packs.wanted_name(packs_dir, n) for n in names}) if names else packs.discover(packs_dir)
+    merged = lockfile.merge((root / folder).resolve(), expected, lock_file, packs_dir)
+    shown = lock_file.relative_to(root) if lock_file.is_relative_to(root) else lock_file
+    printer.say(f"wrote {shown} ({len(merged['packs'])} pack(s) from {folder})")
