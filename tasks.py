@@ -43,7 +43,8 @@ def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jo
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
     from pack_publisher import pipeline
 
-    run = session(c, ROOT, publish_jobs=jobs or None)
+    # a build writes no registry: without a tag or PACK_VERSION it takes the dry run's version and org
+    run = session(c, ROOT, dev_version=True, publish_jobs=jobs or None)
     builder_path, _ = pipeline.preflight(run, building=True, pushing=False)
     selected = pipeline.select_packs(run, pack, changed_since)
     if not selected:

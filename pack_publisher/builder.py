@@ -9,7 +9,10 @@ from pathlib import Path
 from .commands import Commands
 from .errors import ConfigError, PublisherError
 
-INSTALL_HINT = "install it with `cargo binstall greentic-pack` (or `cargo install greentic-pack --locked`)"
+INSTALL_HINT = (
+    "install the pinned one with `invoke tools --tool greentic-pack`, or with "
+    "`cargo binstall --locked greentic-pack@1.1.3` (see README, Set up and run)"
+)
 STDERR_TAIL_LINES = 20
 BUILD_TIMEOUT_SECONDS = 1800
 

@@ -61,7 +61,10 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
     given = {k: v for k, v in flags.items() if v is not None}
     existing = c.config.get(_CONFIG_KEY)
     if isinstance(existing, Run):
-        if all(existing.flags.get(k) == v for k, v in given.items()):
+        # settings resolved leniently (a build or lock: dev version, `local` org) never serve a task that
+        # writes to a registry: `invoke build push` without a tag stops at push instead of pushing 0.0.0-dev
+        lenient_enough = dev_version or not existing.lenient
+        if lenient_enough and all(existing.flags.get(k) == v for k, v in given.items()):
             return existing
         given = {**existing.flags, **given}
     env = read_environment(given)
@@ -71,6 +74,7 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
     commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
     settings = resolve_settings(root, given, commands, dev_version=dev_version)
     current = Run(settings, given, echo=echo, echo_format=echo_format, stdout_is_data=stdout_is_data)
+    current.lenient = dev_version
     if isinstance(existing, Run):
         current.out_dir_lock = existing.out_dir_lock  # chained tasks keep the one lock on OUT_DIR
     if not isinstance(existing, Run):

@@ -45,8 +45,11 @@ class Git:
     def origin_url(self) -> str | None:
         return self._git("remote", "get-url", "origin") or None
 
-    def uncommitted(self, folder: Path) -> list[Path]:
-        """Paths under `folder` that differ from HEAD: modified, staged, deleted or untracked (not ignored)."""
+    def uncommitted(self, folder: Path) -> list[Path] | None:
+        """Paths under `folder` that differ from HEAD: modified, staged, deleted or untracked (not ignored).
+
+        None when git cannot tell (the folder is outside the checkout, git refuses it): never "clean".
+        """
         argv = [
             "git",
             "-C",
@@ -59,11 +62,11 @@ class Git:
             str(folder),
         ]
         done = self.commands.run(argv, timeout=GIT_TIMEOUT_SECONDS)
-        if done.returncode != 0:
-            return []
+        if done.returncode != 0 or done.expired:
+            return None
         top = self._git("rev-parse", "--show-toplevel")  # porcelain paths are relative to it
         if not top:
-            return []
+            return None
         entries = done.stdout.decode("utf-8", errors="replace").split("\0")
         paths: set[Path] = set()
         skip_next = False

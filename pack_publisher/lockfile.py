@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,16 +88,18 @@ def _check_pack_name(path_text: str, name: object) -> None:
 MAX_LOCKFILE_BYTES = 16 * 1024 * 1024  # far above any real lockfile; what is bigger is not one of ours
 
 
-def check_writable_target(path: Path, packs_dir: Path) -> None:
-    """Refuse to write the lockfile over a file that is not a lockfile, or among the pack sources.
+def check_writable_target(path: Path, packs_dir: Path, *, dry_run: bool = False) -> None:
+    """Refuse to write the lockfile over a file that is not a lockfile, or among the pack sources, or
+    where it cannot be written; in a dry run, refuse to replace the lockfile of a real release.
 
     LOCK_FILE may point anywhere; overwriting a pack's pack.yaml or tasks.py with JSON would destroy it.
-    An absent or empty file is fine.
+    An absent or empty file is fine. Checked before anything is built or pushed.
     """
     if path.resolve().is_relative_to(packs_dir.resolve()):
         raise ConfigError(f"LOCK_FILE: {path} is inside PACKS_DIR {packs_dir}; write the lockfile elsewhere")
     if path.is_dir():
         raise ConfigError(f"LOCK_FILE: {path} is a directory")
+    _probe_folder(path)
     try:
         with path.open("rb") as fh:
             data = fh.read(MAX_LOCKFILE_BYTES + 1)
@@ -109,9 +113,25 @@ def check_writable_target(path: Path, packs_dir: Path) -> None:
     if len(data) > MAX_LOCKFILE_BYTES:
         raise ConfigError(refusal)
     try:
-        read(str(path), data)
+        existing = read(str(path), data)
     except ConfigError:
         raise ConfigError(refusal) from None
+    if dry_run and existing.get("dry_run") is False:
+        raise ConfigError(
+            f"LOCK_FILE: {path} records a real release ({existing.get('version')}); a dry run does not replace "
+            "it: set LOCK_FILE for the dry run's lockfile (e.g. LOCK_FILE=dry-run.lock.json), or move it"
+        )
+
+
+def _probe_folder(path: Path) -> None:
+    """The lockfile's folder exists (or can be made) and takes a new file: found now, not after a push."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"LOCK_FILE: cannot write in {path.parent} ({exc.strerror})") from None
 
 
 def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_dir: Path) -> dict[str, Any]:

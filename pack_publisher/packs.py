@@ -211,7 +211,13 @@ def select(
     if not known:
         raise ConfigError(f"no packs found under {packs_dir} (a pack is a folder holding {PACK_FILE})")
     names = sorted({wanted_name(packs_dir, n) for n in wanted}) if wanted else known
+    for name in names:
+        if "/" in name or name in {".", ".."}:
+            raise ConfigError(f"--pack: {name!r} is not a pack folder name under PACKS_DIR {packs_dir}")
     unknown = [n for n in names if n not in known]
+    for name in unknown:
+        if name.lower() in known:
+            raise ConfigError(f"unknown pack {name!r}; did you mean {name.lower()!r}?")
     for name in unknown:
         if (packs_dir / name).is_dir():
             misnamed = misnamed_pack_files(packs_dir / name)

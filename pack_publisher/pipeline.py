@@ -108,7 +108,7 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     """
     s = run.settings
     packs.check_out_dir(s.out_dir, s.packs_dir)
-    lockfile.check_writable_target(s.lock_file, s.packs_dir)
+    lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
     hold_out_dir(run)
     builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
     transports = None
@@ -119,12 +119,20 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     return builder_path, transports
 
 
-def uncommitted_changes(run: Run) -> list[Path]:
+def uncommitted_changes(run: Run, *, strict: bool) -> list[Path]:
+    """Uncommitted changes under PACKS_DIR; when git cannot tell, an error if `strict` (a real release)."""
     s = run.settings
     if not s.in_git:
         run.warn("not a git checkout: uncommitted changes cannot be detected; the revision is GIT_SHA's")
         return []
-    return Git(run.commands, s.root).uncommitted(s.packs_dir)
+    changes = Git(run.commands, s.root).uncommitted(s.packs_dir)
+    if changes is not None:
+        return changes
+    why = f"git cannot tell whether {s.relative(s.packs_dir)} has uncommitted changes (is PACKS_DIR in this checkout?)"
+    if strict:
+        raise ConfigError(f"PACKS_DIR: {why}; move the packs into the repository, or pass --allow-dirty")
+    run.warn(f"{why}; the revision annotation may not match what is built")
+    return []
 
 
 def _listing(paths: list[Path], run: Run) -> str:
@@ -136,7 +144,7 @@ def _listing(paths: list[Path], run: Run) -> str:
 def check_tree(run: Run, *, release: bool) -> list[Path]:
     """Uncommitted changes under PACKS_DIR: refused for a real release (unless --allow-dirty), else a warning."""
     s = run.settings
-    changes = uncommitted_changes(run)
+    changes = uncommitted_changes(run, strict=release and not s.dry_run and not s.allow_dirty)
     if not changes:
         return []
     where = f"uncommitted changes under {s.relative(s.packs_dir)}: {_listing(changes, run)}"
@@ -296,7 +304,8 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
 def lock(run: Run, selected: list[packs.PackSource]) -> Path:
     """Write the lockfile from the last push (or dry run) of the selected packs."""
     s = run.settings
-    lockfile.check_writable_target(s.lock_file, s.packs_dir)
+    lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
+    hold_out_dir(run)  # records are read while no other run rewrites them
     published = []
     for pack in selected:
         record = records.load(s.out_dir, pack.name, PublishedPack)

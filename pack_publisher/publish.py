@@ -66,10 +66,14 @@ def consult(registry: VerifiedRegistry, repository: str, version: str, digest: s
     """What the registry holds under the tags a push of `version` may write."""
     held = registry.resolve(repository, version)
     latest_held = None
-    if latest and not is_prerelease(version):
+    if latest:  # for a pre-release too: the plan says where latest stays
         found = registry.resolve(repository, LATEST)
         if found is not None:
-            known = version if found.digest == digest else _version_of(registry.manifest(repository, found.digest))
+            known: str | None = None  # a pre-release never moves latest: what it holds needs no version
+            if found.digest == digest:
+                known = version
+            elif not is_prerelease(version):
+                known = _version_of(registry.manifest(repository, found.digest))
             latest_held = Held(found.digest, known)
     return Seen(True, Held(held.digest) if held else None, latest_held)
 

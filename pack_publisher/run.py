@@ -60,3 +60,4 @@ class Run(Printer):
         self.commands = Commands(settings.publish.child_env, show, echo=echo, echo_format=echo_format)
         self.command = " ".join(["invoke", *sys.argv[1:]])  # shown to a second run finding OUT_DIR taken
         self.out_dir_lock: int | None = None  # the descriptor holding OUT_DIR's lock, once taken
+        self.lenient = False  # resolved with the dry run's fallbacks (version, org) for a task writing no registry

@@ -307,7 +307,8 @@ def _resolve_version(env: EnvSettings, git: Git | None, sha: str, dry_run: bool)
         return version_tags[0][1:], f"git tag {version_tags[0]}", []
     if dry_run:
         version = f"0.0.0-dev.{sha[:7]}"
-        return version, "dry-run fallback", [f"no PACK_VERSION and no vX.Y.Z tag on HEAD: dry run uses {version}"]
+        who = "dry run uses" if env.dry_run else "no registry is written: this task uses"
+        return version, "dry-run fallback", [f"no PACK_VERSION and no vX.Y.Z tag on HEAD: {who} {version}"]
     raise ConfigError(
         "PACK_VERSION is not set and HEAD has no vX.Y.Z tag: tag the commit (git tag v1.2.3) or set PACK_VERSION"
     )
@@ -333,7 +334,8 @@ def _org(env: EnvSettings, slug: tuple[str, str, str] | None, notices: list[str]
                 raise ConfigError(f"OCI_ORG: {value!r} (from {origin}) is not a valid OCI repository path component")
             return lowered
     if placeholder:
-        notices.append(f"no OCI_ORG, GITHUB_REPOSITORY_OWNER or origin remote: the dry run uses the org {LOCAL_ORG!r}")
+        who = "the dry run uses" if env.dry_run else "no registry is written: this task uses"
+        notices.append(f"no OCI_ORG, GITHUB_REPOSITORY_OWNER or origin remote: {who} the org {LOCAL_ORG!r}")
         return LOCAL_ORG
     raise ConfigError(
         "OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor an origin remote gives one; "

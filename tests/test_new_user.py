@@ -31,6 +31,15 @@ def test_a_misnamed_pack_file_is_named(project_copy: Path, run_invoke: RunInvoke
     assert one.stderr.strip().endswith("has no pack.yaml: rename packs/second/pack.yml to pack.yaml")
 
 
+def test_a_pack_given_as_a_path_or_in_capitals(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+    (tmp_path / "zzz").mkdir()
+    (tmp_path / "zzz" / "pack.yaml").write_text("pack_id: zzz\n")
+    path = run_invoke(project_copy, "build", "--pack", str(tmp_path / "zzz"), OCI_ORG="acme", PACK_VERSION="1.0.0")
+    assert path.returncode == 2 and f"error: --pack: '{tmp_path / 'zzz'}' is not a pack folder name" in path.stderr
+    shouty = run_invoke(project_copy, "build", "--pack", PACK.upper(), OCI_ORG="acme", PACK_VERSION="1.0.0")
+    assert shouty.returncode == 2 and f"did you mean '{PACK}'?" in shouty.stderr
+
+
 def test_an_uppercase_folder_is_told_its_name(project_copy: Path, run_invoke: RunInvoke) -> None:
     shutil.copytree(project_copy / "packs" / PACK, project_copy / "packs" / "Shouty")
     result = run_invoke(project_copy, "build", "--pack", "Shouty", OCI_ORG="acme", PACK_VERSION="1.0.0")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import fcntl
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_latest_moves_forward_only_and_every_move_is_recorded(
 
     pre = run_invoke(project_copy, "release", "--latest", **env_for(registry, PACK_VERSION="2.0.0-rc.1"))
     assert pre.returncode == 0, pre.stderr
-    assert "2.0.0-rc.1 is a pre-release; a pre-release never moves latest" in pre.stdout
+    assert f":latest: leave at {digest} (2.0.0-rc.1 is a pre-release; a pre-release never moves latest)" in pre.stdout
     assert registry.raw_manifest(REPO, "latest").headers["Docker-Content-Digest"] == digest
 
 
@@ -172,6 +173,8 @@ def test_a_second_run_on_the_same_out_dir_fails_at_once(project_copy: Path, run_
         held.write("pid 4242 (invoke release)\n")
         held.flush()
         result = run_invoke(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0")
+        locking = run_invoke(project_copy, "lock", OCI_ORG="acme", PACK_VERSION="1.0.0")
+    assert locking.returncode == 2 and "is in use by pid 4242" in locking.stderr  # lock reads records: held too
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: OUT_DIR: dist/packs is in use by pid 4242 (invoke release); "
@@ -179,6 +182,52 @@ def test_a_second_run_on_the_same_out_dir_fails_at_once(project_copy: Path, run_
     )
     again = run_invoke(project_copy, "build", "lock", OCI_ORG="acme", PACK_VERSION="1.0.0", DRY_RUN="1")
     assert "in use" not in again.stderr  # released with its holder; chained tasks share one lock
+
+
+def test_packs_outside_the_checkout_cannot_be_called_clean(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(project_copy / "packs", outside / "packs")
+    env = env_for(registry, PACKS_DIR=str(outside / "packs"))
+    real = run_invoke(project_copy, "release", **env)
+    assert real.returncode == 2 and registry.storage_files() == 0
+    assert "error: PACKS_DIR: git cannot tell whether" in real.stderr
+    dry = run_invoke(project_copy, "release", "--dry-run", **env)
+    assert dry.returncode == 0 and "warning: git cannot tell whether" in dry.stderr
+
+
+def test_an_unwritable_lock_file_is_found_before_the_build(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    result = run_invoke(project_copy, "release", **env_for(registry, LOCK_FILE="/proc/packs.lock.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: LOCK_FILE: cannot write in /proc (")
+    assert "built " not in result.stdout and registry.storage_files() == 0
+
+
+def test_a_dry_run_never_replaces_a_real_release_lockfile(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    assert run_invoke(project_copy, "release", **env_for(registry)).returncode == 0
+    before = (project_copy / "packs.lock.json").read_bytes()
+    dry = run_invoke(project_copy, "release", "--dry-run", **env_for(registry))
+    assert dry.returncode == 2
+    assert "records a real release (1.2.3); a dry run does not replace it" in dry.stderr
+    assert (project_copy / "packs.lock.json").read_bytes() == before
+    elsewhere = run_invoke(project_copy, "release", "--dry-run", **env_for(registry, LOCK_FILE="dry.lock.json"))
+    assert elsewhere.returncode == 0, elsewhere.stderr
+
+
+def test_a_build_without_a_version_never_pushes_a_dev_version(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    built = run_invoke(project_copy, "build", OCI_REGISTRY=registry.host, OCI_ORG="acme")
+    assert built.returncode == 0, built.stderr
+    assert "no registry is written: this task uses 0.0.0-dev." in built.stderr
+    chained = run_invoke(project_copy, "build", "push", OCI_REGISTRY=registry.host, OCI_ORG="acme")
+    assert chained.returncode == 2 and "error: PACK_VERSION is not set" in chained.stderr
+    assert registry.storage_files() == 0
 
 
 # --- builds are for one target ----------------------------------------------------------------------
