@@ -27,7 +27,7 @@ def test_find_builder_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", str(bin_dir))
-    with pytest.raises(ConfigError, match=r"builder was not found .* `cargo binstall greentic-pack`"):
+    with pytest.raises(ConfigError, match=r"builder was not found .* `invoke tools --tool greentic-pack`"):
         builder.find_builder(None, os.environ["PATH"])
     packc = make_executable(bin_dir / "packc", STANDINS / "greentic_pack.py")
     assert builder.find_builder(None, os.environ["PATH"]) == str(packc)
