@@ -10,7 +10,7 @@ from invoke.tasks import task
 
 # Only the light glue is imported here; the pipeline is imported inside the tasks that use it, so
 # `invoke --list` and `--help` stay fast (see docs/benchmarks.md, start-up).
-from pack_publisher.cli import clean_exit, session, verify_inputs
+from pack_publisher.cli import clean_exit, command_echo, session, verify_inputs
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
@@ -199,6 +199,7 @@ def tools(
         Path(cache_dir).resolve() if cache_dir else pinned.default_cache_dir(),
         print,
         base_url,
+        show=command_echo(c),
     )
 
 

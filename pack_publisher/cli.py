@@ -36,6 +36,19 @@ def _echo(c: Context, in_ci: bool) -> tuple[bool, str]:
     return wanted, str(run_config.get("echo_format") or INVOKE_ECHO_FORMAT)
 
 
+def command_echo(c: Context) -> Callable[[list[str]], None] | None:
+    """For tasks without settings (`tools`): a function echoing a command as Invoke does, when asked or in CI."""
+    import shlex
+
+    from .settings import in_ci, read_environment
+
+    echo, echo_format = _echo(c, in_ci(read_environment()))
+    if not echo:
+        return None
+    printer = Printer(secret_env_values())
+    return lambda argv: printer.say(echo_format.format(command=shlex.join(argv)))
+
+
 def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, str, Path, Printer, Commands]:
     """What `verify` needs: publishing options, the configured registry, the lockfile; no git, version or org."""
     from .settings import in_ci, options_of, read_environment

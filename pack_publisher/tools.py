@@ -143,6 +143,7 @@ def install(
     say: Callable[[str], None],
     base_url: str | None = None,
     plat: str | None = None,
+    show: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Install each selected pinned tool into `bin_dir`; stops at the first that cannot be installed."""
     plat = plat or current_platform()
@@ -156,7 +157,7 @@ def install(
             target = extract_executable(tool, archive, bin_dir)
             say(f"installed {tool.name} {tool.version} -> {target} (sha256 {asset.sha256})")
         elif tool.crate is not None:
-            target = cargo_install(tool, bin_dir)
+            target = cargo_install(tool, bin_dir, show)
             say(f"installed {tool.name} {tool.version} -> {target} (cargo-binstall, upstream release asset only)")
         else:
             raise ConfigError(
@@ -251,8 +252,13 @@ def extract_executable(tool: Tool, archive: Path, bin_dir: Path) -> Path:
     return target
 
 
-def cargo_install(tool: Tool, bin_dir: Path) -> Path:
-    """cargo-binstall with the hardened strategies, else `cargo install --locked`, into `bin_dir`."""
+def cargo_install(tool: Tool, bin_dir: Path, show: Callable[[list[str]], None] | None = None) -> Path:
+    """cargo-binstall with the hardened strategies, else `cargo install --locked`, into `bin_dir`.
+
+    cargo's output goes straight to the terminal (a source build takes minutes); `show` echoes each
+    command first, as the run's other external commands are.
+    """
+    echo = show or (lambda _argv: None)
     spec = f"{tool.crate or tool.name}@{tool.version}"
     cargo = shutil.which("cargo")
     if cargo is None or shutil.which("cargo-binstall") is None:
@@ -264,10 +270,13 @@ def cargo_install(tool: Tool, bin_dir: Path) -> Path:
         )
     env = {**os.environ, **BINSTALL_ENV}
     binstall = [cargo, "binstall", "--no-confirm", "--locked", "--install-path", str(bin_dir), spec]
+    echo(binstall)
     if subprocess.run(binstall, env=env, check=False).returncode == 0:
         return bin_dir / tool.name
     with tempfile.TemporaryDirectory(prefix="cargo-root-") as root:
-        built = subprocess.run([cargo, "install", "--locked", "--root", root, spec], env=env, check=False)
+        source_build = [cargo, "install", "--locked", "--root", root, spec]
+        echo(source_build)
+        built = subprocess.run(source_build, env=env, check=False)
         if built.returncode != 0:
             raise PublisherError(f"{tool.name} {tool.version}: cargo binstall and cargo install --locked both failed")
         target = bin_dir / tool.name

@@ -276,6 +276,26 @@ def test_builder_falls_back_to_a_locked_cargo_install(tmp_path: Path) -> None:
     assert (bin_dir / "greentic-pack").read_text() == "#!/bin/sh\necho built\n"
 
 
+def test_cargo_commands_are_echoed_with_invoke_echo(tmp_path: Path) -> None:
+    log, bin_dir = tmp_path / "cargo.log", tmp_path / "bin"
+    path = fake_cargo(tmp_path / "fake", log, binstall_ok=False)
+    quiet = invoke_tools("--tool", "greentic-pack", "--bin-dir", str(bin_dir), path=path)
+    assert quiet.returncode == 0 and "binstall --no-confirm" not in quiet.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "invoke", "--echo", "tools", "--tool", "greentic-pack", "--bin-dir", str(bin_dir)],
+        cwd=PROJECT,
+        env={"PATH": path, "HOME": str(tmp_path), "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    echoed = [line for line in shown.stdout.splitlines() if line.startswith("\x1b[1;37m")]
+    assert len(echoed) == 2 and "cargo binstall --no-confirm --locked" in echoed[0]
+    assert "cargo install --locked --root" in echoed[1]
+
+
 def test_builder_without_cargo_binstall_is_a_clear_error(tmp_path: Path) -> None:
     log = tmp_path / "cargo.log"
     path = fake_cargo(tmp_path / "fake", log, binstall_ok=True, with_binstall=False)
