@@ -10,7 +10,7 @@ from invoke.tasks import task
 
 # Only the light glue is imported here; the pipeline is imported inside the tasks that use it, so
 # `invoke --list` and `--help` stay fast (see docs/benchmarks.md, start-up).
-from pack_publisher.cli import clean_exit, command_echo, session, verify_inputs
+from pack_publisher.cli import WholeNumber, clean_exit, command_echo, session, verify_inputs
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
@@ -39,7 +39,7 @@ PUSH_HELP = {
     },
 )
 @clean_exit
-def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jobs: int = 0) -> None:
+def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jobs: int = WholeNumber(0)) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
     from pack_publisher import pipeline
 
@@ -60,7 +60,7 @@ def push(
     pack: list[str] | None = None,
     latest: bool = False,
     force: bool = False,
-    jobs: int = 0,
+    jobs: int = WholeNumber(0),
     dry_run: bool = False,
     allow_dirty: bool = False,
 ) -> None:
@@ -102,7 +102,7 @@ def release(
     dry_run: bool = False,
     latest: bool = False,
     force: bool = False,
-    jobs: int = 0,
+    jobs: int = WholeNumber(0),
     allow_dirty: bool = False,
     changed_since: str = "",
 ) -> None:
@@ -131,7 +131,7 @@ def release(
     },
 )
 @clean_exit
-def matrix(c: Context, pack: list[str] | None = None, changed_since: str = "", max_jobs: int = 4) -> None:
+def matrix(c: Context, pack: list[str] | None = None, changed_since: str = "", max_jobs: int = WholeNumber(4)) -> None:
     """Print the GitHub Actions matrix of release shards as JSON on stdout: {"include": [{name, packs}]}."""
     from pack_publisher.shard_tasks import print_matrix
 
@@ -165,7 +165,7 @@ def verify(c: Context, lock: str | None = None) -> None:
         "output": "Where to write the report (default docs/benchmarks.md).",
     }
 )
-def bench(c: Context, runs: int = 5, quick: bool = False, output: str = "docs/benchmarks.md") -> None:
+def bench(c: Context, runs: int = WholeNumber(5), quick: bool = False, output: str = "docs/benchmarks.md") -> None:
     """Measure publish speed and memory, release scale, re-release, dry run and start-up on a local registry."""
     from benchmarks.bench import run
 

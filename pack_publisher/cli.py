@@ -25,8 +25,33 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 _CONFIG_KEY = "pack_publisher_settings"
+
+
+class _LooksLikeInt(type):
+    """Invoke names a flag's value from its type (`--jobs=INT`) by looking it up beside `int`."""
+
+    def __eq__(cls, other: object) -> bool:
+        return other is int or type.__eq__(cls, other) is True
+
+    def __hash__(cls) -> int:
+        return hash(int)
+
+
+class WholeNumber(int, metaclass=_LooksLikeInt):
+    """The type of integer task flags: `--jobs abc` is one `error:` line and exit 2.
+
+    Invoke converts a flag's value with the type of its default and lets the ValueError of `int("abc")`
+    escape as a traceback; converting here turns it into Invoke's own clean `Exit`.
+    """
+
+    def __new__(cls, value: str | int = 0) -> WholeNumber:
+        try:
+            return super().__new__(cls, value)
+        except (TypeError, ValueError):
+            raise Exit(f"error: {str(value)[:40]!r} is not a whole number", 2) from None
 
 
 def _echo(c: Context, in_ci: bool) -> tuple[bool, str]:
@@ -118,14 +143,18 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
             # only after verification, so nothing half-written is left behind.
             sys.stdout.flush()
             print("error: interrupted; nothing more was recorded", file=sys.stderr, flush=True)
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(EXIT_TERMINATED if _terminated_by_signal.is_set() else EXIT_INTERRUPTED)
         finally:
             cleanup.run_all()  # a scratch folder (one may hold credentials) never outlives its task
 
     return wrapper
 
 
+_terminated_by_signal = threading.Event()
+
+
 def _terminated(signum: int, frame: object) -> None:
+    _terminated_by_signal.set()
     raise KeyboardInterrupt
 
 

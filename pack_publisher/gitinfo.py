@@ -28,6 +28,11 @@ class Git:
             return None
         return done.stdout.decode("utf-8", errors="replace").strip()
 
+    def toplevel(self) -> Path | None:
+        """The top folder of the checkout holding `root`, resolved; None outside git."""
+        top = self._git("rev-parse", "--show-toplevel")
+        return Path(top).resolve() if top else None
+
     def head_sha(self) -> str | None:
         """HEAD's commit, or None outside a git checkout (or in one without commits)."""
         return self._git("rev-parse", "--verify", "HEAD^{commit}") or None
@@ -78,6 +83,14 @@ class Git:
             skip_next = entry[0] in "RC"  # a rename or copy is followed by its original path
         return sorted(paths)
 
+    def files(self, folder: Path) -> list[Path] | None:
+        """The files under `folder` git tracks or would track (ignored ones left out); None outside git."""
+        argv = ["git", "-C", str(folder), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."]
+        done = self.commands.run(argv, timeout=GIT_TIMEOUT_SECONDS)
+        if done.returncode != 0:
+            return None
+        return [folder / name for name in done.stdout.decode("utf-8", errors="replace").split("\0") if name]
+
     def changed_since(self, ref: str) -> list[Path]:
         """Paths that differ between `ref` and the working tree (committed, staged, unstaged, untracked).
 
@@ -90,7 +103,7 @@ class Git:
             )
         top = self._git("rev-parse", "--show-toplevel")
         if not top:
-            return []
+            raise ConfigError(f"--changed-since: git cannot list the changes in {self.root}")
         names: set[str] = set()
         for args in (
             ["diff", "--name-only", "-z", "--no-renames", ref, "--"],

@@ -144,16 +144,18 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
     if not fragments_dir.is_dir():
         raise ConfigError(f"--merge: {fragments_dir} is not a directory")
     files = sorted(fragments_dir.glob("*.json"))
+    if target.resolve().parent == fragments_dir.resolve():
+        raise ConfigError(f"LOCK_FILE: {target} is among the fragments in {fragments_dir}; write it elsewhere")
     if not files:
         raise ConfigError(f"--merge: no lock fragments (*.json) in {fragments_dir}")
-    check_writable_target(target, packs_dir)
     first: dict[str, Any] | None = None
     owners: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     dirty = False
     for path in files:
         try:
-            data = path.read_bytes()
+            with path.open("rb") as fh:
+                data = fh.read(MAX_LOCKFILE_BYTES + 1)  # a link to /dev/zero must not fill the memory
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the lock fragment ({exc.strerror})") from None
         if len(data) > MAX_LOCKFILE_BYTES:
@@ -177,6 +179,7 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
             entries.append(entry)
     if first is None:  # unreachable: `files` is not empty
         raise ConfigError(f"--merge: no lock fragments in {fragments_dir}")
+    check_writable_target(target, packs_dir, dry_run=bool(first.get("dry_run")))
     if expected is not None:
         missing = sorted(set(expected) - set(owners))
         if missing:
@@ -186,7 +189,8 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
             )
         unexpected = sorted(set(owners) - set(expected))
         if unexpected:
-            raise ConfigError(f"--merge: {', '.join(unexpected)} not expected (from {owners[unexpected[0]]})")
+            listed = ", ".join(f"{name} (in {owners[name]})" for name in unexpected)
+            raise ConfigError(f"--merge: not expected: {listed}")
     merged = {
         "version": first["version"],
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -255,18 +255,18 @@ def _shown(path: Path, display_root: Path) -> str:
         return path.as_posix()
 
 
-def check_out_dir(out_dir: Path, packs_dir: Path) -> None:
-    """Refuse an OUT_DIR among the pack sources: a build would copy a pack into itself, or delete it.
+def check_out_dir(out_dir: Path, packs_dir: Path, name: str = "OUT_DIR") -> None:
+    """Refuse an OUT_DIR (or STAGE_DIR) among the pack sources: a build would copy a pack into itself, or delete it.
 
-    Call before anything is written to OUT_DIR.
+    Call before anything is written there.
     """
     out, packs_root = out_dir.resolve(), packs_dir.resolve()
     if out.is_relative_to(packs_root):
         raise ConfigError(
-            f"OUT_DIR: {out} is inside PACKS_DIR {packs_root}; build output must not land among the pack sources"
+            f"{name}: {out} is inside PACKS_DIR {packs_root}; build output must not land among the pack sources"
         )
     if packs_root.is_relative_to(out):
-        raise ConfigError(f"OUT_DIR: {out} holds PACKS_DIR {packs_root}; builds would overwrite the pack sources")
+        raise ConfigError(f"{name}: {out} holds PACKS_DIR {packs_root}; builds would overwrite the pack sources")
 
 
 _VERSION_LINE = re.compile(r"^version[ \t]*:[ \t]*(?P<value>[^#\n]*?)(?P<tail>[ \t]*(?:#.*)?)$", re.MULTILINE)

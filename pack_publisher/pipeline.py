@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import archive, artifact, builder, lockfile, packs, publish, records
@@ -17,7 +19,6 @@ from .run import Run
 from .transports import Transports, chosen_oras
 from .transports.retry import RetryPolicy
 
-STAGE_DIR = "stage"
 LOCK_NAME = ".publisher.lock"
 DIRTY_SUFFIX = "-dirty"  # added to the revision annotation of a pack built from uncommitted changes
 SHOWN_CHANGES = 5
@@ -28,7 +29,7 @@ CONSULT_POLICY = RetryPolicy(attempts=1, connect_timeout=3.0, read_timeout=10.0)
 def _writable_out_dir(run: Run) -> None:
     out_dir = run.settings.out_dir
     try:
-        (out_dir / STAGE_DIR).mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
@@ -67,16 +68,29 @@ SHARED_INPUTS = ("tasks.py", "pyproject.toml", "requirements-release.txt", ".pyt
 def changed_packs(run: Run, ref: str) -> list[str] | None:
     """The pack folders changed between `ref` and the working tree; None when every pack is affected."""
     s = run.settings
+    if not s.in_git:
+        raise ConfigError("--changed-since: not a git checkout (GIT_SHA stands in for one): nothing to compare")
+    top = Git(run.commands, s.packs_dir).toplevel() if s.packs_dir.is_dir() else None
+    if top is None or top != Git(run.commands, s.root).toplevel():
+        raise ConfigError(
+            f"--changed-since: PACKS_DIR {s.packs_dir} is not in this git checkout, so its changes cannot be "
+            "told; select the packs with --pack instead"
+        )
     changed = Git(run.commands, s.root).changed_since(ref)
     shared = [p for p in changed if any(_is_under(p, s.root / name) for name in SHARED_INPUTS)]
     if shared:
         run.warn(f"{s.relative(shared[0])} changed since {ref}: every pack is selected")
         return None
     known = set(packs.discover(s.packs_dir))
-    names = {p.relative_to(s.packs_dir).parts[0] for p in changed if _is_under(p, s.packs_dir) and p != s.packs_dir}
+    # a pack is a folder: files directly in PACKS_DIR (a README) belong to no pack
+    names = {p.relative_to(s.packs_dir).parts[0] for p in changed if len(_parts_under(p, s.packs_dir)) >= 2}
     for gone in sorted(n for n in names if n not in known and not (s.packs_dir / n).is_dir()):
         run.warn(f"pack {gone!r} changed since {ref} but is gone (removed or renamed): nothing to build for it")
     return sorted(n for n in names if n in known)
+
+
+def _parts_under(path: Path, folder: Path) -> tuple[str, ...]:
+    return path.relative_to(folder).parts if path.is_relative_to(folder) else ()
 
 
 def _is_under(path: Path, prefix: Path) -> bool:
@@ -108,6 +122,7 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     """
     s = run.settings
     packs.check_out_dir(s.out_dir, s.packs_dir)
+    packs.check_out_dir(s.stage_dir, s.packs_dir, "STAGE_DIR")
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
     hold_out_dir(run)
     builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
@@ -157,13 +172,35 @@ def check_tree(run: Run, *, release: bool) -> list[Path]:
     return changes
 
 
+@contextmanager
+def _stage_taken(run: Run, name: str) -> Iterator[None]:
+    """The pack's folder in STAGE_DIR for this build alone: shards with their own OUT_DIR share STAGE_DIR."""
+    stage_dir = run.settings.stage_dir
+    try:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(stage_dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"STAGE_DIR: {stage_dir} is not writable ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublisherError(
+                f"pack {name!r}: another run is building it in {run.settings.relative(stage_dir)} right now"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) -> BuiltPack:
     """Stage, build, validate and compose one pack; the returned record is also saved to disk."""
     s = run.settings
     records.forget_published(s.out_dir, pack.name)  # a new build invalidates the last push
-    staged = packs.stage(pack, s.out_dir / STAGE_DIR / pack.name, s.version)
     gtpack = s.out_dir / f"{pack.name}.gtpack"
-    builder.build_gtpack(run.commands, builder_path, pack.name, staged, gtpack)
+    with _stage_taken(run, pack.name):
+        staged = packs.stage(pack, s.stage_dir / pack.name, s.version)
+        builder.build_gtpack(run.commands, builder_path, pack.name, staged, gtpack)
     facts = archive.inspect_gtpack(gtpack)
     if facts.version != s.version:
         raise PublisherError(f"pack {pack.name!r}: the archive says version {facts.version!r}, expected {s.version!r}")

@@ -168,13 +168,15 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
     def one(item: Planned) -> PackResult:
         try:
             registry = VerifiedRegistry(transports.get(), run.settings.registry)
-            result = apply_one(run, registry, item)
+            return apply_one(run, registry, item)
         except PublisherError as exc:
-            result = PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
-        run.say(result_line(result))
-        return result
+            return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
 
-    return list(each(run.settings.publish.jobs, planned, one))
+    results = []
+    for result in each(run.settings.publish.jobs, planned, one):  # in pack order, as each is ready
+        run.say(result_line(result))
+        results.append(result)
+    return results
 
 
 def result_line(result: PackResult) -> str:

@@ -38,6 +38,7 @@ ENV_NAMES = {
     "pack_version": "PACK_VERSION",
     "packs_dir": "PACKS_DIR",
     "out_dir": "OUT_DIR",
+    "stage_dir": "STAGE_DIR",
     "lock_file": "LOCK_FILE",
     "dry_run": "DRY_RUN",
     "oras_experimental": "ORAS_EXPERIMENTAL",
@@ -75,6 +76,9 @@ class EnvSettings(BaseSettings):
     pack_version: str | None = None
     packs_dir: str = "packs"
     out_dir: str = "dist/packs"
+    # where packs are copied for the builder, which records that absolute path in the archive: fixed, not
+    # under OUT_DIR, so shards with their own OUT_DIR build the same bytes as a single run
+    stage_dir: str = "dist/packs/stage"
     lock_file: str = "packs.lock.json"
     dry_run: bool = False
     oras_experimental: bool = False
@@ -241,6 +245,7 @@ class Settings(BaseModel):
     version_source: str
     packs_dir: Path
     out_dir: Path
+    stage_dir: Path
     lock_file: Path
     dry_run: bool
     builder_override: str | None
@@ -410,6 +415,7 @@ def resolve_settings(
         version_source=version_source,
         packs_dir=(root / env.packs_dir).resolve(),
         out_dir=(root / env.out_dir).resolve(),
+        stage_dir=(root / env.stage_dir).resolve(),
         lock_file=(root / env.lock_file).resolve(),
         dry_run=env.dry_run,
         builder_override=env.packc,

@@ -11,6 +11,7 @@ from invoke.context import Context
 from . import lockfile, packs, pipeline, shards
 from .cli import session
 from .errors import ConfigError
+from .gitinfo import Git
 from .run import Printer
 
 
@@ -20,7 +21,8 @@ def print_matrix(c: Context, root: Path, names: list[str] | None, changed_since:
         raise ConfigError(f"--max-jobs: {max_jobs} must be at least 1")
     run = session(c, root, dev_version=True, stdout_is_data=True)  # builds nothing, writes no registry
     selected = pipeline.select_packs(run, names, changed_since or None)
-    costs = {pack.name: shards.folder_cost(pack.path) for pack in selected}
+    files = Git(run.commands, run.settings.root).files(run.settings.packs_dir) if run.settings.in_git else None
+    costs = {pack.name: shards.folder_cost(pack.path, files) for pack in selected}
     planned = shards.split(costs, shards.shard_count(len(costs), max_jobs))
     sys.stdout.write(json.dumps(shards.matrix(planned)) + "\n")
     sys.stdout.flush()
@@ -34,7 +36,11 @@ def merge_fragments(c: Context, root: Path, folder: Path, names: list[str] | Non
     printer = Printer([])
     packs_dir = (root / env.packs_dir).resolve()
     lock_file = (root / env.lock_file).resolve()
-    expected = sorted({packs.wanted_name(packs_dir, n) for n in names}) if names else packs.discover(packs_dir)
+    known = packs.discover(packs_dir)
+    expected = sorted({packs.wanted_name(packs_dir, n) for n in names}) if names else known
+    unknown = [n for n in expected if n not in known]
+    if unknown:
+        raise ConfigError(f"--pack: unknown pack {', '.join(map(repr, unknown))}; known packs: {', '.join(known)}")
     merged = lockfile.merge((root / folder).resolve(), expected, lock_file, packs_dir)
     shown = lock_file.relative_to(root) if lock_file.is_relative_to(root) else lock_file
     printer.say(f"wrote {shown} ({len(merged['packs'])} pack(s) from {folder})")

@@ -1,9 +1,11 @@
 """Spread packs over runners: the GitHub Actions `strategy.matrix` that `invoke matrix` prints.
 
 Each shard is one release job building and pushing its packs, writing one lock fragment; `invoke
-lock --merge` joins the fragments. The cost of a pack is the size of its folder in bytes, a proxy for
-its build time that needs no history; shards are filled largest pack first, each into the shard with
-the least cost so far (ties to the lower shard number), so the same packs always give the same shards.
+lock --merge` joins the fragments. Every pack is one builder run (a Rust/WASM build), so shards first
+get the same number of packs (they differ by one at most); within that, the size of a pack's files in
+bytes (those git tracks or would track: no `target/` or other ignored output) stands for its build
+time: shards are filled largest pack first, each into the lightest shard that is not full (ties to the
+lower shard number). The same packs and files always give the same shards.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any
 MIN_PACKS_PER_SHARD = 3  # below this a runner's set-up (checkout, Python, Rust, builder) outweighs the split
 
 
-def folder_cost(folder: Path) -> int:
-    """Bytes of the regular files in a pack folder (symlinks not followed); at least 1."""
+def folder_cost(folder: Path, files: list[Path] | None = None) -> int:
+    """Bytes of a pack's files (`files`, as git lists them; else every regular file below); at least 1."""
+    if files is None:
+        files = [Path(here, name) for here, _dirs, names in os.walk(folder) for name in names]
     total = 0
-    for here, _dirs, files in os.walk(folder):
-        for name in files:
+    for path in files:
+        if path.is_relative_to(folder):
             try:
-                total += os.lstat(os.path.join(here, name)).st_size
+                total += os.lstat(path).st_size
             except OSError:
                 continue
     return max(1, total)
@@ -36,13 +40,15 @@ def shard_count(packs: int, max_jobs: int, min_packs: int = MIN_PACKS_PER_SHARD)
 
 
 def split(costs: dict[str, int], count: int) -> list[list[str]]:
-    """`count` shards of pack names balanced by cost (largest first into the lightest shard), names sorted."""
+    """`count` shards of pack names, as even in number as can be, then balanced by cost; names sorted."""
     if count <= 0:
         return []
+    capacity = math.ceil(len(costs) / count)  # shards differ by one pack at most
     loads = [0] * count
     shards: list[list[str]] = [[] for _ in range(count)]
     for name in sorted(costs, key=lambda n: (-costs[n], n)):
-        lightest = min(range(count), key=lambda i: (loads[i], len(shards[i]), i))
+        open_shards = [i for i in range(count) if len(shards[i]) < capacity]
+        lightest = min(open_shards, key=lambda i: (loads[i], len(shards[i]), i))
         shards[lightest].append(name)
         loads[lightest] += costs[name]
     return [sorted(s) for s in shards if s]

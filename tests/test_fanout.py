@@ -41,7 +41,9 @@ def test_shards_are_balanced_complete_and_stable() -> None:
     assert sorted(n for s in split for n in s) == sorted(costs)  # every pack exactly once
     loads = [sum(costs[n] for n in s) for s in split]
     assert max(loads) - min(loads) <= max(costs.values())
-    assert split == [["a", "h"], ["b", "f"], ["c", "d", "e", "g"]]
+    assert split == [["a", "g"], ["b", "f", "h"], ["c", "d", "e"]]  # 2, 3, 3 packs: counts first
+    big = shards.split({"huge": 10**9, **{f"p{i}": 1 for i in range(8)}}, 3)
+    assert sorted(len(s) for s in big) == [3, 3, 3]  # one huge pack never leaves the others in one shard
 
 
 @pytest.mark.parametrize(("packs", "max_jobs", "expected"), [(0, 4, 0), (1, 4, 1), (3, 4, 1), (4, 4, 2), (8, 3, 3)])
@@ -136,6 +138,21 @@ def test_a_three_shard_release_merges_into_one_verified_lockfile(
         result = run_invoke(repo, "lock", "--merge", str(other))
         assert result.returncode == 2 and message in result.stderr, result.stderr
         shutil.rmtree(other)
+    # dry-run fragments never replace the real lockfile; the target is never one of the fragments
+    dry = tmp_path / "dry"
+    dry.mkdir()
+    (dry / "shard-1.json").write_text(json.dumps({**fragment, "dry_run": True}))
+    result = run_invoke(repo, "lock", "--merge", str(dry), "--pack", str(fragment["packs"][0]["name"]))
+    assert result.returncode == 2 and "a dry run does not replace it" in result.stderr, result.stderr
+    inside = run_invoke(repo, "lock", "--merge", "locks", LOCK_FILE="locks/packs.lock.json")
+    assert inside.returncode == 2 and "is among the fragments in" in inside.stderr
+    unknown = run_invoke(repo, "lock", "--merge", "locks", "--pack", "nope")
+    assert unknown.returncode == 2 and "error: --pack: unknown pack 'nope'" in unknown.stderr
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "z.json").symlink_to("/dev/zero")
+    endless = run_invoke(repo, "lock", "--merge", str(tmp_path / "zero"))
+    assert endless.returncode == 2 and "z.json: over" in endless.stderr
+
     twice = tmp_path / "twice"
     shutil.copytree(repo / "locks", twice)
     shutil.copy(twice / "shard-1.json", twice / "shard-1-copy.json")
@@ -203,6 +220,29 @@ def test_changed_since_follows_renames_deletions_and_shared_inputs(eight_packs: 
     )
 
 
+def test_shards_with_their_own_out_dir_build_the_same_bytes(eight_packs: Path, run_invoke: RunInvoke) -> None:
+    digests = []
+    for out_dir in ("dist/packs", "dist/shard-1", "elsewhere/out"):
+        built = run_invoke(eight_packs, "build", "--pack", PACK, OCI_ORG="acme", PACK_VERSION="1.0.0", OUT_DIR=out_dir)
+        assert built.returncode == 0, built.stderr
+        digests.append(
+            json.loads((eight_packs / out_dir / "records" / f"{PACK}.built.json").read_text())["manifest_descriptor"]
+        )
+    assert digests[0] == digests[1] == digests[2]  # STAGE_DIR, not OUT_DIR, is where the builder works
+
+
+def test_changed_since_needs_packs_git_can_answer_for(eight_packs: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+    shutil.copytree(eight_packs / "packs", tmp_path / "outside")
+    result = run_invoke(
+        eight_packs, "matrix", "--changed-since", "HEAD", OCI_ORG="acme", PACKS_DIR=str(tmp_path / "outside")
+    )
+    assert result.returncode == 2 and "is not in this git checkout" in result.stderr
+    (eight_packs / "packs" / "README.md").write_text("about the packs\n")
+    readme = run_invoke(eight_packs, "matrix", "--changed-since", "HEAD", OCI_ORG="acme")
+    assert readme.returncode == 0 and json.loads(readme.stdout) == {"include": []}
+    assert "gone" not in readme.stderr  # a file beside the packs is no pack
+
+
 # --- parallel builds -----------------------------------------------------------------------------------
 
 
@@ -218,3 +258,5 @@ def test_parallel_builds_report_every_pack_in_order(eight_packs: Path, run_invok
         ("FAILED " if n in ("pack-2", "pack-6") else "built ") + n for n in sorted(NAMES)
     ]
     assert "error: 2 of 8 pack(s) failed to build: pack-2, pack-6" in failing.stderr
+    not_a_number = run_invoke(eight_packs, "build", "--jobs", "many", **env)
+    assert not_a_number.returncode == 2 and not_a_number.stderr.strip() == "error: 'many' is not a whole number"

@@ -307,6 +307,7 @@ def test_second_pack_keeps_its_plan_line(project_copy: Path, run_invoke: RunInvo
     published = [line for line in result.stdout.splitlines() if line.startswith("published ")]
     assert len(plans) == 2 and len(published) == 2
     assert all(line.count(" digest=") == 1 for line in published)  # one whole line per pack
+    assert [line.split()[1] for line in published] == sorted(line.split()[1] for line in published)  # pack order
 
 
 @pytest.fixture

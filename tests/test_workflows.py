@@ -394,7 +394,7 @@ def test_release_workflow_contract() -> None:
     assert "github.ref" in doc["concurrency"]["group"] and doc["concurrency"]["cancel-in-progress"] is False
     release = doc["jobs"]["release"]
     assert release["permissions"] == {"contents": "read", "packages": "write"}
-    assert doc["jobs"]["lock"]["permissions"] == {"contents": "read", "packages": "read"}
+    assert doc["jobs"]["lock"]["permissions"] == {"actions": "read", "contents": "read", "packages": "read"}
     assert doc["env"]["OCI_REGISTRY"] == "ghcr.io" and doc["env"]["OCI_REPO"] == "greentic-packs"
     logins = [s for s in steps(doc) if "oras login" in s.get("run", "")]
     assert len(logins) == 1  # only for the attestation action; the publisher reads GITHUB_TOKEN from env
@@ -430,7 +430,14 @@ def test_release_fans_out_over_the_planned_shards() -> None:
     uploads = [s for s in release["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert uploads[0]["with"]["name"].startswith("${{ matrix.name }}") and "locks/*.json" in uploads[0]["with"]["path"]
     download = next(s for s in lock["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
-    assert download["with"] == {"pattern": "shard-*", "path": "shards"}
+    assert download["with"] == {
+        "pattern": "shard-*",
+        "path": "shards",
+        "github-token": "${{ github.token }}",  # by run id: a re-run attempt sees the first attempt's fragments
+        "run-id": "${{ github.run_id }}",
+    }
+    assert lock["permissions"]["actions"] == "read"
+    assert release["if"] == "fromJSON(needs.plan.outputs.matrix).include[0] != null"  # no empty matrix
     assert "Re-run failed jobs" in README and "MAX_SHARDS" in README
 
 
@@ -479,11 +486,10 @@ def test_the_merge_step_gathers_every_shard(tmp_path: Path) -> None:
 def test_pull_requests_dry_run_the_changed_packs() -> None:
     doc = load(CI)
     checkout = step_using(doc, "actions/checkout")[0]
-    assert checkout["with"]["fetch-depth"] == 0
+    assert checkout["with"]["fetch-depth"] == 2  # the merge commit and the base it was merged onto
     changed = step_running(doc, "--changed-since")
     assert changed["if"] == "github.event_name == 'pull_request'"
-    assert changed["env"] == {"BASE_REF": "${{ github.base_ref }}"}
-    assert 'invoke release --dry-run --changed-since "origin/${BASE_REF}"' in changed["run"]
+    assert "invoke release --dry-run --changed-since HEAD^1" in changed["run"]
     full = next(s for s in steps(doc) if s.get("run", "").rstrip().endswith("invoke release --dry-run"))
     assert full["if"] == "github.event_name != 'pull_request'"
 
