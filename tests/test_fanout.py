@@ -160,6 +160,30 @@ def test_a_three_shard_release_merges_into_one_verified_lockfile(
     assert result.returncode == 2 and "is in both shard-1-copy.json and shard-1.json" in result.stderr
 
 
+def test_one_shard_is_one_job_and_merges_alone(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, builder_bin: Path, tmp_path: Path
+) -> None:
+    """The workflow's one-job path: a few packs make one shard, whose fragment alone is the lockfile."""
+    for name in ("pack-1", "pack-2"):
+        add_pack(project_copy, name)
+    git(project_copy, "add", "-A")
+    git(project_copy, "commit", "-qm", "three packs")
+    include = matrix_of(run_invoke, project_copy, "--max-jobs", "4")["include"]
+    assert include == [{"name": "shard-1", "packs": sorted([PACK, "pack-1", "pack-2"])}]
+    (tmp_path / "home").mkdir(exist_ok=True)
+    env = clean_env(builder_bin, tmp_path / "home", OCI_REGISTRY=registry.host, OCI_ORG="acme", PACK_VERSION="2.0.0")
+    assert run_shards(project_copy, env, include) == [0]
+    merged = run_invoke(project_copy, "lock", "--merge", "locks")
+    assert merged.returncode == 0, merged.stderr
+    fragment = json.loads((project_copy / "locks" / "shard-1.json").read_text())
+    lock = json.loads((project_copy / "packs.lock.json").read_text())
+    assert {k: v for k, v in lock.items() if k != "generated_at"} == {
+        k: v for k, v in fragment.items() if k != "generated_at"
+    }
+    verified = run_invoke(project_copy, "verify", OCI_REGISTRY=registry.host)
+    assert verified.returncode == 0 and verified.stdout.count("ok ") == 3
+
+
 def test_a_dry_run_fan_out_merges_too(
     eight_packs: Path, run_invoke: RunInvoke, builder_bin: Path, tmp_path: Path
 ) -> None:
