@@ -5,12 +5,16 @@ Rules match a method and a path pattern and fire a given number of times (or for
 of the request body, then reset the connection), `stall` (wait past the client's timeout, then
 close), `cut` (forward, then send only half of the response body), `bad-digest` (forward, but
 report a wrong Docker-Content-Digest), `html` (answer 200 with an HTML page), `delay` (wait
-`stall_seconds`, then forward: a remote registry's latency, for benchmarks).
+`stall_seconds`, then forward).
 The Host header is passed through, so the registry's Location headers point back at the proxy.
+
+`LatencyProxy` is the fixed-latency mode the benchmarks use: a registry across a network, 20 ms away.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import re
 import socket
@@ -150,3 +154,104 @@ class FaultProxy:
                 return
             req.wfile.write(payload)
         upstream.close()
+
+
+class LatencyProxy:
+    """A TCP relay to a local registry that delivers everything the client sends `latency` seconds late.
+
+    Each request then takes `latency` longer, as with a registry one network round trip away, and the
+    relay costs next to no CPU: unlike `FaultProxy` (an HTTP proxy in Python, buffering each body and
+    opening a new upstream connection per request) it parses nothing and keeps each client connection
+    to its own upstream connection, so on a 2-core machine the measurement is not the proxy's. Bytes
+    are delayed in order, chunk by chunk, so a body streams through with the same delay as its headers.
+    """
+
+    def __init__(self, upstream_port: int, latency: float) -> None:
+        self.upstream_port = upstream_port
+        self.latency = latency
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._server: asyncio.base_events.Server | None = None
+        self._relays: set[asyncio.Task[None] | None] = set()
+        self.port = 0
+        self._thread = threading.Thread(target=self._serve_forever, daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """Stop serving and end every relayed connection; the relay's thread ends with its loop."""
+
+        async def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def _serve_forever(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._started.set()
+        self._loop.run_forever()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        # asyncio holds tasks weakly: a relay waiting on its streams could be collected mid-way without this
+        task = asyncio.current_task()
+        self._relays.add(task)
+        try:
+            upstream_in, upstream_out = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            client_out.close()
+            self._relays.discard(task)
+            return
+        try:
+            await asyncio.gather(
+                self._pump(client_in, upstream_out, self.latency),
+                self._pump(upstream_in, client_out, 0.0),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            pass  # closing the relay: asyncio would log a cancelled connection handler as an error
+        finally:
+            for writer in (client_out, upstream_out):
+                writer.close()
+            self._relays.discard(task)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float) -> None:
+        """Copy `source` to `sink`, each chunk `delay` seconds after it arrived; end it when `source` ends."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        broken = asyncio.Event()
+
+        async def receive() -> None:
+            with contextlib.suppress(OSError):
+                while not broken.is_set() and (chunk := await source.read(256 * 1024)):
+                    queue.put_nowait((loop.time() + delay, chunk))
+            queue.put_nowait((loop.time() + delay, b""))
+
+        async def deliver() -> None:
+            try:
+                while True:
+                    due, chunk = await queue.get()
+                    if due > loop.time():
+                        await asyncio.sleep(due - loop.time())
+                    if not chunk:
+                        sink.write_eof()
+                        return
+                    sink.write(chunk)
+                    await sink.drain()
+            except OSError:
+                broken.set()  # the other side is gone: stop reading for it
+
+        await asyncio.gather(receive(), deliver())

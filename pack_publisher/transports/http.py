@@ -10,16 +10,24 @@ trickles bytes or sends a huge body cannot hold or swamp a release.
 
 Nothing here reads the environment: the caller passes the CA bundle and a snapshot of the proxy
 variables (`PROXY_VARIABLES`), and `proxies_for` decides from that snapshot alone.
+
+One transport may be used from several threads at once: a pack's two blob uploads, and its read-back
+and blob checks, run side by side (`base.together`), each on a requests session of its own (sessions
+are not shared between threads) taken from the transport's pool, so connections are kept and reused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import heapq
 import ipaddress
+import itertools
 import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +44,7 @@ from ..credentials import Credentials
 from ..descriptor import Descriptor, digest_of, is_digest
 from ..errors import AccessError, ConfigError, PublisherError
 from .auth import Authenticator, retry_after_seconds
-from .base import MAX_MANIFEST_BYTES, FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory
+from .base import MAX_MANIFEST_BYTES, FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory, together
 from .retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -59,9 +67,10 @@ PROXY_VARIABLES = (
 
 
 class HttpTransport:
-    """One registry, one set of credentials; used from one thread at a time (a requests session is not shared)."""
+    """One registry, one set of credentials; safe to use from several threads (one session each, pooled)."""
 
     name = "built-in client"
+    cheap_blob_checks = True  # a HEAD request, side by side with the read-back
 
     def __init__(
         self,
@@ -80,25 +89,66 @@ class HttpTransport:
         self.policy = policy or RetryPolicy()
         if ca_bundle and not Path(ca_bundle).exists():
             raise ConfigError(f"the CA bundle {ca_bundle} does not exist")
-        self._session = requests.Session()
-        self._session.trust_env = False  # requests would read proxies, CA bundle and .netrc from the environment
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.verify = ca_bundle or True
-        adapter = _Adapter(proxy_env or {})
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._verify: str | bool = ca_bundle or True
+        self._proxy_env = dict(proxy_env or {})
+        self._lock = threading.Lock()
+        self._idle: list[requests.Session] = []  # sessions no thread holds, last used first (warm connections)
+        self._sessions: list[requests.Session] = []
+        self._held = threading.local()  # the session this thread holds for its current operation
         self.auth = Authenticator(registry, credentials, not plain_http, self._get_token, self._read_token_answer)
 
     def close(self) -> None:
-        self._session.close()
+        with self._lock:
+            sessions, self._sessions, self._idle = self._sessions, [], []
+        for session in sessions:
+            session.close()
+
+    # --- sessions: one per thread at a time, kept for the next operation ---------------------------
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # requests would read proxies, CA bundle and .netrc from the environment
+        session.headers["User-Agent"] = USER_AGENT
+        session.verify = self._verify
+        adapter = _Adapter(self._proxy_env)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    @contextlib.contextmanager
+    def _holding_session(self) -> Iterator[requests.Session]:
+        """A session this thread alone uses until the block ends (retries and token fetches included)."""
+        held: requests.Session | None = getattr(self._held, "session", None)
+        if held is not None:  # an operation inside another one (a resolve reading the manifest)
+            yield held
+            return
+        with self._lock:
+            session = self._idle.pop() if self._idle else None
+        if session is None:
+            session = self._new_session()
+            with self._lock:
+                self._sessions.append(session)
+        self._held.session = session
+        try:
+            yield session
+        finally:
+            self._held.session = None
+            with self._lock:
+                self._idle.append(session)
 
     # --- one request -----------------------------------------------------------------------------
 
     def _timeouts(self) -> tuple[float, float]:
         return (self.policy.connect_timeout, self.policy.read_timeout)
 
+    def _current_session(self) -> requests.Session:
+        """The session this thread holds (every request is sent inside `_holding_session`)."""
+        session: requests.Session = self._held.session
+        return session
+
     def _get_token(self, url: str, **kwargs: Any) -> requests.Response:
-        return self._session.get(url, timeout=self._timeouts(), stream=True, **kwargs)
+        with self._holding_session() as session:
+            return session.get(url, timeout=self._timeouts(), stream=True, **kwargs)
 
     def _read_token_answer(self, response: requests.Response, cap: int) -> bytes:
         return self._read(response, cap, "the token answer", self.policy.read_timeout)
@@ -120,7 +170,7 @@ class HttpTransport:
                 all_headers["Authorization"] = authorization
             payload = body()
             try:
-                response = self._session.request(
+                response = self._current_session().request(
                     method,
                     url,
                     data=payload,
@@ -152,6 +202,19 @@ class HttpTransport:
                 raise Transient(cause, retry_after_seconds(response))
             return response
         return response
+
+    def _finish(self, response: requests.Response) -> None:
+        """Close an answer whose body is not wanted, keeping its connection for the next request.
+
+        An answer without a body (to a HEAD, or with `Content-Length: 0`, as registries answer uploads and
+        manifest PUTs) is read to its end first, which hands the connection back to the pool; closing it
+        unread would close the connection, and each request would open a new one (a TCP and a TLS
+        handshake on a real network). Any other body is not waited for: the connection is closed.
+        """
+        if response.request.method == "HEAD" or response.headers.get("Content-Length") == "0":
+            with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
+                response.raw.read()
+        response.close()
 
     def _read(self, response: requests.Response, cap: int, what: str, deadline_seconds: float) -> bytes:
         """The whole body, refusing more than `cap` bytes or longer than `deadline_seconds` however it trickles."""
@@ -211,7 +274,8 @@ class HttpTransport:
         return f"{self.base}/v2/{repository}/{tail}"
 
     def _retrying(self, operation: str, attempt: Callable[[], Any]) -> Any:
-        return retrying(self.policy, self.registry, operation, attempt)
+        with self._holding_session():
+            return retrying(self.policy, self.registry, operation, attempt)
 
     # --- the storage primitives -------------------------------------------------------------------
 
@@ -219,7 +283,7 @@ class HttpTransport:
         def attempt() -> Descriptor:
             url = self._url(repository, f"manifests/{reference}")
             response = self._send("HEAD", url, _scope(repository, "pull"), headers={"Accept": MANIFEST_ACCEPT})
-            response.close()
+            self._finish(response)
             if response.status_code == 404:
                 raise NotFound(reference)
             if response.status_code != 200:
@@ -257,7 +321,7 @@ class HttpTransport:
     def blob_exists(self, repository: str, digest: str) -> bool:
         def attempt() -> bool:
             response = self._send("HEAD", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))
-            response.close()
+            self._finish(response)
             if response.status_code == 200:
                 return True
             if response.status_code == 404:
@@ -283,12 +347,17 @@ class HttpTransport:
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
 
     def push(self, request: PushRequest) -> PushOutcome:
-        uploaded = 0
-        for blob in request.artifact.blobs:
-            source: Path | bytes = request.gtpack if blob == request.artifact.layer else b"{}"
-            uploaded += self._upload_blob(request.repository, blob, source)
+        """The blobs side by side (each skipped when present), then the manifest under each tag in order."""
+        artifact = request.artifact
+        uploads = [
+            functools.partial(
+                self._upload_blob, request.repository, blob, request.gtpack if blob == artifact.layer else b"{}"
+            )
+            for blob in artifact.blobs
+        ]
+        uploaded = sum(together(uploads))  # both blobs are in before any manifest names them
         for tag in request.tags:
-            self._put_manifest(request.repository, tag, request.artifact.manifest)
+            self._put_manifest(request.repository, tag, artifact.manifest)
         return PushOutcome(uploaded_blobs=uploaded)
 
     # --- push steps -------------------------------------------------------------------------------
@@ -304,9 +373,9 @@ class HttpTransport:
 
         def attempt() -> None:
             start = self._send("POST", self._url(repository, "blobs/uploads/"), scope)
-            start.close()
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._fail("starting a blob upload", start)
+            self._finish(start)
             location = urljoin(self._url(repository, "blobs/uploads/"), start.headers["Location"])
             separator = "&" if "?" in location else "?"
             done = self._send(
@@ -316,9 +385,9 @@ class HttpTransport:
                 body=body,
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
             )
-            done.close()
             if done.status_code != 201:
                 raise self._fail(f"uploading blob {blob.short}", done)
+            self._finish(done)
 
         self._retrying(f"uploading blob {blob.short} to {repository}", attempt)
         return True
@@ -334,9 +403,9 @@ class HttpTransport:
                 body=lambda: manifest,
                 headers={"Content-Type": MANIFEST_MEDIA_TYPE},
             )
-            response.close()
             if response.status_code not in (200, 201):
                 raise self._fail(f"uploading the manifest for tag {tag}", response)
+            self._finish(response)
 
         self._retrying(f"uploading the manifest {repository}:{tag}", attempt)
 
@@ -425,10 +494,15 @@ def _host_matches(host: str, name: str) -> bool:
 # --- the headers deadline ---------------------------------------------------------------------------
 # Hand-written because neither requests nor urllib3 has a whole-answer deadline: their read timeout is
 # per socket read, so a registry sending its status line and headers one byte every half second holds a
-# request as long as it likes. A watchdog timer shuts the socket down when the deadline passes, which
-# ends the blocked read at once; urllib3 then discards the connection (nothing is left open), and the
+# request as long as it likes. A watchdog shuts the socket down when the deadline passes, which ends the
+# blocked read at once; urllib3 then discards the connection (nothing is left open), and the
 # TimeoutError raised here reaches `_send` as a requests Timeout like any other. Bodies have their own
 # deadline in `HttpTransport._stream`.
+#
+# One watchdog thread serves every request of the process (a timer thread started and joined per
+# request cost a thread start, a join and two context switches on every request's critical path, which
+# under a loaded CPU was milliseconds). It lives while deadlines are pending, then a moment longer for
+# the next request, then ends.
 
 
 class HeadersTimedOut(TimeoutError):
@@ -436,36 +510,76 @@ class HeadersTimedOut(TimeoutError):
 
 
 class _Watchdog:
-    """Shuts `sock` down unless stopped within `seconds`: one short-lived timer thread, joined by `stop`."""
+    """Shuts `sock` down unless stopped within `seconds` (see `_Deadlines`)."""
 
     def __init__(self, sock: Any, seconds: float) -> None:
-        self._sock = sock
-        self._lock = threading.Lock()
-        self._stopped = False
+        self.sock = sock
+        self.deadline = time.monotonic() + seconds
+        self.stopped = False
         self.fired = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        _DEADLINES.watch(self)
 
-    def _fire(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self.fired = True
-            # the plain socket's shutdown, also under TLS (SSLSocket.shutdown would drop the TLS state the
-            # reading thread is using); a TLS-in-TLS proxy tunnel keeps its socket in `.socket`
-            raw = self._sock if isinstance(self._sock, socket.socket) else getattr(self._sock, "socket", None)
-            if isinstance(raw, socket.socket):
-                with contextlib.suppress(OSError):  # already closed: nothing left to cut
-                    socket.socket.shutdown(raw, socket.SHUT_RDWR)
+    def fire(self) -> None:
+        """Called by the watchdog thread, under the deadlines' lock, once the deadline has passed."""
+        if self.stopped:
+            return
+        self.fired = True
+        # the plain socket's shutdown, also under TLS (SSLSocket.shutdown would drop the TLS state the
+        # reading thread is using); a TLS-in-TLS proxy tunnel keeps its socket in `.socket`
+        raw = self.sock if isinstance(self.sock, socket.socket) else getattr(self.sock, "socket", None)
+        if isinstance(raw, socket.socket):
+            with contextlib.suppress(OSError):  # already closed: nothing left to cut
+                socket.socket.shutdown(raw, socket.SHUT_RDWR)
 
     def stop(self) -> bool:
         """Stop watching; True when the deadline had already passed (the socket is then shut)."""
-        with self._lock:
-            self._stopped = True
-        self._timer.cancel()
-        self._timer.join()
-        return self.fired
+        return _DEADLINES.stop(self)
+
+
+class _Deadlines:
+    """The pending watchdogs, earliest deadline first, and the one thread that fires them."""
+
+    IDLE_SECONDS = 2.0  # how long the thread waits for a next request before it ends
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._pending: list[tuple[float, int, _Watchdog]] = []
+        self._order = itertools.count()
+        self._running = False
+
+    def watch(self, watchdog: _Watchdog) -> None:
+        with self._condition:
+            heapq.heappush(self._pending, (watchdog.deadline, next(self._order), watchdog))
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="headers-deadline", daemon=True).start()
+            self._condition.notify()
+
+    def stop(self, watchdog: _Watchdog) -> bool:
+        with self._condition:  # never at the same time as `fire`
+            watchdog.stopped = True
+            return watchdog.fired
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                while self._pending and self._pending[0][2].stopped:
+                    heapq.heappop(self._pending)  # stopped in time: forgotten here, lazily
+                if not self._pending:
+                    if not self._condition.wait(self.IDLE_SECONDS) and not self._pending:
+                        self._running = False
+                        return
+                    continue
+                deadline, _, watchdog = self._pending[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._condition.wait(left)
+                    continue
+                heapq.heappop(self._pending)
+                watchdog.fire()
+
+
+_DEADLINES = _Deadlines()
 
 
 def _headers_within_deadline(
@@ -495,11 +609,19 @@ def _headers_within_deadline(
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blocksize", CHUNK)  # a streamed blob goes out in 1 MiB writes, not 16 KiB ones
+        super().__init__(*args, **kwargs)
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
         return _headers_within_deadline(self, super().getresponse)
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blocksize", CHUNK)
+        super().__init__(*args, **kwargs)
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
         return _headers_within_deadline(self, super().getresponse)
 

@@ -2,7 +2,11 @@
 
 Publishing writes the OCI image layout itself (the archive hard-linked, the exact manifest bytes
 composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so
-there is no second composition to compare and no copy of the archive.
+there is no second composition to compare and no copy of the archive. Each primitive is one oras
+process, and a process costs far more than a request (start-up, a new connection, its own auth), so a
+pack takes as few as the proofs allow: a fresh pack three (resolve, `cp`, read back), an already
+published one two (resolve, read back); see `pack_publisher.content` for why blobs need no process
+of their own.
 
 Credentials live in a private registry config for the run (`--registry-config`, a 0600 file in a
 0700 temporary folder, removed on every exit path); the user's Docker config is never written, and
@@ -70,6 +74,7 @@ class OrasTransport:
     """Safe to share between threads: it holds no per-request state."""
 
     name = "oras CLI"
+    cheap_blob_checks = False  # each check is a process; the registry's manifest check proves blobs instead
 
     def __init__(
         self,
