@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
 
+# Invoke switches bytecode writing off before it loads this file (so no tasks.pyc is left beside it), and
+# pack_publisher would then be compiled again on every run (~40 ms, docs/benchmarks.md): give the
+# interpreter back its own setting (PYTHONDONTWRITEBYTECODE, -B) for the modules imported from here on.
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
+
 # Only the light glue is imported here; the pipeline is imported inside the tasks that use it, so
 # `invoke --list` and `--help` stay fast (see docs/benchmarks.md, start-up).
-from pack_publisher.cli import WholeNumber, clean_exit, command_echo, session, verify_inputs
+from pack_publisher.cli import WholeNumber, clean_exit, command_echo, session, verify_inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."

@@ -27,6 +27,7 @@ from .transports import PushRequest, Transports
 
 T = TypeVar("T")
 R = TypeVar("R")
+CONSULT_JOBS = 8  # packs planned at once, whatever --jobs is (see plan_all)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
         except PublisherError as exc:
             return f"FAILED {pack.name}: {run.redact(exc.message)}"
 
-    outcomes = list(each(settings.publish.jobs, built, one))
+    # Planning only reads (one request per tag; nothing is written until every pack is planned), so it asks
+    # about CONSULT_JOBS packs at once even below --jobs, which bounds the pushes (and the builds).
+    outcomes = list(each(max(settings.publish.jobs, CONSULT_JOBS), built, one))
     problems = []
     for outcome in outcomes:
         if isinstance(outcome, str):

@@ -77,7 +77,9 @@ def test_successful_release_with_debug_and_echo(
 ) -> None:
     env = env_for(basic_registry.host, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD, GITHUB_TOKEN=GH_CANARY)
     for args in (["--debug", "--echo", "release"], ["--debug", "verify"], ["--debug", "release", "--dry-run"]):
-        result = run_invoke(project_copy, *args, **env)
+        # the dry run writes its own lockfile: it never replaces the real release's
+        extra = {"LOCK_FILE": "dry-run.lock.json"} if "--dry-run" in args else {}
+        result = run_invoke(project_copy, *args, **env, **extra)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "invoke.loader" in result.stderr  # debug output really was on
         assert_no_leak(project_copy, result.stdout, result.stderr)
