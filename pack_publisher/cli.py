@@ -94,7 +94,7 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
     added to the earlier ones, re-resolving only when they change something.
     """
     # imported late: `invoke --list` and `--help` need not pay for pydantic
-    from .settings import child_environment, in_ci, options_of, read_environment, resolve_settings
+    from .settings import child_environment, in_ci, read_environment, resolve_settings
 
     given = {k: v for k, v in flags.items() if v is not None}
     existing = c.config.get(_CONFIG_KEY)
@@ -107,10 +107,11 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
         given = {**existing.flags, **given}
     env = read_environment(given)
     echo, echo_format = _echo(c, in_ci(env))
-    early = Printer(options_of(env).secrets)  # shows the git commands that resolve the settings
+    secrets = [s.get_secret_value() for s in (env.oci_password, env.github_token) if s is not None]
+    early = Printer(secrets)  # shows the git commands that resolve the settings
     show = early.note if stdout_is_data else early.say
     commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
-    settings = resolve_settings(root, given, commands, dev_version=dev_version)
+    settings = resolve_settings(root, given, commands, dev_version=dev_version, env=env)
     current = Run(settings, given, echo=echo, echo_format=echo_format, stdout_is_data=stdout_is_data)
     current.lenient = dev_version
     if isinstance(existing, Run):

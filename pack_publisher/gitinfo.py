@@ -69,8 +69,8 @@ class Git:
         done = self.commands.run(argv, timeout=GIT_TIMEOUT_SECONDS)
         if done.returncode != 0 or done.expired:
             return None
-        top = self._git("rev-parse", "--show-toplevel")  # porcelain paths are relative to it
-        if not top:
+        top = self.toplevel()  # porcelain paths are relative to it
+        if top is None:
             return None
         entries = done.stdout.decode("utf-8", errors="replace").split("\0")
         paths: set[Path] = set()
@@ -101,15 +101,15 @@ class Git:
                 f"--changed-since: {ref!r} is not a commit in this checkout (fetch it first, e.g. "
                 "`git fetch origin main`; CI needs `fetch-depth: 0`)"
             )
-        top = self._git("rev-parse", "--show-toplevel")
-        if not top:
+        top = self.toplevel()
+        if top is None:
             raise ConfigError(f"--changed-since: git cannot list the changes in {self.root}")
         names: set[str] = set()
         for args in (
             ["diff", "--name-only", "-z", "--no-renames", ref, "--"],
             ["ls-files", "--others", "--exclude-standard", "-z", "--full-name"],
         ):
-            done = self.commands.run(["git", "-C", top, *args], timeout=GIT_TIMEOUT_SECONDS)
+            done = self.commands.run(["git", "-C", str(top), *args], timeout=GIT_TIMEOUT_SECONDS)
             if done.returncode != 0:
                 raise ConfigError(f"--changed-since: git {args[0]} failed: {done.stderr_tail.strip()[:200]}")
             names |= {n for n in done.stdout.decode("utf-8", errors="replace").split("\0") if n}

@@ -70,14 +70,15 @@ def changed_packs(run: Run, ref: str) -> list[str] | None:
     s = run.settings
     if not s.in_git:
         raise ConfigError("--changed-since: not a git checkout (GIT_SHA stands in for one): nothing to compare")
+    git = Git(run.commands, s.root)
     top = Git(run.commands, s.packs_dir).toplevel() if s.packs_dir.is_dir() else None
-    if top is None or top != Git(run.commands, s.root).toplevel():
+    if top is None or top != git.toplevel():
         raise ConfigError(
             f"--changed-since: PACKS_DIR {s.packs_dir} is not in this git checkout, so its changes cannot be "
             "told; select the packs with --pack instead"
         )
-    changed = Git(run.commands, s.root).changed_since(ref)
-    shared = [p for p in changed if any(_is_under(p, s.root / name) for name in SHARED_INPUTS)]
+    changed = git.changed_since(ref)
+    shared = [p for p in changed if any(p.is_relative_to(s.root / name) for name in SHARED_INPUTS)]
     if shared:
         run.warn(f"{s.relative(shared[0])} changed since {ref}: every pack is selected")
         return None
@@ -91,10 +92,6 @@ def changed_packs(run: Run, ref: str) -> list[str] | None:
 
 def _parts_under(path: Path, folder: Path) -> tuple[str, ...]:
     return path.relative_to(folder).parts if path.is_relative_to(folder) else ()
-
-
-def _is_under(path: Path, prefix: Path) -> bool:
-    return path == prefix or path.is_relative_to(prefix) if prefix.name else False
 
 
 def select_packs(run: Run, names: list[str] | None, changed_since: str | None = None) -> list[packs.PackSource]:

@@ -386,12 +386,14 @@ def resolve_settings(
     commands: Commands | None = None,
     *,
     dev_version: bool = False,
+    env: EnvSettings | None = None,
 ) -> Settings:
     """Read the environment once, apply task flags (`overrides`, None meaning 'not given'), check all.
 
-    `dev_version` lets a task that never writes to a registry (lock) take the dry run's fallback version.
+    `dev_version` lets a task that never writes to a registry (lock) take the dry run's fallback version;
+    `env` is the environment already read with these overrides, if the caller has it.
     """
-    env = read_environment(overrides)
+    env = env or read_environment(overrides)
     root = root.resolve()
     git = Git(commands or Commands(child_environment(), print), root)
     sha, in_git = _commit(env, git)
