@@ -230,6 +230,18 @@ def test_a_build_without_a_version_never_pushes_a_dev_version(
     assert registry.storage_files() == 0
 
 
+def test_stage_dir_is_checked_and_taken_by_one_run(project_copy: Path, run_invoke: RunInvoke) -> None:
+    inside = run_invoke(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0", STAGE_DIR=f"packs/{PACK}/stage")
+    assert inside.returncode == 2 and "error: STAGE_DIR: " in inside.stderr and "is inside PACKS_DIR" in inside.stderr
+    stage = project_copy / "dist" / "packs" / "stage"
+    stage.mkdir(parents=True)
+    with (stage / f".{PACK}.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        taken = run_invoke(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0", OUT_DIR="dist/other")
+    assert taken.returncode == 1
+    assert f"error: pack '{PACK}': another run is building it in dist/packs/stage right now" in taken.stderr
+
+
 # --- builds are for one target ----------------------------------------------------------------------
 
 
