@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from testsupport.registries import PASSWORD, USER, Registry
@@ -146,6 +147,48 @@ def test_push_without_build(
     result = run_invoke(project_copy, "push", **env_for(registry, **client))
     assert result.returncode == 2
     assert f"error: pack '{PACK}' has not been built into" in result.stderr
+
+
+def _tamper(gtpack: Path) -> None:
+    """Another archive of the same size in place of the built one: its last byte flipped."""
+    data = bytearray(gtpack.read_bytes())
+    data[-1] ^= 0xFF
+    gtpack.write_bytes(bytes(data))
+
+
+def test_an_archive_changed_after_the_build_is_refused_before_the_push(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    env = env_for(registry, **client)
+    assert run_invoke(project_copy, "build", **env).returncode == 0
+    gtpack = project_copy / "dist" / "packs" / f"{PACK}.gtpack"
+    built = gtpack.stat()
+    _tamper(gtpack)
+    os.utime(gtpack, ns=(built.st_atime_ns, built.st_mtime_ns + 1_000_000_000))  # a later write, as any edit
+    result = run_invoke(project_copy, "push", **env)
+    assert result.returncode == 2, result.stdout
+    assert f"error: pack '{PACK}': {gtpack} changed since it was built; rebuild it" in result.stderr
+    assert registry.storage_files() == 0  # refused before the registry was asked anything
+
+
+def test_an_archive_changed_behind_its_size_and_time_is_refused_by_the_registry(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    """The push trusts an archive whose size and modification time match its build record (no second
+    hash); a file forged to match them still never lands: the registry hashes what it receives."""
+    env = env_for(registry, **client)
+    assert run_invoke(project_copy, "build", **env).returncode == 0
+    gtpack = project_copy / "dist" / "packs" / f"{PACK}.gtpack"
+    built = gtpack.stat()
+    _tamper(gtpack)
+    os.utime(gtpack, ns=(built.st_atime_ns, built.st_mtime_ns))
+    result = run_invoke(project_copy, "push", **env)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    [failed] = [line for line in result.stdout.splitlines() if line.startswith(f"FAILED {PACK}: ")]
+    assert "DIGEST_INVALID" in failed or "digest invalid" in failed, failed  # the registry's answer, either way
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # nothing published under the tag
+    assert not (project_copy / "dist" / "packs" / f"{PACK}.published.json").exists()
 
 
 def test_one_refused_pack_stops_the_push_before_anything_is_written(
