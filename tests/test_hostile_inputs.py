@@ -179,6 +179,16 @@ def test_yaml_anchor_without_alias_is_fine(tmp_path: Path) -> None:
     assert packs.select(tmp_path / "packs", None, PREFIX, tmp_path)[0].meta.pack_id == "demo"
 
 
+@pytest.mark.parametrize("depth", [packs.MAX_YAML_DEPTH, packs.MAX_YAML_DEPTH + 1])
+def test_pack_yaml_nesting_limit(tmp_path: Path, depth: int) -> None:
+    """libyaml composes in C without a recursion limit: nesting is counted from the events first."""
+    make_pack(tmp_path / "packs", text=GOOD + "deep: " + "[" * (depth - 1) + "]" * (depth - 1) + "\n")
+    if depth <= packs.MAX_YAML_DEPTH:  # the document's own mapping is the first level
+        assert packs.select(tmp_path / "packs", None, PREFIX, tmp_path)[0].fields["deep"] is not None
+    else:
+        assert refusal(tmp_path / "packs") == "packs/demo/pack.yaml: invalid YAML: nested too deeply"
+
+
 def test_deeply_nested_pack_yaml(tmp_path: Path) -> None:
     make_pack(tmp_path / "packs", text=GOOD + "deep: " + "[" * 100_000 + "]" * 100_000 + "\n")
     assert refusal(tmp_path / "packs") == "packs/demo/pack.yaml: invalid YAML: nested too deeply"
