@@ -5,8 +5,8 @@ dry run, lock. Each takes the run (`pack_publisher.run.Run`): settings, printer 
 from __future__ import annotations
 
 import fcntl
-import stat
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,10 +126,21 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
     transports = None
     if pushing and not s.dry_run:
+        _warn_unused_token(run)
         transports = Transports(s.registry, s.publish, run.redact, run.commands)
     elif pushing:
         chosen_oras(s.publish)  # OCI_CLIENT=oras without oras is wrong in a dry run too
     return builder_path, transports
+
+
+def _warn_unused_token(run: Run) -> None:
+    """GITHUB_TOKEN is used only with GITHUB_ACTOR (GitHub sets both): alone, say so rather than go anonymous."""
+    options = run.settings.publish
+    if options.github_token is not None and not options.github_actor and options.oci_password is None:
+        run.warn(
+            "GITHUB_TOKEN is set but GITHUB_ACTOR is not, so the token is not used; set GITHUB_ACTOR to its user "
+            "(or use OCI_USERNAME/OCI_PASSWORD)"
+        )
 
 
 def uncommitted_changes(run: Run, *, strict: bool) -> list[Path]:

@@ -243,6 +243,15 @@ def test_an_unwritable_step_summary_is_a_warning(
     assert lock_of(project_copy)["packs"][0]["digest"].startswith("sha256:")  # type: ignore[index]
 
 
+def test_a_github_token_without_its_actor_is_named_not_used_quietly(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    result = run_invoke(project_copy, "release", **env_for(registry, GITHUB_TOKEN="ghs_canary_token_value"))
+    assert result.returncode == 0, result.stderr  # an anonymous registry: the push goes on, without the token
+    assert "warning: GITHUB_TOKEN is set but GITHUB_ACTOR is not, so the token is not used" in result.stderr
+    assert "ghs_canary_token_value" not in result.stdout + result.stderr
+
+
 def test_verify_rejects_a_tampered_lockfile(
     client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:
