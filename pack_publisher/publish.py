@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -138,16 +138,24 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
     return [o for o in outcomes if isinstance(o, Planned)]
 
 
-def apply_one(run: Run, registry: VerifiedRegistry, planned: Planned) -> PackResult:
+def write_one(registry: VerifiedRegistry, planned: Planned, repository: str) -> int | None:
+    """Write what the plan says (blobs, then the manifest under each tag); the blobs uploaded, if known."""
+    plan = planned.plan
+    if not plan.writes:
+        return 0
+    written = PushRequest(
+        repository=repository, tags=plan.writes, gtpack=planned.built.gtpack, artifact=planned.artifact
+    )
+    return registry.transport.push(written).uploaded_blobs
+
+
+def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: int | None) -> PackResult:
+    """Read every tag the pack should serve back from the registry, then record it as published."""
     settings = run.settings
     built, artifact, plan = planned.built, planned.artifact, planned.plan
     repository = settings.repository(built.name)
     digest = artifact.descriptor.digest
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
-    uploaded: int | None = 0
-    if plan.writes:
-        written = PushRequest(repository=repository, tags=plan.writes, gtpack=built.gtpack, artifact=artifact)
-        uploaded = registry.transport.push(written).uploaded_blobs
     registry.check_landed(served)  # every tag it should serve, read back, whether written now or before
     status = "published" if plan.writes else "already published"
     record = PublishedPack.of(
@@ -165,20 +173,43 @@ def apply_one(run: Run, registry: VerifiedRegistry, planned: Planned) -> PackRes
 
 
 def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bool, force: bool) -> list[PackResult]:
-    """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others."""
-    planned = plan_all(run, built, transports, latest=latest, force=force)
+    """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
 
-    def one(item: Planned) -> PackResult:
+    `jobs` bounds the writes. A pack's read-back only reads, so it runs beside the next pack's writes
+    (up to CONSULT_JOBS read-backs at once, as in planning) instead of holding a push slot: a whole
+    round trip per pack at any latency, and an oras process.
+    """
+    planned = plan_all(run, built, transports, latest=latest, force=force)
+    registry_name = run.settings.registry
+    proofs = ThreadPoolExecutor(max_workers=CONSULT_JOBS, thread_name_prefix="prove")
+
+    def failed(item: Planned, exc: PublisherError) -> PackResult:
+        return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
+
+    def prove(item: Planned, uploaded: int | None) -> PackResult:
         try:
-            registry = VerifiedRegistry(transports.get(), run.settings.registry)
-            return apply_one(run, registry, item)
+            return prove_one(run, VerifiedRegistry(transports.get(), registry_name), item, uploaded)
         except PublisherError as exc:
-            return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
+            return failed(item, exc)
+
+    def write(item: Planned) -> Future[PackResult] | PackResult:
+        try:
+            registry = VerifiedRegistry(transports.get(), registry_name)
+            uploaded = write_one(registry, item, run.settings.repository(item.built.name))
+        except PublisherError as exc:
+            return failed(item, exc)
+        return proofs.submit(prove, item, uploaded)
 
     results = []
-    for result in each(run.settings.publish.jobs, planned, one):  # in pack order, as each is ready
-        run.say(result_line(result))
-        results.append(result)
+    try:
+        for outcome in each(run.settings.publish.jobs, planned, write):  # in pack order, as each is proven
+            result = outcome.result() if isinstance(outcome, Future) else outcome
+            run.say(result_line(result))
+            results.append(result)
+    except BaseException:
+        proofs.shutdown(wait=False, cancel_futures=True)  # Ctrl-C never waits for a stalled read-back
+        raise
+    proofs.shutdown(wait=True)
     return results
 
 
@@ -221,4 +252,4 @@ def dry_run_plans(
     return plans
 
 
-__all__ = ["Kind", "PackResult", "apply_one", "consult", "dry_run_plans", "plan_all", "push"]
+__all__ = ["Kind", "PackResult", "consult", "dry_run_plans", "plan_all", "prove_one", "push", "write_one"]
