@@ -6,8 +6,6 @@ Both are the storage primitives of `base.Transport`; `pack_publisher.content` ch
 from __future__ import annotations
 
 import shutil
-import threading
-from collections.abc import Callable
 from types import TracebackType
 
 from ..commands import Commands
@@ -57,9 +55,10 @@ class Transports:
     """The transports of one run, opened after credentials and the oras choice were checked up front.
 
     A malformed Docker config or a missing oras is a configuration error for the whole run, found
-    before any pack is pushed. The built-in client opens one transport per thread (a requests session
-    is not shared between threads); the oras transport is shared, with one private registry config
-    per run, removed by `close()` (and by Ctrl-C handling, see `pack_publisher.cleanup`).
+    before any pack is pushed. One transport serves every thread of the run: the built-in client pools
+    its sessions (warm connections and tokens carry over from planning to pushing to reading back),
+    and the oras transport has one private registry config per run, removed by `close()` (and by
+    Ctrl-C handling, see `pack_publisher.cleanup`).
     """
 
     def __init__(
@@ -83,11 +82,8 @@ class Transports:
         check_plain_http(registry, options, credentials)
         self.credentials = credentials
         policy = policy or RetryPolicy(read_timeout=options.timeout)
-        self._opened: list[Transport] = []
-        self._local = threading.local()
-        self._lock = threading.Lock()
         self._config = None
-        self._new: Callable[[], Transport]
+        self._transport: Transport
         if oras is not None:
             from .oras import OrasTransport, PrivateRegistryConfig
 
@@ -95,33 +91,22 @@ class Transports:
             env = dict(options.child_env)
             if options.oras_experimental:
                 env["ORAS_EXPERIMENTAL"] = "1"
-            shared = OrasTransport(
+            self._transport = OrasTransport(
                 oras, registry, self._config, credentials, plain_http, commands, env, redactor, policy
             )
-            self._new = lambda: shared
         else:
             from .http import HttpTransport
 
-            def new_http() -> Transport:
-                return HttpTransport(
-                    registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
-                )
-
-            self._new = new_http
+            self._transport = HttpTransport(
+                registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
+            )
 
     def get(self) -> Transport:
-        """This thread's transport."""
-        transport: Transport | None = getattr(self._local, "transport", None)
-        if transport is None:
-            transport = self._new()
-            self._local.transport = transport
-            with self._lock:
-                self._opened.append(transport)
-        return transport
+        """The run's transport (safe to use from any thread)."""
+        return self._transport
 
     def close(self) -> None:
-        for transport in self._opened:
-            transport.close()
+        self._transport.close()
         if self._config is not None:
             self._config.remove()
 
