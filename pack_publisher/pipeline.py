@@ -302,7 +302,7 @@ def load_built(run: Run, selected: list[packs.PackSource]) -> list[BuiltPack]:
                 f"{s.reference(pack.name)} (its annotations and lockfile entry name that target); "
                 "run `invoke build` again with these settings"
             )
-        if not archive_unchanged(record):
+        if not archive_unchanged(record, hash_now=s.dry_run):
             raise ConfigError(f"pack {pack.name!r}: {record.gtpack} changed since it was built; rebuild it")
         if record.dirty and not s.dry_run and not s.allow_dirty:
             raise ConfigError(
@@ -313,12 +313,12 @@ def load_built(run: Run, selected: list[packs.PackSource]) -> list[BuiltPack]:
     return built
 
 
-def archive_unchanged(record: BuiltPack) -> bool:
-    """Whether the archive is still the one built: same size and modification time, or else same digest.
+def archive_unchanged(record: BuiltPack, *, hash_now: bool) -> bool:
+    """Whether the archive still looks like the one built: its size and modification time, else its digest.
 
-    Hashing every archive again before a push costs a quarter of a second per 60 MiB on a slow runner.
-    A file changed behind an unchanged size and time is still refused: the registry hashes every blob
-    it receives and rejects one whose digest differs from the manifest's (tests/test_publish.py).
+    A push hashes every archive again anyway, side by side with its upload (`publish.push`), and records
+    nothing for one that changed; this early look only spares a push from writing anything for an
+    archive plainly edited since. `hash_now` hashes in any case (a dry run has no upload to overlap).
     """
     try:
         found = record.gtpack.stat()
@@ -326,7 +326,7 @@ def archive_unchanged(record: BuiltPack) -> bool:
         return False
     if not stat.S_ISREG(found.st_mode) or found.st_size != record.layer.size:
         return False
-    if record.gtpack_mtime_ns is not None and found.st_mtime_ns == record.gtpack_mtime_ns:
+    if not hash_now and record.gtpack_mtime_ns is not None and found.st_mtime_ns == record.gtpack_mtime_ns:
         return True
     return file_digest(record.gtpack) == record.layer.digest
 

@@ -13,17 +13,19 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from typing import TypeVar, cast
 
 from . import records
 from .artifact import VERSION, Artifact
 from .content import VerifiedRegistry
-from .descriptor import describe
+from .descriptor import describe, file_digest
 from .errors import PublisherError
 from .plan import LATEST, Held, Kind, PackPlan, Seen, is_prerelease, plan_pack
 from .records import BuiltPack, PublishedPack
 from .run import Run
 from .transports import PushRequest, Transports
+from .transports.base import together
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -176,12 +178,14 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
     """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
 
     `jobs` bounds the writes. A pack's read-back only reads, so it runs beside the next pack's writes
-    (up to CONSULT_JOBS read-backs at once, as in planning) instead of holding a push slot: a whole
-    round trip per pack at any latency, and an oras process.
+    (as many at once as planning) instead of holding a push slot: a whole round trip per pack at any
+    latency, and an oras process. Each archive is hashed again while its pack is written, so no record
+    names a file that is not the one built, even when the registry already held its blob and nothing
+    was uploaded to prove it.
     """
     planned = plan_all(run, built, transports, latest=latest, force=force)
     registry_name = run.settings.registry
-    proofs = ThreadPoolExecutor(max_workers=CONSULT_JOBS, thread_name_prefix="prove")
+    proofs = ThreadPoolExecutor(max_workers=max(run.settings.publish.jobs, CONSULT_JOBS), thread_name_prefix="prove")
 
     def failed(item: Planned, exc: PublisherError) -> PackResult:
         return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
@@ -193,9 +197,19 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
             return failed(item, exc)
 
     def write(item: Planned) -> Future[PackResult] | PackResult:
+        built = item.built
         try:
             registry = VerifiedRegistry(transports.get(), registry_name)
-            uploaded = write_one(registry, item, run.settings.repository(item.built.name))
+            calls: list[Callable[[], object]] = [
+                partial(write_one, registry, item, run.settings.repository(built.name)),
+                partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
+            ]
+            written, digest = together(calls)
+            uploaded = cast(int | None, written)
+            if digest != built.layer.digest:  # an upload was refused by the registry; a skipped one must be too
+                raise PublisherError(f"pack {built.name!r}: {built.gtpack} changed since it was built; rebuild it")
+        except OSError as exc:
+            return failed(item, PublisherError(f"pack {built.name!r}: cannot read {built.gtpack}: {exc.strerror}"))
         except PublisherError as exc:
             return failed(item, exc)
         return proofs.submit(prove, item, uploaded)

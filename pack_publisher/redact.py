@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
@@ -46,11 +47,13 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._needles: list[str] = []
+        self._adding = threading.Lock()  # threads answering token challenges at once must not drop a token
         for secret in secrets:
             self.add(secret)
 
     def _extend(self, forms: set[str]) -> None:
-        self._needles = sorted(set(self._needles) | {f for f in forms if f}, key=len, reverse=True)
+        with self._adding:  # readers see the old list or the new one, never a half-built one
+            self._needles = sorted(set(self._needles) | {f for f in forms if f}, key=len, reverse=True)
 
     def add(self, secret: str | None) -> None:
         if not secret or len(secret) < 4:  # too short to mask without mangling ordinary text

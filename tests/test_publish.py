@@ -191,6 +191,27 @@ def test_an_archive_changed_behind_its_size_and_time_is_refused_by_the_registry(
     assert not (project_copy / "dist" / "packs" / f"{PACK}.published.json").exists()
 
 
+def test_an_archive_forged_after_its_release_is_never_recorded(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    """Nothing is uploaded for a pack already published, so no registry checks the file: the push hashes it."""
+    env = env_for(registry, **client)
+    assert run_invoke(project_copy, "release", **env).returncode == 0
+    lock_before = (project_copy / "packs.lock.json").read_bytes()
+    gtpack = project_copy / "dist" / "packs" / f"{PACK}.gtpack"
+    built = gtpack.stat()
+    _tamper(gtpack)
+    os.utime(gtpack, ns=(built.st_atime_ns, built.st_mtime_ns))
+    dry = run_invoke(project_copy, "push", "--dry-run", **env, LOCK_FILE="dry.lock.json")  # hashes first
+    assert dry.returncode == 2, dry.stdout
+    assert f"error: pack '{PACK}': {gtpack} changed since it was built; rebuild it" in dry.stderr
+    result = run_invoke(project_copy, "push", "lock", **env)
+    assert result.returncode == 1, result.stdout
+    assert f"FAILED {PACK}: pack '{PACK}': {gtpack} changed since it was built; rebuild it" in result.stdout
+    assert (project_copy / "packs.lock.json").read_bytes() == lock_before  # the lockfile was not rewritten
+    assert "Traceback" not in result.stderr
+
+
 def test_one_refused_pack_stops_the_push_before_anything_is_written(
     client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:

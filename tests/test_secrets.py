@@ -121,3 +121,33 @@ def test_invalid_settings(project_copy: Path, run_invoke: RunInvoke) -> None:
     no_user = run_invoke(project_copy, "release", **env_for("ghcr.io", OCI_PASSWORD=OCI_CANARY))
     assert no_user.returncode == 2 and "OCI_USERNAME: not set, but OCI_PASSWORD is" in no_user.stderr
     assert_no_leak(project_copy, no_user.stdout, no_user.stderr)
+
+
+def test_tokens_added_from_many_threads_at_once_are_all_masked() -> None:
+    """Planning, pushing and reading back share one token cache and its redactor: no token may be lost."""
+    import sys
+    import threading
+
+    from pack_publisher.redact import Redactor
+
+    redact = Redactor()
+    tokens = [[f"token-{thread}-{n}-secret" for n in range(40)] for thread in range(8)]
+    start = threading.Barrier(len(tokens))
+
+    def add_all(mine: list[str]) -> None:
+        start.wait()
+        for token in mine:
+            redact.add(token)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a lost update shows at once
+    try:
+        threads = [threading.Thread(target=add_all, args=(mine,)) for mine in tokens]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    everything = [token for mine in tokens for token in mine]
+    assert redact(" ".join(everything)) == " ".join(["***"] * len(everything))
