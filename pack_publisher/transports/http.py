@@ -11,9 +11,10 @@ trickles bytes or sends a huge body cannot hold or swamp a release.
 Nothing here reads the environment: the caller passes the CA bundle and a snapshot of the proxy
 variables (`PROXY_VARIABLES`), and `proxies_for` decides from that snapshot alone.
 
-One transport may be used from several threads at once: a pack's two blob uploads, and its read-back
-and blob checks, run side by side (`base.together`), each on a requests session of its own (sessions
-are not shared between threads) taken from the transport's pool, so connections are kept and reused.
+One transport serves every thread of a run (planning, pushing, reading back, and within a pack its two
+blob uploads and its read-back and blob checks, side by side with `base.together`): each request runs
+on a requests session of its own (sessions are not shared between threads) taken from the transport's
+pool, so connections and tokens are kept and reused from one phase to the next.
 """
 
 from __future__ import annotations
