@@ -94,7 +94,7 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
     added to the earlier ones, re-resolving only when they change something.
     """
     # imported late: `invoke --list` and `--help` need not pay for pydantic
-    from .settings import child_environment, in_ci, read_environment, resolve_settings
+    from .settings import child_environment, in_ci, read_environment, resolve_settings, secret_values
 
     given = {k: v for k, v in flags.items() if v is not None}
     existing = c.config.get(_CONFIG_KEY)
@@ -107,8 +107,7 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
         given = {**existing.flags, **given}
     env = read_environment(given)
     echo, echo_format = _echo(c, in_ci(env))
-    secrets = [s.get_secret_value() for s in (env.oci_password, env.github_token) if s is not None]
-    early = Printer(secrets)  # shows the git commands that resolve the settings
+    early = Printer(secret_values(env.oci_password, env.github_token))  # shows the git commands resolving settings
     show = early.note if stdout_is_data else early.say
     commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
     settings = resolve_settings(root, given, commands, dev_version=dev_version, env=env)

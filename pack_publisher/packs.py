@@ -54,7 +54,7 @@ class PackSource:
     warnings: tuple[str, ...] = ()  # worth telling the user, not worth stopping for
 
 
-# libyaml when PyYAML has it (the wheels do): about five times faster than the pure-Python loader.
+# libyaml when PyYAML has it (the wheels do): about four times faster than the pure-Python loader.
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_YAML_DEPTH = 64  # a pack.yaml nests two or three levels; libyaml's composer recurses in C without a limit
 

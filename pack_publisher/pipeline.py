@@ -211,9 +211,6 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
         staged = packs.stage(pack, s.stage_dir / pack.name, s.version)
         builder.build_gtpack(run.commands, builder_path, pack.name, staged, gtpack)
     facts = archive.inspect_gtpack(gtpack)
-    written = gtpack.stat()
-    if written.st_size != facts.layer.size:
-        raise PublisherError(f"pack {pack.name!r}: {gtpack} changed while it was being read; build it again")
     if facts.version != s.version:
         raise PublisherError(f"pack {pack.name!r}: the archive says version {facts.version!r}, expected {s.version!r}")
     composed = artifact.compose(
@@ -241,7 +238,7 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
         manifest_descriptor=composed.descriptor,
         reference=s.reference(pack.name),
         dirty=dirty,
-        gtpack_mtime_ns=written.st_mtime_ns,
+        gtpack_mtime_ns=gtpack.stat().st_mtime_ns,
     )
     records.save(s.out_dir, built)
     return built

@@ -35,7 +35,7 @@ class BuiltPack(BaseModel):
     manifest_descriptor: Descriptor  # its digest is the one consumers pin
     reference: str  # <registry>/<org>/<repo>/<pack>:<version>: the build is for this target only
     dirty: bool = False  # built from uncommitted changes in the pack's folder
-    gtpack_mtime_ns: int | None = None  # with layer.size: an archive that looks untouched is not hashed again
+    gtpack_mtime_ns: int | None = None  # with layer.size: a push refuses a plainly edited archive up front
 
 
 class PublishedPack(BaseModel):

@@ -63,6 +63,11 @@ PROXY_ENV_NAMES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy
 LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
 
 
+def secret_values(*secrets: SecretStr | None) -> list[str]:
+    """The values of the secrets that are set, for redaction."""
+    return [s.get_secret_value() for s in secrets if s is not None]
+
+
 class EnvSettings(BaseSettings):
     """The raw inputs, one field per environment variable; task flags are passed as init values."""
 
@@ -190,7 +195,7 @@ class PublishOptions(BaseModel):
     @property
     def secrets(self) -> list[str]:
         """Every secret value known, for redaction."""
-        return [s.get_secret_value() for s in (self.oci_password, self.github_token) if s is not None]
+        return secret_values(self.oci_password, self.github_token)
 
     @property
     def search_path(self) -> str | None:
