@@ -16,7 +16,7 @@ sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
 # Only the light glue is imported here; the pipeline is imported inside the tasks that use it, so
 # `invoke --list` and `--help` stay fast (see docs/benchmarks.md, start-up).
-from pack_publisher.cli import WholeNumber, clean_exit, command_echo, session, verify_inputs  # noqa: E402
+from pack_publisher.cli.session import WholeNumber, clean_exit, command_echo, session, verify_inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
@@ -47,7 +47,7 @@ PUSH_HELP = {
 @clean_exit
 def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jobs: int = WholeNumber(0)) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
-    from pack_publisher import pipeline
+    from pack_publisher.commands import pipeline
 
     # a build writes no registry: without a tag or PACK_VERSION it takes the dry run's version and org
     run = session(c, ROOT, dev_version=True, publish_jobs=jobs or None)
@@ -71,7 +71,7 @@ def push(
     allow_dirty: bool = False,
 ) -> None:
     """Plan, then publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
-    from pack_publisher import pipeline
+    from pack_publisher.commands import pipeline
 
     run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
     _, transports = pipeline.preflight(run, building=False, pushing=True)
@@ -90,11 +90,11 @@ def push(
 def lock(c: Context, pack: list[str] | None = None, merge: str = "") -> None:
     """Write packs.lock.json (LOCK_FILE) from the last push or dry run, or --merge the fragments of shards."""
     if merge:
-        from pack_publisher.shard_tasks import merge_fragments
+        from pack_publisher.commands.fanout import merge_fragments
 
-        merge_fragments(c, ROOT, Path(merge), pack)
+        merge_fragments(ROOT, Path(merge), pack)
         return
-    from pack_publisher import pipeline
+    from pack_publisher.commands import pipeline
 
     run = session(c, ROOT, dev_version=True)  # writes no registry: a dry run's version and org will do
     pipeline.lock(run, pipeline.select_packs(run, pack))
@@ -113,7 +113,7 @@ def release(
     changed_since: str = "",
 ) -> None:
     """Check everything, then build, plan, push, verify and lock every selected pack (--dry-run: plan only)."""
-    from pack_publisher import pipeline
+    from pack_publisher.commands import pipeline
 
     run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
     builder_path, transports = pipeline.preflight(run, building=True, pushing=True)
@@ -139,9 +139,13 @@ def release(
 @clean_exit
 def matrix(c: Context, pack: list[str] | None = None, changed_since: str = "", max_jobs: int = WholeNumber(4)) -> None:
     """Print the GitHub Actions matrix of release shards as JSON on stdout: {"include": [{name, packs}]}."""
-    from pack_publisher.shard_tasks import print_matrix
+    from pack_publisher.commands.fanout import print_matrix
+    from pack_publisher.runtime.errors import ConfigError
 
-    print_matrix(c, ROOT, pack, changed_since, max_jobs)
+    if max_jobs < 1:
+        raise ConfigError(f"--max-jobs: {max_jobs} must be at least 1")
+    run = session(c, ROOT, dev_version=True, stdout_is_data=True)  # builds nothing, writes no registry
+    print_matrix(run, pack, changed_since, max_jobs)
 
 
 def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool) -> dict[str, Any]:
@@ -158,7 +162,7 @@ def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool) -> dict[st
 @clean_exit
 def verify(c: Context, lock: str | None = None) -> None:
     """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
-    from pack_publisher.verify import verify as verify_lockfile
+    from pack_publisher.commands.verify import verify as verify_lockfile
 
     options, registry, lock_file, printer, commands = verify_inputs(c, ROOT, lock)
     verify_lockfile(lock_file, options, registry, printer.redact, printer.say, commands)
@@ -197,7 +201,7 @@ def tools(
     base_url: str | None = None,
 ) -> None:
     """Install the pinned oras and Greentic builder (pack_publisher/tools.py) into the virtual environment."""
-    from pack_publisher import tools as pinned
+    from pack_publisher.commands import tools as pinned
 
     pinned.install(
         pinned.select(tool),

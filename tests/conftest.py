@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.commands import Commands
-from pack_publisher.settings import PublishOptions, child_environment
+from pack_publisher.config.settings import child_environment
+from pack_publisher.registry.options import PublishOptions
+from pack_publisher.runtime.processes import Commands
 from testsupport.oras import real_oras
 from testsupport.registries import Registry
 from testsupport.standins import STANDINS, make_executable

@@ -10,8 +10,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from pack_publisher.archive import MAX_ENTRY_BYTES, inspect_gtpack
-from pack_publisher.errors import PublisherError
+from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.sources.archive import MAX_ENTRY_BYTES, inspect_gtpack
 
 from .gtpacks import MANIFEST, good_files, sbom_for, write, write_raw
 

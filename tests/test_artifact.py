@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher import artifact
-from pack_publisher.descriptor import Descriptor, describe
-from pack_publisher.errors import PublisherError
+from pack_publisher.oci import manifest as artifact
+from pack_publisher.oci.descriptor import Descriptor, describe
+from pack_publisher.runtime.errors import PublisherError
 
 from .conftest import oras_path
 

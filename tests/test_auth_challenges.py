@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import SecretStr
 
-from pack_publisher.credentials import Credentials
-from pack_publisher.errors import PublisherError
-from pack_publisher.transports.http import HttpTransport
-from pack_publisher.transports.retry import RetryPolicy
+from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.http import HttpTransport
+from pack_publisher.registry.retry import RetryPolicy
+from pack_publisher.runtime.errors import PublisherError
 
 from .test_retry import FakeClock
 

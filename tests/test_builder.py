@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher import builder
-from pack_publisher.errors import ConfigError, PublisherError
+from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.sources import builder
 
 from .conftest import STANDINS, make_executable, runner
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pack_publisher.credentials import resolve_credentials
-from pack_publisher.errors import ConfigError
+from pack_publisher.registry.credentials import resolve_credentials
+from pack_publisher.runtime.errors import ConfigError
 
 from .conftest import publish_options, runner
 

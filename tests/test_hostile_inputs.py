@@ -13,10 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pack_publisher import builder, credentials, lockfile, packs, settings
-from pack_publisher.archive import inspect_gtpack
-from pack_publisher.errors import ConfigError, PublisherError
-from pack_publisher.oci_names import (
+from pack_publisher.config import settings
+from pack_publisher.oci.names import (
     DIGEST_RE,
     PATH_COMPONENT_RE,
     REGISTRY_RE,
@@ -25,7 +23,12 @@ from pack_publisher.oci_names import (
     is_semver,
     semver_problem,
 )
-from pack_publisher.redact import Redactor, is_secret_env_name, secret_env_values
+from pack_publisher.registry import credentials
+from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.redact import Redactor, is_secret_env_name, secret_env_values
+from pack_publisher.sources import builder, packs
+from pack_publisher.sources.archive import inspect_gtpack
+from pack_publisher.state import lockfile
 
 from .conftest import make_executable, publish_options, runner
 from .gtpacks import good_files, patch_entry, write

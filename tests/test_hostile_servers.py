@@ -23,15 +23,15 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from pack_publisher.artifact import EMPTY_CONFIG, GTPACK_MEDIA_TYPE, compose
-from pack_publisher.credentials import Credentials
-from pack_publisher.descriptor import describe
-from pack_publisher.errors import ConfigError, PublisherError
-from pack_publisher.redact import Redactor
-from pack_publisher.transports.auth import Authenticator
-from pack_publisher.transports.base import PushRequest
-from pack_publisher.transports.http import HttpTransport, proxies_for
-from pack_publisher.transports.retry import RetryPolicy
+from pack_publisher.oci.descriptor import describe
+from pack_publisher.oci.manifest import EMPTY_CONFIG, GTPACK_MEDIA_TYPE, compose
+from pack_publisher.registry.auth import Authenticator
+from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.http import HttpTransport, proxies_for
+from pack_publisher.registry.retry import RetryPolicy
+from pack_publisher.registry.transport import PushRequest
+from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.redact import Redactor
 from testsupport.hostile import Answer, HostileServer, Seen, reply
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"

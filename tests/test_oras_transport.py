@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pack_publisher.credentials import Credentials
-from pack_publisher.errors import AccessError, PublisherError
-from pack_publisher.redact import Redactor
-from pack_publisher.transports.base import NotFound
-from pack_publisher.transports.oras import OrasTransport, PrivateRegistryConfig
-from pack_publisher.transports.retry import Transient
+from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
+from pack_publisher.registry.retry import Transient
+from pack_publisher.registry.transport import NotFound
+from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.redact import Redactor
 from testsupport.registries import Registry
 
 from .conftest import STANDINS, RunInvoke, make_executable, runner

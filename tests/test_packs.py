@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pack_publisher import packs
-from pack_publisher.errors import ConfigError, PublisherError
+from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.sources import packs
 
 GOOD = "pack_id: demo\nversion: 0.1.0\nkind: provider\npublisher: Greentic\n"
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from pack_publisher.plan import LATEST, NOT_CONSULTED, Held, Kind, Seen, plan_pack
+from pack_publisher.oci.plan import LATEST, NOT_CONSULTED, Held, Kind, Seen, plan_pack
 
 NEW = "sha256:" + "1" * 64
 OLD = "sha256:" + "0" * 64

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.settings import options_of, read_environment
+from pack_publisher.config.settings import options_of, read_environment
 from testsupport.registries import Registry, free_port
 
 from .conftest import PROJECT, RunInvoke
@@ -30,11 +30,11 @@ def test_large_pack_streams_with_flat_memory(registry: Registry, tmp_path: Path)
         f"""
         import json, resource
         from pathlib import Path
-        from pack_publisher.artifact import GTPACK_MEDIA_TYPE, compose
-        from pack_publisher.content import VerifiedRegistry
-        from pack_publisher.descriptor import file_descriptor
-        from pack_publisher.transports.base import PushRequest
-        from pack_publisher.transports.http import HttpTransport
+        from pack_publisher.oci.manifest import GTPACK_MEDIA_TYPE, compose
+        from pack_publisher.registry.verified import VerifiedRegistry
+        from pack_publisher.oci.descriptor import file_descriptor
+        from pack_publisher.registry.transport import PushRequest
+        from pack_publisher.registry.http import HttpTransport
         blob = Path({str(blob)!r})
         art = compose(file_descriptor(GTPACK_MEDIA_TYPE, blob), blob.name, {{}})
         registry = VerifiedRegistry(HttpTransport({registry.host!r}, None, True), {registry.host!r})

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from pack_publisher.archive import inspect_gtpack
+from pack_publisher.sources.archive import inspect_gtpack
 
 from .conftest import RunInvoke, git
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pack_publisher.errors import AccessError
-from pack_publisher.transports.auth import parse_challenge
-from pack_publisher.transports.retry import RetryPolicy, Transient, retrying
+from pack_publisher.registry.auth import parse_challenge
+from pack_publisher.registry.retry import RetryPolicy, Transient, retrying
+from pack_publisher.runtime.errors import AccessError
 
 
 class FakeClock:

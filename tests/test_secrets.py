@@ -128,7 +128,7 @@ def test_tokens_added_from_many_threads_at_once_are_all_masked() -> None:
     import sys
     import threading
 
-    from pack_publisher.redact import Redactor
+    from pack_publisher.runtime.redact import Redactor
 
     redact = Redactor()
     tokens = [[f"token-{thread}-{n}-secret" for n in range(40)] for thread in range(8)]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.errors import EXIT_USAGE, ConfigError
-from pack_publisher.settings import resolve_settings
+from pack_publisher.config.settings import resolve_settings
+from pack_publisher.runtime.errors import EXIT_USAGE, ConfigError
 
 from .conftest import COMMIT_EPOCH, git, init_repo
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher import tools
-from pack_publisher.errors import ConfigError, PublisherError
+from pack_publisher.commands import tools
+from pack_publisher.runtime.errors import ConfigError, PublisherError
 
 from .conftest import PROJECT
 
@@ -208,7 +208,10 @@ def test_invoke_tools_bad_input_is_exit_2(args: list[str], message: str, tmp_pat
 
 def test_outside_a_virtual_environment_the_default_bin_dir_is_refused(tmp_path: Path) -> None:
     base_python = Path(sys.base_prefix) / "bin" / "python3"
-    code = "from pack_publisher import tools\ntry:\n    tools.default_bin_dir()\nexcept Exception as e:\n    print(e)"
+    code = (
+        "from pack_publisher.commands import tools\n"
+        "try:\n    tools.default_bin_dir()\nexcept Exception as e:\n    print(e)"
+    )
     result = subprocess.run(
         [str(base_python), "-I", "-c", f"import sys; sys.path.insert(0, {str(PROJECT)!r})\n{code}"],
         capture_output=True,

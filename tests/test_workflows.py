@@ -17,8 +17,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from pack_publisher import tools
-from pack_publisher.oci_names import semver_problem
+from pack_publisher.commands import tools
+from pack_publisher.oci.names import semver_problem
 
 from .conftest import PROJECT
 

@@ -1,0 +1,142 @@
+"""Registry auth for the built-in client: a 401 challenge becomes an Authorization header, cached per scope.
+
+`Basic` challenges get the credentials; `Bearer` challenges send them to the token realm the registry
+names (the GHCR flow) and cache the token. Credentials never go to a realm over plain HTTP when the
+registry itself is reached over TLS, and never follow a redirect of the realm. `redact` masks every
+secret this side knows (the password, the Basic header, each token) in text a registry sends back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+
+from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.retry import TRANSIENT_STATUS, Transient
+from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.redact import Redactor
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
+# Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
+ReadBody = Callable[[requests.Response, int], bytes]
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Authenticator:
+    """The Authorization header for each scope, obtained by answering the registry's challenges."""
+
+    def __init__(
+        self,
+        registry: str,
+        credentials: Credentials | None,
+        tls: bool,
+        get: Callable[..., requests.Response],
+        read: ReadBody | None = None,
+    ) -> None:
+        self.registry = registry
+        self.credentials = credentials
+        self.tls = tls
+        self._get = get  # the client's GET (its session, proxies and timeouts)
+        self._read = read or self._read_capped  # the client's reader (with its deadline)
+        self._headers: dict[str, str] = {}  # scope -> Authorization header value
+        self.redact = Redactor()
+        if credentials is not None:
+            self.redact.add_credentials(credentials.username, credentials.password.get_secret_value())
+
+    def _read_capped(self, response: requests.Response, cap: int) -> bytes:
+        """The body, refusing more than `cap` bytes (for callers without a reader of their own)."""
+        body = b""
+        for chunk in response.iter_content(64 * 1024):  # streamed or not
+            body += chunk
+            if len(body) > cap:
+                raise PublisherError(f"{self.registry}: the token answer is over the {cap}-byte limit")
+        return body
+
+    def header(self, scope: str) -> str | None:
+        return self._headers.get(scope)
+
+    @property
+    def who(self) -> str:
+        return f"as {self.credentials.username}" if self.credentials else "anonymously"
+
+    def answer(self, challenge: str, scope: str) -> None:
+        """Get credentials for `scope` as the challenge asks; a refusal is final, an outage transient."""
+        if not challenge:
+            raise PublisherError(f"{self.registry}: 401 Unauthorized without an auth challenge")
+        scheme, params = parse_challenge(challenge)
+        creds = self.credentials
+        if scheme == "basic":
+            if creds is None:
+                raise AccessError(
+                    f"{self.registry}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
+                    "or log in with `oras login` / `docker login`"
+                )
+            pair = f"{creds.username}:{creds.password.get_secret_value()}".encode()
+            self._headers[scope] = "Basic " + base64.b64encode(pair).decode()
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise PublisherError(f"{self.registry}: unsupported auth challenge {scheme!r}")
+        realm = params["realm"]
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise PublisherError(f"{self.registry}: the auth challenge names an invalid token realm {realm!r}")
+        if self.tls and parts.scheme != "https":
+            raise PublisherError(
+                f"{self.registry}: the registry sends credentials to a token realm over plain HTTP ({realm}); refused"
+            )
+        query: dict[str, str] = {"scope": params.get("scope") or scope}
+        if "service" in params:
+            query["service"] = params["service"]
+        auth = (creds.username, creds.password.get_secret_value()) if creds else None
+        try:
+            response = self._get(realm, params=query, auth=auth, allow_redirects=False)
+        except requests.Timeout:
+            raise Transient("token service: timed out") from None
+        except requests.RequestException as exc:
+            raise Transient(f"token service unreachable ({type(exc).__name__})") from None
+        with response:
+            if response.status_code in TRANSIENT_STATUS:
+                raise Transient(f"token service: HTTP {response.status_code}", retry_after_seconds(response))
+            if response.status_code != 200:
+                who = f"as {creds.username} ({creds.origin})" if creds else "anonymously"
+                raise AccessError(f"{self.registry}: authentication {who} was refused (HTTP {response.status_code})")
+            token = _token_of(self._read(response, MAX_TOKEN_ANSWER_BYTES))
+        if not token:
+            raise PublisherError(f"{self.registry}: the token service answered without a token")
+        self.redact.add(token)
+        self._headers[scope] = f"Bearer {token}"
+
+
+def _token_of(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    token = data.get("token") or data.get("access_token")
+    return token if isinstance(token, str) else None

@@ -1,0 +1,256 @@
+"""The oras CLI transport: the same storage primitives, each one oras command, retried under the policy.
+
+Publishing writes the OCI image layout itself (the archive hard-linked, the exact manifest bytes
+composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so
+there is no second composition to compare and no copy of the archive. Each primitive is one oras
+process, and a process costs far more than a request (start-up, a new connection, its own auth), so a
+pack takes as few as the proofs allow: a fresh pack three (resolve, `cp`, read back), an already
+published one two (resolve, read back); see `pack_publisher.content` for why blobs need no process
+of their own.
+
+Credentials live in a private registry config for the run (`--registry-config`, a 0600 file in a
+0700 temporary folder, removed on every exit path); the user's Docker config is never written, and
+never read by oras (credentials found there, helpers included, were resolved once and written to
+the private file). It is written directly rather than by `oras login`: on a fresh config file,
+login hands the password to a native credential store it detects on PATH, outside the folder.
+
+oras reports everything on stderr as text; the classification below reads only its stable parts
+(`response status code NNN`, oras-go's `<ref>: not found`, Go's network error texts), and anything
+it cannot place is a final error, never "not found".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from pack_publisher.oci.descriptor import Descriptor, is_digest
+from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
+from pack_publisher.registry.transport import FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory
+from pack_publisher.runtime import cleanup
+from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.redact import Redactor
+
+MIN_UPLOAD_RATE = 256 * 1024  # bytes/s below which an upload command is cut off (wall clock, on average)
+_NOT_FOUND = re.compile(r"^Error response from registry: .*: not found$")
+_STATUS = re.compile(r"response status code (\d{3})")
+_NETWORK = re.compile(
+    r"connection reset|connection refused|broken pipe|unexpected EOF|\bEOF\b|i/o timeout|timeout|"
+    r"no such host|server misbehaving|digest mismatch|invalid response|server closed",
+    re.IGNORECASE,
+)
+_DENIED = re.compile(r": (unauthorized|denied|forbidden): ")
+_QUERY = re.compile(r"\?[^\"\s]*")  # upload URLs carry long state tokens: not worth showing
+
+
+class PrivateRegistryConfig:
+    """The run's own registry config file for oras; remove() on every exit path."""
+
+    def __init__(self, registry: str, credentials: Credentials | None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="pack-publisher-oras-"))  # mode 0700
+        cleanup.register_folder(self.folder)
+        self.path = self.folder / "config.json"
+        auths: dict[str, Any] = {}
+        if credentials is not None:
+            pair = f"{credentials.username}:{credentials.password.get_secret_value()}"
+            auths[registry] = {"auth": base64.b64encode(pair.encode()).decode()}
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"auths": auths}, fh)
+
+    def remove(self) -> None:
+        cleanup.remove_folder(self.folder)
+
+
+class OrasTransport:
+    """Safe to share between threads: it holds no per-request state."""
+
+    name = "oras CLI"
+    cheap_blob_checks = False  # each check is a process; the registry's manifest check proves blobs instead
+
+    def __init__(
+        self,
+        oras: str,
+        registry: str,
+        config: PrivateRegistryConfig,
+        credentials: Credentials | None,
+        plain_http: bool,
+        commands: Commands,
+        env: dict[str, str],
+        redactor: Redactor,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.oras = oras
+        self.registry = registry
+        self.config = config
+        self.who = f"as {credentials.username}" if credentials else "anonymously"
+        self.plain_http = plain_http
+        self.commands = commands
+        self.env = env
+        self.redact = redactor
+        self.policy = policy or RetryPolicy()
+
+    # --- running oras -----------------------------------------------------------------------------
+
+    def _remote(self) -> list[str]:
+        return ["--registry-config", str(self.config.path), *(["--plain-http"] if self.plain_http else [])]
+
+    def _ref(self, repository: str, reference: str) -> str:
+        sep = "@" if is_digest(reference) else ":"
+        return f"{self.registry}/{repository}{sep}{reference}"
+
+    def _small_timeout(self) -> float:
+        # one request's read timeout of the built-in client (oras' own 5xx retries, ~7 s, fit in it)
+        return self.policy.read_timeout
+
+    def _run(
+        self,
+        args: list[str],
+        operation: str,
+        *,
+        timeout: float | None = None,
+        open_sink: SinkFactory | None = None,
+    ) -> bytes:
+        """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per attempt."""
+        seconds = timeout or self._small_timeout()
+
+        def attempt() -> bytes:
+            if open_sink is None:
+                return self._once(args, operation, seconds, None)
+            with open_sink() as sink:
+                return self._once(args, operation, seconds, sink)
+
+        return retrying(self.policy, self.registry, operation, attempt, attempt_seconds=seconds)
+
+    def _once(self, args: list[str], operation: str, timeout: float, sink: IO[bytes] | None) -> bytes:
+        try:
+            done = self.commands.run([self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env)
+        except OSError as exc:
+            raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
+        if done.expired:
+            raise Transient(f"oras {args[0]} ran over {timeout:.0f} s")
+        if done.returncode == 0:
+            return done.stdout
+        raise self._classify(done.stderr_tail, done.returncode, operation)
+
+    def _classify(self, stderr: str, code: int, operation: str) -> Exception:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("Error")]  # oras may add a hint line after it
+        last = (errors or lines or [f"exit {code}"])[-1]
+        cause = self.redact(_QUERY.sub("", last))[:400]
+        status = _STATUS.search(last)
+        if _NOT_FOUND.match(last) and status is None:
+            return NotFound(cause)
+        if status is not None:
+            number = int(status.group(1))
+            if number in TRANSIENT_STATUS:
+                return Transient(cause)
+            if number in (401, 403):
+                return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
+            return PublisherError(f"{self.registry}: {operation}: {cause}")
+        if "credential not found" in last:
+            return AccessError(
+                f"{self.registry}: {operation}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
+                "or log in with `oras login` / `docker login`"
+            )
+        if _DENIED.search(last):  # registry error codes UNAUTHORIZED / DENIED, as oras words them
+            return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
+        if "x509:" in last or "certificate" in last:
+            return AccessError(f"{self.registry}: {operation}: TLS failed ({cause})")
+        if _NETWORK.search(last):
+            return Transient(cause)
+        return PublisherError(f"{self.registry}: {operation}: {cause}")
+
+    # --- the storage primitives -------------------------------------------------------------------
+
+    def resolve(self, repository: str, reference: str) -> Descriptor:
+        ref = self._ref(repository, reference)
+        out = self._run(
+            ["manifest", "fetch", "--descriptor", *self._remote(), ref], f"resolving {repository}:{reference}"
+        )
+        try:
+            data = json.loads(out)
+            return Descriptor(str(data["mediaType"]), str(data["digest"]), int(data["size"]))
+        except (ValueError, KeyError, TypeError):
+            raise PublisherError(f"{self.registry}: oras printed no descriptor for {ref}") from None
+
+    def fetch_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        ref = self._ref(repository, reference)
+        out = self._run(["manifest", "fetch", *self._remote(), ref], f"reading manifest {repository}:{reference}")
+        return FetchedManifest(out, None)
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        ref = self._ref(repository, digest)
+        try:
+            self._run(
+                ["blob", "fetch", "--descriptor", *self._remote(), ref], f"checking blob {digest[:19]} in {repository}"
+            )
+        except NotFound:
+            return False
+        return True
+
+    def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
+        ref = self._ref(repository, digest)
+        self._run(
+            ["blob", "fetch", "--output", "-", *self._remote(), ref],
+            f"downloading blob {digest[:19]} from {repository}",
+            open_sink=open_sink,
+            timeout=self._small_timeout() * 4,
+        )
+
+    def push(self, request: PushRequest) -> PushOutcome:
+        work = Path(tempfile.mkdtemp(prefix=".oras-layout-", dir=request.gtpack.parent))
+        cleanup.register_folder(work)
+        try:
+            layout = _write_layout(work, request)
+            target = f"{self.registry}/{request.repository}:{','.join(request.tags)}"
+            to_remote = ["--to-registry-config", str(self.config.path)]
+            to_remote += ["--to-plain-http"] if self.plain_http else []
+            self._run(
+                ["cp", "--from-oci-layout", *to_remote, f"{layout}:{request.tags[0]}", target],
+                f"copying {request.repository}:{','.join(request.tags)} to the registry",
+                timeout=self._small_timeout() + request.artifact.layer.size / MIN_UPLOAD_RATE,
+            )
+        finally:
+            cleanup.remove_folder(work)
+        return PushOutcome(uploaded_blobs=None)
+
+    def close(self) -> None:
+        return None
+
+
+def _write_layout(work: Path, request: PushRequest) -> Path:
+    """An OCI image layout holding exactly this artifact, tagged with the first tag; the archive is linked."""
+    layout = work / "layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
+    artifact = request.artifact
+    layer_path = blobs / artifact.layer.digest.split(":", 1)[1]
+    try:
+        os.link(request.gtpack, layer_path)
+    except OSError:  # another file system, or links not allowed: a copy is correct, only slower
+        shutil.copyfile(request.gtpack, layer_path)
+    for blob, data in ((artifact.blobs[0], b"{}"), (artifact.descriptor, artifact.manifest)):
+        (blobs / blob.digest.split(":", 1)[1]).write_bytes(data)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": artifact.descriptor.media_type,
+                "digest": artifact.descriptor.digest,
+                "size": artifact.descriptor.size,
+                "annotations": {"org.opencontainers.image.ref.name": request.tags[0]},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    return layout

@@ -1,0 +1,142 @@
+"""Records that cross task boundaries (and processes): what a build made and what a push published.
+
+They live as small JSON files beside the archives so `invoke push` and `invoke lock` can run as
+separate commands after `invoke build`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pack_publisher.oci.descriptor import Descriptor
+from pack_publisher.runtime.errors import PublisherError
+
+RECORDS_DIR = "records"
+
+
+class BuiltPack(BaseModel):
+    """One validated `.gtpack` and the artifact composed for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    pack_id: str
+    version: str
+    git_sha: str
+    gtpack: Path
+    layer: Descriptor  # the .gtpack as the OCI layer
+    manifest: Path  # the exact manifest bytes to push
+    manifest_descriptor: Descriptor  # its digest is the one consumers pin
+    reference: str  # <registry>/<org>/<repo>/<pack>:<version>: the build is for this target only
+    dirty: bool = False  # built from uncommitted changes in the pack's folder
+    gtpack_mtime_ns: int | None = None  # with layer.size: a push refuses a plainly edited archive up front
+
+
+class PublishedPack(BaseModel):
+    """A push that the registry confirmed (or, in a dry run, what would be pushed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    pack_id: str
+    version: str
+    git_sha: str
+    reference: str
+    digest: str  # the OCI manifest digest the registry serves, or "DRY_RUN"
+    expected_digest: str
+    pinned_reference: str | None
+    tags: list[str]  # the tags serving this digest after the push (written by it or found there)
+    replaced: dict[str, str] = {}  # tag -> the digest it held before this push moved or overwrote it
+    dirty: bool = False
+    gtpack: Path
+    layer: Descriptor
+    transport: str
+    uploaded_blobs: int | None = 0  # None when the transport (oras) does not say
+    already_published: bool = False
+    dry_run: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        built: BuiltPack,
+        *,
+        digest: str,
+        pinned_reference: str | None,
+        tags: list[str],
+        replaced: dict[str, str] | None = None,
+        transport: str,
+        uploaded_blobs: int | None = 0,
+        already_published: bool = False,
+        dry_run: bool = False,
+    ) -> PublishedPack:
+        """The record of publishing (or planning to publish) `built`: its identity, plus the outcome."""
+        return cls(
+            name=built.name,
+            pack_id=built.pack_id,
+            version=built.version,
+            git_sha=built.git_sha,
+            reference=built.reference,
+            expected_digest=built.manifest_descriptor.digest,
+            gtpack=built.gtpack,
+            layer=built.layer,
+            digest=digest,
+            pinned_reference=pinned_reference,
+            tags=tags,
+            replaced=replaced or {},
+            dirty=built.dirty,
+            transport=transport,
+            uploaded_blobs=uploaded_blobs,
+            already_published=already_published,
+            dry_run=dry_run,
+        )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_path(out_dir: Path, name: str, kind: str) -> Path:
+    return out_dir / RECORDS_DIR / f"{name}.{kind}.json"
+
+
+def save(out_dir: Path, record: BuiltPack | PublishedPack) -> Path:
+    kind = "built" if isinstance(record, BuiltPack) else "published"
+    path = record_path(out_dir, record.name, kind)
+    write_atomic(path, (record.model_dump_json(indent=2) + "\n").encode())
+    return path
+
+
+Record = TypeVar("Record", BuiltPack, PublishedPack)
+
+
+def load(out_dir: Path, name: str, model: type[Record]) -> Record | None:
+    kind = "built" if model is BuiltPack else "published"
+    path = record_path(out_dir, name, kind)
+    try:
+        return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (ValueError, ValidationError, OSError):
+        raise PublisherError(f"{path}: unreadable record; run `invoke build` again") from None
+
+
+def forget_published(out_dir: Path, name: str) -> None:
+    record_path(out_dir, name, "published").unlink(missing_ok=True)
