@@ -151,8 +151,6 @@ def publish_options(**given: object) -> PublishOptions:
         "oras_bin": None,
         "plain_http": False,
         "oras_experimental": False,
-        "latest": False,
-        "jobs": 1,
         "timeout": 15.0,
         "docker_config": Path(docker) / "config.json",
         "child_env": child_environment(),

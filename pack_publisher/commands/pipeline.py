@@ -18,6 +18,7 @@ from pack_publisher.oci.descriptor import file_digest
 from pack_publisher.registry.connect import Transports, chosen_oras
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.parallel import each
 from pack_publisher.sources import archive, builder, packs
 from pack_publisher.sources.git import Git
 from pack_publisher.state import lockfile, records
@@ -262,7 +263,7 @@ def build(run: Run, selected: list[packs.PackSource], builder_path: str, *, rele
             return exc
 
     built, failed = [], []
-    for pack, outcome in zip(selected, publish.each(s.publish.jobs, selected, one), strict=True):
+    for pack, outcome in zip(selected, each(s.jobs, selected, one), strict=True):
         if isinstance(outcome, PublisherError):
             failed.append((pack.name, outcome))
             if len(selected) > 1:
@@ -345,7 +346,7 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
     s = run.settings
     access = _consulting_transports(run)
     try:
-        plans = publish.dry_run_plans(run, built, access, latest=s.publish.latest, force=force)
+        plans = publish.dry_run_plans(run, built, access, latest=s.latest, force=force)
     finally:
         if isinstance(access, Transports):
             access.close()
@@ -405,7 +406,7 @@ def push(run: Run, built: list[BuiltPack], transports: Transports | None, *, for
     if transports is None:
         raise PublisherError("internal: a real push needs the transports opened by preflight")
     try:
-        results = publish.push(run, built, transports, latest=s.publish.latest, force=force)
+        results = publish.push(run, built, transports, latest=s.latest, force=force)
     finally:
         transports.close()
     write_step_summary(run, results)

@@ -10,7 +10,7 @@ more than the registry holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,9 +21,9 @@ from pack_publisher.oci.descriptor import describe, file_digest
 from pack_publisher.oci.manifest import VERSION, Artifact
 from pack_publisher.oci.plan import LATEST, Held, Kind, PackPlan, Seen, is_prerelease, plan_pack
 from pack_publisher.registry.connect import PushRequest, Transports
-from pack_publisher.registry.transport import together
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.parallel import each, together
 from pack_publisher.state import records
 from pack_publisher.state.records import BuiltPack, PublishedPack
 
@@ -87,20 +87,6 @@ def plan_line(run: Run, built: BuiltPack, plan: PackPlan) -> list[str]:
     return [f"plan {run.settings.registry}/{repository}:{a.tag}: {a.describe()}" for a in plan.actions]
 
 
-def each(jobs: int, items: Iterable[T], work: Callable[[T], R]) -> Iterator[R]:
-    """`work` over `items`, up to `jobs` at once, results in order as they are ready.
-
-    Ctrl-C (or a consumer stopping early) never waits for a stalled request or build.
-    """
-    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="work")
-    try:
-        yield from executor.map(work, items)
-    except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
-
-
 def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bool, force: bool) -> list[Planned]:
     """Consult the registry for every pack and print the plan; raise (nothing written) if any pack cannot go."""
     settings = run.settings
@@ -122,7 +108,7 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
 
     # Planning only reads (one request per tag; nothing is written until every pack is planned), so it asks
     # about CONSULT_JOBS packs at once even below --jobs, which bounds the pushes (and the builds).
-    outcomes = list(each(max(settings.publish.jobs, CONSULT_JOBS), built, one))
+    outcomes = list(each(max(settings.jobs, CONSULT_JOBS), built, one))
     problems = []
     for outcome in outcomes:
         if isinstance(outcome, str):
@@ -185,7 +171,7 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
     """
     planned = plan_all(run, built, transports, latest=latest, force=force)
     registry_name = run.settings.registry
-    proofs = ThreadPoolExecutor(max_workers=max(run.settings.publish.jobs, CONSULT_JOBS), thread_name_prefix="prove")
+    proofs = ThreadPoolExecutor(max_workers=max(run.settings.jobs, CONSULT_JOBS), thread_name_prefix="prove")
 
     def failed(item: Planned, exc: PublisherError) -> PackResult:
         return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
@@ -216,7 +202,7 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
 
     results = []
     try:
-        for outcome in each(run.settings.publish.jobs, planned, write):  # in pack order, as each is proven
+        for outcome in each(run.settings.jobs, planned, write):  # in pack order, as each is proven
             result = outcome.result() if isinstance(outcome, Future) else outcome
             run.say(result_line(result))
             results.append(result)

@@ -177,8 +177,6 @@ def options_of(env: EnvSettings) -> PublishOptions:
         oras_bin=env.oras_bin,
         plain_http=env.oci_plain_http,
         oras_experimental=env.oras_experimental,
-        latest=env.publish_latest,
-        jobs=env.publish_jobs,
         timeout=env.oci_timeout,
         oci_username=env.oci_username,
         oci_password=env.oci_password,
@@ -218,6 +216,8 @@ class Settings(BaseModel):
     dry_run: bool
     builder_override: str | None
     publish: PublishOptions
+    latest: bool  # also point `latest` at this build (a per-run flag, not a way to reach the registry)
+    jobs: int  # packs built and pushed at once
     git_sha: str
     in_git: bool  # False when GIT_SHA / GITHUB_SHA stand in for a checkout
     created: str
@@ -390,6 +390,8 @@ def resolve_settings(
         dry_run=env.dry_run,
         builder_override=env.packc,
         publish=options_of(env),
+        latest=env.publish_latest,
+        jobs=env.publish_jobs,
         git_sha=sha,
         in_git=in_git,
         created=format_created(epoch),

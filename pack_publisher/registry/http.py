@@ -12,7 +12,7 @@ Nothing here reads the environment: the caller passes the CA bundle and a snapsh
 variables (`proxies.PROXY_VARIABLES`), and `proxies.proxies_for` decides from that snapshot alone.
 
 One transport serves every thread of a run (planning, pushing, reading back, and within a pack its two
-blob uploads and its read-back and blob checks, side by side with `base.together`): each request runs
+blob uploads and its read-back and blob checks, side by side with `runtime.parallel.together`): each request runs
 on a requests session of its own (sessions are not shared between threads) taken from the transport's
 pool, so connections and tokens are kept and reused from one phase to the next.
 """
@@ -33,6 +33,7 @@ import urllib3
 import urllib3.connection
 import urllib3.response
 
+from pack_publisher import __version__
 from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
 from pack_publisher.oci.manifest import MANIFEST_MEDIA_TYPE
 from pack_publisher.registry.auth import Authenticator, retry_after_seconds
@@ -46,16 +47,16 @@ from pack_publisher.registry.transport import (
     PushOutcome,
     PushRequest,
     SinkFactory,
-    together,
 )
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
+from pack_publisher.runtime.parallel import together
 
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_TYPES = {MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE}
 MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, {DOCKER_MANIFEST_MEDIA_TYPE}"
 MAX_ERROR_BYTES = 64 * 1024
 MIN_BLOB_RATE = 256 * 1024  # bytes/s a blob download may not fall below, on average, before it is cut off
-USER_AGENT = "greentic-pack-publisher/0.1"
+USER_AGENT = f"greentic-pack-publisher/{__version__}"
 
 
 class HttpTransport:

@@ -17,7 +17,7 @@ def secret_values(*secrets: SecretStr | None) -> list[str]:
 
 
 class PublishOptions(BaseModel):
-    """How to reach the registry: transport choice, plain HTTP, credentials (secrets), tags, jobs."""
+    """How to reach the registry: transport choice, plain HTTP, timeouts, credentials (secrets), proxies."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -25,8 +25,6 @@ class PublishOptions(BaseModel):
     oras_bin: str | None
     plain_http: bool
     oras_experimental: bool
-    latest: bool
-    jobs: int
     timeout: float  # seconds to wait for each registry response
     oci_username: str | None = None
     oci_password: SecretStr | None = Field(default=None, repr=False)

@@ -7,12 +7,11 @@ threads at once (`together` runs a pack's independent requests side by side).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.oci.manifest import Artifact
@@ -73,33 +72,3 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def together(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run independent calls side by side (one thread each, the first on this one); results in call order.
-
-    Each call runs to its end (with its own retries) before anything is raised, so no request outlives
-    the pack it serves; then the first failure, in call order, is raised. The threads are daemons: Ctrl-C
-    never waits for them.
-    """
-    if len(calls) < 2:
-        return [call() for call in calls]
-    results: list[Any] = [None] * len(calls)
-    failures: list[BaseException | None] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except BaseException as exc:  # re-raised below, on the caller's thread
-            failures[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(calls))]
-    for thread in threads:
-        thread.start()
-    run(0)
-    for thread in threads:
-        thread.join()
-    for failure in failures:
-        if failure is not None:
-            raise failure
-    return results

@@ -22,7 +22,7 @@ and every blob the manifest names is in the repository. The last part is proven 
   manifest was accepted, found by a re-run that pushes nothing: the built-in client (both blobs) and
   `invoke verify` (the layer, downloaded and hashed) still catch that one.
 
-The checks of one pack run side by side (`transports.base.together`): their order never mattered,
+The checks of one pack run side by side (`runtime.parallel.together`): their order never mattered,
 only that all of them pass before the pack is recorded.
 """
 
@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pack_publisher.oci.descriptor import Descriptor, DigestWriter, digest_of, is_digest
-from pack_publisher.registry.transport import NotFound, PushOutcome, PushRequest, Transport, together
+from pack_publisher.registry.transport import NotFound, PushOutcome, PushRequest, Transport
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.parallel import together
 
 
 class VerifiedRegistry:
