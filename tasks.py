@@ -16,7 +16,7 @@ sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
 # Only the light glue is imported here; the pipeline is imported inside the tasks that use it, so
 # `invoke --list` and `--help` stay fast (see docs/benchmarks.md, start-up).
-from pack_publisher.cli.session import WholeNumber, clean_exit, command_echo, session, verify_inputs  # noqa: E402
+from pack_publisher.cli.context import WholeNumber, clean_exit, open_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
@@ -47,16 +47,10 @@ PUSH_HELP = {
 @clean_exit
 def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jobs: int = WholeNumber(0)) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
-    from pack_publisher.commands import pipeline
+    from pack_publisher.commands.build import build_packs
 
     # a build writes no registry: without a tag or PACK_VERSION it takes the dry run's version and org
-    run = session(c, ROOT, dev_version=True, publish_jobs=jobs or None)
-    builder_path, _ = pipeline.preflight(run, building=True, pushing=False)
-    selected = pipeline.select_packs(run, pack, changed_since)
-    if not selected:
-        run.say(f"no pack changed since {changed_since}: nothing to build")
-        return
-    pipeline.build(run, selected, builder_path or "")
+    build_packs(open_run(c, ROOT, dev_version=True, publish_jobs=jobs or None), pack, changed_since)
 
 
 @task(iterable=["pack"], help=PUSH_HELP)
@@ -71,12 +65,9 @@ def push(
     allow_dirty: bool = False,
 ) -> None:
     """Plan, then publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
-    from pack_publisher.commands import pipeline
+    from pack_publisher.commands.push import push_packs
 
-    run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
-    _, transports = pipeline.preflight(run, building=False, pushing=True)
-    built = pipeline.load_built(run, pipeline.select_packs(run, pack))
-    pipeline.push(run, built, transports, force=force)
+    push_packs(open_run(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty)), pack, force=force)
 
 
 @task(
@@ -89,15 +80,12 @@ def push(
 @clean_exit
 def lock(c: Context, pack: list[str] | None = None, merge: str = "") -> None:
     """Write packs.lock.json (LOCK_FILE) from the last push or dry run, or --merge the fragments of shards."""
+    from pack_publisher.commands.lock import lock_packs, merge_fragments
+
     if merge:
-        from pack_publisher.commands.fanout import merge_fragments
-
-        merge_fragments(ROOT, Path(merge), pack)
+        merge_fragments(open_run(c, ROOT, settings=False), Path(merge), pack)
         return
-    from pack_publisher.commands import pipeline
-
-    run = session(c, ROOT, dev_version=True)  # writes no registry: a dry run's version and org will do
-    pipeline.lock(run, pipeline.select_packs(run, pack))
+    lock_packs(open_run(c, ROOT, dev_version=True), pack)  # writes no registry: a dry run's version and org do
 
 
 @task(iterable=["pack"], help={**PUSH_HELP, "changed-since": CHANGED_HELP})
@@ -113,19 +101,9 @@ def release(
     changed_since: str = "",
 ) -> None:
     """Check everything, then build, plan, push, verify and lock every selected pack (--dry-run: plan only)."""
-    from pack_publisher.commands import pipeline
+    from pack_publisher.commands.release import release as release_packs
 
-    run = session(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty))
-    builder_path, transports = pipeline.preflight(run, building=True, pushing=True)
-    selected = pipeline.select_packs(run, pack, changed_since)
-    if not selected:
-        if transports is not None:
-            transports.close()
-        run.say(f"no pack changed since {changed_since}: nothing to release, no lockfile written")
-        return
-    built = pipeline.build(run, selected, builder_path or "", release=True)
-    pipeline.push(run, built, transports, force=force)
-    pipeline.lock(run, selected)
+    release_packs(open_run(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty)), pack, changed_since, force=force)
 
 
 @task(
@@ -139,13 +117,13 @@ def release(
 @clean_exit
 def matrix(c: Context, pack: list[str] | None = None, changed_since: str = "", max_jobs: int = WholeNumber(4)) -> None:
     """Print the GitHub Actions matrix of release shards as JSON on stdout: {"include": [{name, packs}]}."""
-    from pack_publisher.commands.fanout import print_matrix
+    from pack_publisher.commands.matrix import print_matrix
     from pack_publisher.runtime.errors import ConfigError
 
     if max_jobs < 1:
         raise ConfigError(f"--max-jobs: {max_jobs} must be at least 1")
-    run = session(c, ROOT, dev_version=True, stdout_is_data=True)  # builds nothing, writes no registry
-    print_matrix(run, pack, changed_since, max_jobs)
+    # builds nothing, writes no registry; stdout is the matrix alone
+    print_matrix(open_run(c, ROOT, dev_version=True, stdout_is_data=True), pack, changed_since, max_jobs)
 
 
 def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool) -> dict[str, Any]:
@@ -164,8 +142,9 @@ def verify(c: Context, lock: str | None = None) -> None:
     """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
     from pack_publisher.commands.verify import verify as verify_lockfile
 
-    options, registry, lock_file, printer, commands = verify_inputs(c, ROOT, lock)
-    verify_lockfile(lock_file, options, registry, printer.redact, printer.say, commands)
+    run = open_run(c, ROOT, settings=False)  # no git, version or org: a lockfile can be checked anywhere
+    lock_file = run.path(lock or run.env.lock_file)
+    verify_lockfile(lock_file, run.options, run.env.oci_registry, run.redact, run.say, run.commands)
 
 
 @task(
@@ -203,13 +182,14 @@ def tools(
     """Install the pinned oras and Greentic builder (pack_publisher/tools.py) into the virtual environment."""
     from pack_publisher.commands import tools as pinned
 
+    run = open_run(c, ROOT, settings=False)
     pinned.install(
         pinned.select(tool),
         Path(bin_dir).resolve() if bin_dir else pinned.default_bin_dir(),
         Path(cache_dir).resolve() if cache_dir else pinned.default_cache_dir(),
         print,
         base_url,
-        show=command_echo(c),
+        show=run.echo_argv if run.echo else None,
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.config.settings import child_environment
+from pack_publisher.config.environment import child_environment
 from pack_publisher.registry.options import PublishOptions
 from pack_publisher.runtime.processes import Commands
 from testsupport.oras import real_oras

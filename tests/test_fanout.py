@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.commands import shards
+from pack_publisher.commands import matrix as shards
 from testsupport.registries import Registry
 
 from .conftest import RunInvoke, clean_env, git

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pack_publisher.config import settings
+from pack_publisher.config import environment, settings
 from pack_publisher.oci.names import (
     DIGEST_RE,
     PATH_COMPONENT_RE,
@@ -236,13 +236,13 @@ def test_stage_never_deletes_the_pack_it_would_replace(tmp_path: Path) -> None:
 def test_huge_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "99999999999999999")
     with pytest.raises(ConfigError) as info:
-        settings.read_environment()
+        environment.read_environment()
     assert info.value.message == (
         "SOURCE_DATE_EPOCH: 99999999999999999 is after 253402300799 (9999-12-31T23:59:59Z), "
         "the last time a date can hold"
     )
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(settings.MAX_EPOCH))
-    assert settings.format_created(settings.read_environment().source_date_epoch or 0) == "9999-12-31T23:59:59Z"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(environment.MAX_EPOCH))
+    assert settings.format_created(environment.read_environment().source_date_epoch or 0) == "9999-12-31T23:59:59Z"
 
 
 def test_created_time_out_of_range_from_git() -> None:
@@ -392,7 +392,7 @@ def test_versions_with_a_trailing_newline_are_refused() -> None:
 def test_settings_refuse_a_repo_with_a_trailing_newline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCI_REPO", "greentic-packs\n")
     with pytest.raises(ConfigError, match=r"^OCI_REPO: 'greentic-packs\\n' is not a valid OCI repository path"):
-        settings.read_environment()
+        environment.read_environment()
 
 
 def test_pack_folder_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
@@ -456,7 +456,7 @@ def test_secret_names_in_any_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("Github_Token", "mixed-secret")
     monkeypatch.setenv("OCI_USERNAME", "robot")
     assert is_secret_env_name("gh_token") and not is_secret_env_name("OCI_USERNAME")
-    env = settings.child_environment()
+    env = environment.child_environment()
     assert "lower-secret" not in env.values() and "mixed-secret" not in env.values()
     assert env["OCI_USERNAME"] == "robot"
     assert {"lower-secret", "mixed-secret"} <= set(secret_env_values())

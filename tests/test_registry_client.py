@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.config.settings import options_of, read_environment
+from pack_publisher.config.environment import options_of, read_environment
 from testsupport.registries import Registry, free_port
 
 from .conftest import PROJECT, RunInvoke
@@ -40,7 +40,9 @@ def test_large_pack_streams_with_flat_memory(registry: Registry, tmp_path: Path)
         registry = VerifiedRegistry(HttpTransport({registry.host!r}, None, True), {registry.host!r})
         registry.resolve("acme/big", "missing")  # warm up imports and the connection pool
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        registry.push(PushRequest("acme/big", ["1.0.0"], blob, art))  # read back and checked
+        request = PushRequest("acme/big", ["1.0.0"], blob, art)
+        registry.write(request)
+        registry.check_landed(request)  # read back and checked
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps({{"before_kb": before, "after_kb": after, "layer": art.layer.digest}}))
         """

@@ -289,9 +289,9 @@ def test_invoke_echo_shows_commands_and_quiet_by_default(project_copy: Path, run
 
 # --- one environment boundary ----------------------------------------------------------------------
 
-# Modules that may read the process environment, and why: settings is the boundary; redact hides
+# Modules that may read the process environment, and why: config/environment.py is the boundary; redact hides
 # secret variables when the settings themselves could not be read; tools installs the pinned tools.
-ENVIRONMENT_READERS = {"settings.py", "redact.py", "tools.py"}
+ENVIRONMENT_READERS = {"environment.py", "redact.py", "tools.py"}
 
 
 def test_nothing_below_the_settings_reads_the_environment() -> None:

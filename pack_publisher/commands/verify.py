@@ -15,7 +15,7 @@ from typing import Any
 from pack_publisher.oci.descriptor import is_digest
 from pack_publisher.oci.manifest import check_pack_manifest
 from pack_publisher.oci.names import REGISTRY_RE, pack_name_problem
-from pack_publisher.registry.connect import Transports
+from pack_publisher.registry.connect import connect
 from pack_publisher.registry.options import PublishOptions
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
@@ -88,17 +88,18 @@ def verify(
             "checking it anonymously (no credentials are sent to it)"
         )
     failures = 0
-    with Transports(registry, options, redactor, commands, use_credentials=own) as transports:
-        verified = VerifiedRegistry(transports.get(), registry)
-        with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
-            for entry in packs:
-                name = str(entry["name"])
-                try:
-                    report(verify_pack(verified, name, entry, Path(tmp)))
-                except PublisherError as exc:
-                    if isinstance(exc, ConfigError | AccessError):
-                        raise
-                    failures += 1
-                    report(redactor(f"MISMATCH {name}: {exc.message}"))
+    with (
+        connect(registry, options, redactor, commands, use_credentials=own) as verified,
+        tempfile.TemporaryDirectory(prefix="verify-") as tmp,
+    ):
+        for entry in packs:
+            name = str(entry["name"])
+            try:
+                report(verify_pack(verified, name, entry, Path(tmp)))
+            except PublisherError as exc:
+                if isinstance(exc, ConfigError | AccessError):
+                    raise
+                failures += 1
+                report(redactor(f"MISMATCH {name}: {exc.message}"))
     if failures:
         raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match the registry")

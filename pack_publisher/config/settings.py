@@ -1,201 +1,38 @@
-"""Settings resolved once from the environment (and task flags) into one validated, frozen model.
+"""Settings resolved once per run from the environment (and task flags) into one validated, frozen model:
+the target (registry, org, repo), the version and commit, the paths, and how to reach the registry.
 
-The one place that reads the environment: lower layers receive values (`PublishOptions` is the
-registry layer's own type, made here), never these settings.
+Git answers what the environment does not (version tag, commit, origin owner, commit time).
 """
 
 from __future__ import annotations
 
-import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pack_publisher.config.environment import (
+    MAX_EPOCH,
+    EnvSettings,
+    child_environment,
+    options_of,
+    read_environment,
+)
 from pack_publisher.oci.names import (
     PATH_COMPONENT_RE,
-    REGISTRY_RE,
-    REPOSITORY_PATH_RE,
+    Reference,
     semver_problem,
 )
 from pack_publisher.registry.options import PublishOptions
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
-from pack_publisher.runtime.redact import is_secret_env_name
 from pack_publisher.sources.git import Git, remote_slug
 
-# The environment variable each field is read from, for error messages.
-ENV_NAMES = {
-    "oci_registry": "OCI_REGISTRY",
-    "oci_org": "OCI_ORG",
-    "oci_repo": "OCI_REPO",
-    "pack_version": "PACK_VERSION",
-    "packs_dir": "PACKS_DIR",
-    "out_dir": "OUT_DIR",
-    "stage_dir": "STAGE_DIR",
-    "lock_file": "LOCK_FILE",
-    "dry_run": "DRY_RUN",
-    "oras_experimental": "ORAS_EXPERIMENTAL",
-    "packc": "PACKC / PACKC_BIN",
-    "source_date_epoch": "SOURCE_DATE_EPOCH",
-    "github_repository": "GITHUB_REPOSITORY",
-    "github_repository_owner": "GITHUB_REPOSITORY_OWNER",
-    "github_server_url": "GITHUB_SERVER_URL",
-    "oci_client": "OCI_CLIENT",
-    "oras_bin": "ORAS_BIN",
-    "oci_plain_http": "OCI_PLAIN_HTTP",
-    "publish_latest": "PUBLISH_LATEST",
-    "publish_jobs": "PUBLISH_JOBS / --jobs",
-    "oci_timeout": "OCI_TIMEOUT",
-    "oci_plain_http_credentials": "OCI_PLAIN_HTTP_CREDENTIALS",
-    "allow_dirty": "ALLOW_DIRTY / --allow-dirty",
-    "git_sha": "GIT_SHA",
-    "github_sha": "GITHUB_SHA",
-}
-# Proxy variables, passed to the built-in client as read here (nothing below reads the environment).
-PROXY_ENV_NAMES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy"})
 LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
-
-
-class EnvSettings(BaseSettings):
-    """The raw inputs, one field per environment variable; task flags are passed as init values."""
-
-    model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", env_ignore_empty=True, populate_by_name=True
-    )
-
-    oci_registry: str = "ghcr.io"
-    oci_org: str | None = None
-    oci_repo: str = "greentic-packs"
-    pack_version: str | None = None
-    packs_dir: str = "packs"
-    out_dir: str = "dist/packs"
-    # where packs are copied for the builder, which records that absolute path in the archive: fixed, not
-    # under OUT_DIR, so shards with their own OUT_DIR build the same bytes as a single run
-    stage_dir: str = "dist/packs/stage"
-    lock_file: str = "packs.lock.json"
-    dry_run: bool = False
-    oras_experimental: bool = False
-    packc: str | None = Field(default=None, validation_alias=AliasChoices("packc", "PACKC", "PACKC_BIN"))
-    source_date_epoch: int | None = Field(default=None, ge=0)
-    github_repository: str | None = None
-    github_repository_owner: str | None = None
-    github_server_url: str = "https://github.com"
-    # publishing
-    oci_client: Literal["auto", "oras", "python"] = "auto"
-    oras_bin: str | None = None
-    oci_plain_http: bool = False
-    publish_latest: bool = False
-    publish_jobs: int = Field(default=4, ge=1, le=32)
-    oci_timeout: float = Field(default=15.0, gt=0, le=600)
-    # credentials: typed as secrets so they never print; used by the publishing transports
-    oci_username: str | None = None
-    oci_password: SecretStr | None = None
-    github_actor: str | None = None
-    github_token: SecretStr | None = None
-    oci_plain_http_credentials: bool = False  # the second opt-in: credentials over plain HTTP to a remote host
-    # the rest of what the run reads from its environment, read here once
-    allow_dirty: bool = False
-    git_sha: str | None = None
-    github_sha: str | None = None
-    ci: str | None = None  # any value but 0/false/no counts: CI systems set it to all kinds of words
-    github_actions: str | None = None
-    docker_config: str | None = None
-    github_step_summary: str | None = None
-    requests_ca_bundle: str | None = None
-    curl_ca_bundle: str | None = None
-
-    @field_validator("git_sha", "github_sha")
-    @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", value.strip().lower()):
-            raise ValueError(f"{value!r} is not a full git commit id (40 hex digits)")
-        return value.strip().lower() if value else None
-
-    @field_validator("oci_registry")
-    @classmethod
-    def _registry(cls, value: str) -> str:
-        value = value.strip()
-        if "://" in value:
-            raise ValueError(f"{value!r} must be a host[:port] without a scheme (e.g. 'ghcr.io')")
-        lowered = value.lower().rstrip("/")
-        if not REGISTRY_RE.match(lowered):
-            raise ValueError(f"{value!r} is not a registry host[:port]")
-        return lowered
-
-    @field_validator("oci_org")
-    @classmethod
-    def _org(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        lowered = value.strip().lower()  # GitHub owners may have capitals; OCI paths may not
-        if not PATH_COMPONENT_RE.match(lowered):
-            raise ValueError(f"{value!r} is not a valid OCI repository path component")
-        return lowered
-
-    @field_validator("oci_repo")
-    @classmethod
-    def _repo(cls, value: str) -> str:
-        if not REPOSITORY_PATH_RE.match(value):
-            hint = " (it must be lowercase)" if REPOSITORY_PATH_RE.match(value.lower()) else ""
-            raise ValueError(f"{value!r} is not a valid OCI repository path{hint}")
-        return value
-
-    @field_validator("pack_version")
-    @classmethod
-    def _version(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        problem = semver_problem(value.strip())
-        if problem:
-            raise ValueError(problem)
-        return value.strip()
-
-    @field_validator("source_date_epoch")
-    @classmethod
-    def _epoch(cls, value: int | None) -> int | None:
-        if value is not None and value > MAX_EPOCH:
-            raise ValueError(f"{value} is after {MAX_EPOCH} (9999-12-31T23:59:59Z), the last time a date can hold")
-        return value
-
-
-def options_of(env: EnvSettings) -> PublishOptions:
-    """The publishing options alone (what `verify` needs): no git, version or org required."""
-    return PublishOptions(
-        client=env.oci_client,
-        oras_bin=env.oras_bin,
-        plain_http=env.oci_plain_http,
-        oras_experimental=env.oras_experimental,
-        timeout=env.oci_timeout,
-        oci_username=env.oci_username,
-        oci_password=env.oci_password,
-        github_actor=env.github_actor,
-        github_token=env.github_token,
-        plain_http_credentials=env.oci_plain_http_credentials,
-        docker_config=Path(env.docker_config or Path.home() / ".docker") / "config.json",
-        ca_bundle=env.requests_ca_bundle or env.curl_ca_bundle,
-        proxy_env={k: v for k, v in os.environ.items() if k.lower() in PROXY_ENV_NAMES and v},
-        child_env=child_environment(),
-    )
-
-
-def read_environment(overrides: dict[str, Any] | None = None) -> EnvSettings:
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    try:
-        return EnvSettings(**given)
-    except ValidationError as exc:
-        raise _first_error(exc) from None
 
 
 class Settings(BaseModel):
@@ -223,7 +60,6 @@ class Settings(BaseModel):
     created: str
     source_url: str | None
     allow_dirty: bool = False
-    echo_commands: bool = False  # CI / GITHUB_ACTIONS: show every external command
     step_summary: Path | None = None  # GITHUB_STEP_SUMMARY
     notices: tuple[str, ...] = ()
 
@@ -237,7 +73,11 @@ class Settings(BaseModel):
         return f"{self.org}/{self.repo}/{pack_name}"
 
     def reference(self, pack_name: str, tag: str | None = None) -> str:
-        return f"{self.registry}/{self.repository(pack_name)}:{tag or self.version}"
+        return str(self.target(pack_name, tag))
+
+    def target(self, pack_name: str, tag: str | None = None) -> Reference:
+        """Where a pack is published: `<registry>/<org>/<repo>/<pack>:<tag, by default the version>`."""
+        return Reference(self.registry, self.repository(pack_name), tag or self.version)
 
     def relative(self, path: Path) -> str:
         """A path as shown to users and written to the lockfile: relative to the repository if inside."""
@@ -245,24 +85,6 @@ class Settings(BaseModel):
             return path.relative_to(self.root).as_posix()
         except ValueError:
             return path.as_posix()
-
-
-def _first_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else ""
-    name = ENV_NAMES.get(field, field.upper())
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] in {
-        "bool_parsing",
-        "int_parsing",
-        "float_parsing",
-        "greater_than",
-        "greater_than_equal",
-        "less_than_equal",
-        "literal_error",
-    }:
-        message = f"{err['input']!r}: {message.lower()}"
-    return ConfigError(f"{name}: {message}")
 
 
 def _resolve_version(env: EnvSettings, git: Git | None, sha: str, dry_run: bool) -> tuple[str, str, list[str]]:
@@ -330,15 +152,6 @@ def _commit(env: EnvSettings, git: Git | None) -> tuple[str, bool]:
     )
 
 
-def in_ci(env: EnvSettings) -> bool:
-    """CI or GITHUB_ACTIONS set (to anything but 0/false/no): every external command is shown."""
-    return any(v and v.strip().lower() not in {"0", "false", "no"} for v in (env.ci, env.github_actions))
-
-
-# 9999-12-31T23:59:59Z: the last second a four-digit RFC 3339 year (and Python's datetime) can hold.
-MAX_EPOCH = 253402300799
-
-
 def format_created(epoch: int) -> str:
     """The `created` annotation for `epoch`; an epoch out of range (a bad commit date) is a clear error."""
     if not 0 <= epoch <= MAX_EPOCH:
@@ -397,15 +210,6 @@ def resolve_settings(
         created=format_created(epoch),
         source_url=source_url,
         allow_dirty=env.allow_dirty,
-        echo_commands=in_ci(env),
         step_summary=Path(env.github_step_summary) if env.github_step_summary else None,
         notices=tuple(notices),
     )
-
-
-def child_environment() -> dict[str, str]:
-    """The environment for child processes (builder, oras, credential helpers): the parent's without secrets.
-
-    Names compare case-insensitively: the settings read `oci_password` as OCI_PASSWORD, so it is one too.
-    """
-    return {k: v for k, v in os.environ.items() if not is_secret_env_name(k)}

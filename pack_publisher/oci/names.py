@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 
 PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 # Every pattern ends with \Z, not $: `$` also matches before a final newline, so "name\n" would pass.
@@ -61,3 +62,30 @@ def semver_problem(value: str) -> str | None:
     if not TAG_RE.match(value):
         return f"{value!r} is longer than an OCI tag may be (128 characters)"
     return None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where an artifact lives: `<registry>/<repository>[:<tag>][@<digest>]`, built in one place.
+
+    `str()` is the form oras and the lockfile's `oci_ref`/`pinned_ref` use; `uri` the `oci://` form that
+    Greentic's consumers (greentic-dist, greentic-bundle) accept.
+    """
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    def __str__(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{self.registry}/{self.repository}{tag}{digest}"
+
+    def pinned(self, digest: str) -> Reference:
+        """The same repository pinned by a manifest digest (no tag: what a consumer should pull)."""
+        return replace(self, tag=None, digest=digest)
+
+    @property
+    def uri(self) -> str:
+        return f"oci://{self}"

@@ -1,23 +1,21 @@
 """The two ways to reach a registry (the oras CLI, the built-in HTTP client) and the choice between them.
 
-Both are the storage primitives of `base.Transport`; `pack_publisher.content` checks what they move.
+Both are the storage primitives of `transport.Transport`; `verified.VerifiedRegistry`, which `connect`
+returns, checks what they move and owns the transport for the whole run.
 """
 
 from __future__ import annotations
 
 import shutil
-from types import TracebackType
 
 from pack_publisher.registry.credentials import Credentials, resolve_credentials
 from pack_publisher.registry.options import PublishOptions
 from pack_publisher.registry.retry import RetryPolicy
-from pack_publisher.registry.transport import NotFound, PushOutcome, PushRequest, Transport
+from pack_publisher.registry.transport import Transport
+from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import Redactor
-
-__all__ = ["NotFound", "PushOutcome", "PushRequest", "Transport", "Transports", "find_oras"]
-
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
@@ -51,67 +49,45 @@ def check_plain_http(registry: str, options: PublishOptions, credentials: Creden
         )
 
 
-class Transports:
-    """The transports of one run, opened after credentials and the oras choice were checked up front.
+def connect(
+    registry: str,
+    options: PublishOptions,
+    redactor: Redactor,
+    commands: Commands,
+    *,
+    use_credentials: bool = True,
+    policy: RetryPolicy | None = None,
+) -> VerifiedRegistry:
+    """The registry of a run, reached through its one transport, checked up front; use it as a context manager.
 
-    A malformed Docker config or a missing oras is a configuration error for the whole run, found
-    before any pack is pushed. One transport serves every thread of the run: the built-in client pools
-    its sessions (warm connections and tokens carry over from planning to pushing to reading back),
-    and the oras transport has one private registry config per run, removed by `close()` (and by
-    Ctrl-C handling, see `pack_publisher.cleanup`).
+    A malformed Docker config, a missing oras or clear-text credentials are configuration errors for the
+    whole run, found before any pack is built. One transport serves every thread of the run: the
+    built-in client pools its sessions (warm connections and tokens carry over from planning to pushing
+    to reading back), and the oras transport has one private registry config per run, removed when the
+    registry is closed (and by Ctrl-C handling, see `runtime.cleanup`).
     """
+    plain_http = options.uses_plain_http(registry)
+    oras = chosen_oras(options)
+    credentials: Credentials | None = None
+    if use_credentials:
+        credentials = resolve_credentials(registry, options, commands)
+    if credentials is not None:
+        redactor.add_credentials(credentials.username, credentials.password.get_secret_value())
+    check_plain_http(registry, options, credentials)
+    policy = policy or RetryPolicy(read_timeout=options.timeout)
+    transport: Transport
+    if oras is not None:
+        from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
 
-    def __init__(
-        self,
-        registry: str,
-        options: PublishOptions,
-        redactor: Redactor,
-        commands: Commands,
-        *,
-        use_credentials: bool = True,
-        policy: RetryPolicy | None = None,
-    ):
-        self.registry = registry
-        plain_http = options.uses_plain_http(registry)
-        oras = chosen_oras(options)
-        credentials: Credentials | None = None
-        if use_credentials:
-            credentials = resolve_credentials(registry, options, commands)
-        if credentials is not None:
-            redactor.add_credentials(credentials.username, credentials.password.get_secret_value())
-        check_plain_http(registry, options, credentials)
-        self.credentials = credentials
-        policy = policy or RetryPolicy(read_timeout=options.timeout)
-        self._config = None
-        self._transport: Transport
-        if oras is not None:
-            from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
+        env = dict(options.child_env)
+        if options.oras_experimental:
+            env["ORAS_EXPERIMENTAL"] = "1"
+        config = PrivateRegistryConfig(registry, credentials)
+        transport = OrasTransport(oras, registry, config, credentials, plain_http, commands, env, redactor, policy)
+    else:
+        from pack_publisher.registry.http import HttpTransport
 
-            self._config = PrivateRegistryConfig(registry, credentials)
-            env = dict(options.child_env)
-            if options.oras_experimental:
-                env["ORAS_EXPERIMENTAL"] = "1"
-            self._transport = OrasTransport(
-                oras, registry, self._config, credentials, plain_http, commands, env, redactor, policy
-            )
-        else:
-            from pack_publisher.registry.http import HttpTransport
-
-            self._transport = HttpTransport(
-                registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
-            )
-
-    def get(self) -> Transport:
-        """The run's transport (safe to use from any thread)."""
-        return self._transport
-
-    def close(self) -> None:
-        self._transport.close()
-        if self._config is not None:
-            self._config.remove()
-
-    def __enter__(self) -> Transports:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        transport = HttpTransport(
+            registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
+        )
+    return VerifiedRegistry(transport, registry)

@@ -224,7 +224,7 @@ class OrasTransport:
         return PushOutcome(uploaded_blobs=None)
 
     def close(self) -> None:
-        return None
+        self.config.remove()  # the run's private registry config goes with the transport
 
 
 def _write_layout(work: Path, request: PushRequest) -> Path:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from pack_publisher.oci.descriptor import Descriptor, DigestWriter, digest_of, is_digest
@@ -98,11 +99,9 @@ class VerifiedRegistry:
             got = f"{last.digest[:19]}, {last.size} bytes" if last else "nothing"
             raise PublisherError(f"{self.registry}: blob {blob.short} arrived with other content ({got})")
 
-    def push(self, request: PushRequest) -> PushOutcome:
-        """Push, then prove from the registry that every tag serves these exact bytes and every blob is there."""
-        outcome = self.transport.push(request)
-        self.check_landed(request)
-        return outcome
+    def write(self, request: PushRequest) -> PushOutcome:
+        """Write blobs and manifest as asked; nothing is proven until `check_landed` read it back."""
+        return self.transport.push(request)
 
     def check_landed(self, request: PushRequest) -> None:
         """Prove from the registry that every tag serves the composed manifest and its blobs are there."""
@@ -130,3 +129,9 @@ class VerifiedRegistry:
 
     def close(self) -> None:
         self.transport.close()
+
+    def __enter__(self) -> VerifiedRegistry:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -134,11 +134,3 @@ def remote_slug(url: str | None) -> tuple[str, str, str] | None:
         return None
     host = (match.group("host") or match.group("scp_host")).lower()
     return host, match.group("owner"), match.group("path")
-
-
-def github_slug(url: str | None) -> tuple[str, str] | None:
-    """(owner, repository) of a GitHub remote URL."""
-    slug = remote_slug(url)
-    if slug is None or slug[0] != "github.com" or "/" in slug[2]:
-        return None
-    return slug[1], slug[2]

@@ -167,22 +167,13 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
         raise ConfigError(f"LOCK_FILE: {target} is among the fragments in {fragments_dir}; write it elsewhere")
     if not files:
         raise ConfigError(f"--merge: no lock fragments (*.json) in {fragments_dir}")
-    first: dict[str, Any] | None = None
+    fragments = [(path, _read_fragment(path)) for path in files]
+    first = {**fragments[0][1], "file": fragments[0][0].name}
     owners: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     dirty = False
-    for path in files:
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(MAX_LOCKFILE_BYTES + 1)  # a link to /dev/zero must not fill the memory
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the lock fragment ({exc.strerror})") from None
-        if len(data) > MAX_LOCKFILE_BYTES:
-            raise ConfigError(f"{path}: over {MAX_LOCKFILE_BYTES} bytes, not a lock fragment")
-        fragment = read(str(path), data)
+    for path, fragment in fragments:
         dirty = dirty or fragment.get("dirty") is True
-        if first is None:
-            first = {**fragment, "file": path.name}
         for key in ("version", "git_sha", "registry", "org", "repo", "dry_run"):
             if fragment.get(key) != first.get(key):
                 what = "dry run and real release" if key == "dry_run" else key
@@ -196,8 +187,6 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
                 raise ConfigError(f"--merge: pack {name!r} is in both {owners[name]} and {path.name}")
             owners[name] = path.name
             entries.append(entry)
-    if first is None:  # unreachable: `files` is not empty
-        raise ConfigError(f"--merge: no lock fragments in {fragments_dir}")
     check_writable_target(target, packs_dir, dry_run=bool(first.get("dry_run")))
     if expected is not None:
         missing = sorted(set(expected) - set(owners))
@@ -226,3 +215,14 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
     except OSError as exc:
         raise ConfigError(f"LOCK_FILE: cannot write {target} ({exc.strerror})") from None
     return merged
+
+
+def _read_fragment(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_LOCKFILE_BYTES + 1)  # a link to /dev/zero must not fill the memory
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the lock fragment ({exc.strerror})") from None
+    if len(data) > MAX_LOCKFILE_BYTES:
+        raise ConfigError(f"{path}: over {MAX_LOCKFILE_BYTES} bytes, not a lock fragment")
+    return read(str(path), data)

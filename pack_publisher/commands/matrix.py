@@ -10,10 +10,16 @@ lower shard number). The same packs and files always give the same shards.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
+
+from pack_publisher.commands.select import select_packs
+from pack_publisher.config.run import Run
+from pack_publisher.sources.git import Git
 
 MIN_PACKS_PER_SHARD = 3  # below this a runner's set-up (checkout, Python, Rust, builder) outweighs the split
 
@@ -57,3 +63,13 @@ def split(costs: dict[str, int], count: int) -> list[list[str]]:
 def matrix(shards: list[list[str]]) -> dict[str, Any]:
     """`{"include": [{"name": "shard-1", "packs": [...]}, ...]}` for `strategy.matrix: ${{ fromJSON(...) }}`."""
     return {"include": [{"name": f"shard-{i}", "packs": packs} for i, packs in enumerate(shards, start=1)]}
+
+
+def print_matrix(run: Run, names: list[str] | None, changed_since: str, max_jobs: int) -> None:
+    """The shards as `strategy.matrix` JSON, alone on stdout (warnings and echoed commands go to stderr)."""
+    selected = select_packs(run, names, changed_since or None)
+    files = Git(run.commands, run.settings.root).files(run.settings.packs_dir) if run.settings.in_git else None
+    costs = {pack.name: folder_cost(pack.path, files) for pack in selected}
+    planned = split(costs, shard_count(len(costs), max_jobs))
+    sys.stdout.write(json.dumps(matrix(planned)) + "\n")
+    sys.stdout.flush()

@@ -1,4 +1,5 @@
-"""Glue between Invoke tasks and the pipeline: one settings object per run, clean exits, redacted output."""
+"""Glue between Invoke tasks and the commands: `open_run` (one run object per invocation), clean exits,
+flags that parse without tracebacks."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from pack_publisher.config.run import Printer, Run
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.printer import Printer
 from pack_publisher.runtime.processes import INVOKE_ECHO_FORMAT, Commands
 from pack_publisher.runtime.redact import Redactor, secret_env_values
 
 if TYPE_CHECKING:
-    from pack_publisher.registry.options import PublishOptions
+    from pack_publisher.config.run import Run
 
 
 P = ParamSpec("P")
@@ -61,45 +62,26 @@ def _echo(c: Context, in_ci: bool) -> tuple[bool, str]:
     return wanted, str(run_config.get("echo_format") or INVOKE_ECHO_FORMAT)
 
 
-def command_echo(c: Context) -> Callable[[list[str]], None] | None:
-    """For tasks without settings (`tools`): a function echoing a command as Invoke does, when asked or in CI."""
-    import shlex
+def open_run(
+    c: Context,
+    root: Path,
+    *,
+    settings: bool = True,
+    dev_version: bool = False,
+    stdout_is_data: bool = False,
+    **flags: Any,
+) -> Run:
+    """The one way a task starts: the environment read once (flags override it), settings resolved when the
+    task needs them (`settings=False`: no git, version or org, for verify, lock --merge and tools), kept on
+    the context.
 
-    from pack_publisher.config.settings import in_ci, read_environment
-
-    echo, echo_format = _echo(c, in_ci(read_environment()))
-    if not echo:
-        return None
-    printer = Printer(secret_env_values())
-    return lambda argv: printer.say(echo_format.format(command=shlex.join(argv)))
-
-
-def verify_inputs(c: Context, root: Path, lock: str | None) -> tuple[PublishOptions, str, Path, Printer, Commands]:
-    """What `verify` needs: publishing options, the configured registry, the lockfile; no git, version or org."""
-    from pack_publisher.config.settings import in_ci, options_of, read_environment
-
-    env = read_environment()
-    options = options_of(env)
-    printer = Printer(options.secrets)
-    c.config[_CONFIG_KEY] = printer  # type: ignore[assignment]  # invoke types config values as str
-    echo, echo_format = _echo(c, in_ci(env))
-    commands = Commands(options.child_env, printer.say, echo=echo, echo_format=echo_format)
-    return options, env.oci_registry, (root / (lock or env.lock_file)).resolve(), printer, commands
-
-
-def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data: bool = False, **flags: Any) -> Run:
-    """Resolve settings once per invocation (flags override the environment) and keep them on the context.
-
-    Tasks run in one invocation (`invoke build push --latest`) share them; a later task's flags are
+    Tasks run in one invocation (`invoke build push --latest`) share the run; a later task's flags are
     added to the earlier ones, re-resolving only when they change something.
     """
     # imported late: `invoke --list` and `--help` need not pay for pydantic
-    from pack_publisher.config.settings import (
-        child_environment,
-        in_ci,
-        read_environment,
-        resolve_settings,
-    )
+    from pack_publisher.config.environment import child_environment, in_ci, read_environment
+    from pack_publisher.config.run import Run
+    from pack_publisher.config.settings import resolve_settings
     from pack_publisher.registry.options import secret_values
 
     given = {k: v for k, v in flags.items() if v is not None}
@@ -108,21 +90,26 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
         # settings resolved leniently (a build or lock: dev version, `local` org) never serve a task that
         # writes to a registry: `invoke build push` without a tag stops at push instead of pushing 0.0.0-dev
         lenient_enough = dev_version or not existing.lenient
-        if lenient_enough and all(existing.flags.get(k) == v for k, v in given.items()):
+        enough = existing.has_settings or not settings
+        if enough and lenient_enough and all(existing.flags.get(k) == v for k, v in given.items()):
             return existing
         given = {**existing.flags, **given}
     env = read_environment(given)
     echo, echo_format = _echo(c, in_ci(env))
-    early = Printer(secret_values(env.oci_password, env.github_token))  # shows the git commands resolving settings
-    show = early.note if stdout_is_data else early.say
-    commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
-    settings = resolve_settings(root, given, commands, dev_version=dev_version, env=env)
-    current = Run(settings, given, echo=echo, echo_format=echo_format, stdout_is_data=stdout_is_data)
+    resolved = None
+    if settings:
+        early = Printer(secret_values(env.oci_password, env.github_token))  # shows the git commands resolving
+        show = early.note if stdout_is_data else early.say
+        commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
+        resolved = resolve_settings(root, given, commands, dev_version=dev_version, env=env)
+    current = Run(
+        env, root, given, echo=echo, echo_format=echo_format, stdout_is_data=stdout_is_data, settings=resolved
+    )
     current.lenient = dev_version
     if isinstance(existing, Run):
         current.out_dir_lock = existing.out_dir_lock  # chained tasks keep the one lock on OUT_DIR
-    if not isinstance(existing, Run):
-        for notice in settings.notices:
+    if resolved is not None and not (isinstance(existing, Run) and existing.has_settings):
+        for notice in resolved.notices:
             current.warn(notice)
     c.config[_CONFIG_KEY] = current  # type: ignore[assignment]  # invoke types config values as str
     return current

@@ -1,0 +1,157 @@
+"""Plan before writing: what the registry holds under each tag a push would write, and what the push
+will do about it (`oci.plan` decides); a dry run stops here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pack_publisher.config.run import Run
+from pack_publisher.oci.descriptor import describe
+from pack_publisher.oci.manifest import VERSION, Artifact
+from pack_publisher.oci.plan import LATEST, Held, PackPlan, Seen, is_prerelease, plan_pack
+from pack_publisher.registry.verified import VerifiedRegistry
+from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.parallel import each
+from pack_publisher.state import lockfile, records
+from pack_publisher.state.records import BuiltPack, PublishedPack
+
+CONSULT_JOBS = 8  # packs planned at once, whatever --jobs is (see plan_all)
+
+
+@dataclass(frozen=True)
+class Planned:
+    built: BuiltPack
+    artifact: Artifact
+    plan: PackPlan
+
+
+def load_artifact(built: BuiltPack) -> Artifact:
+    """The composed artifact of a build, refusing a manifest file changed since."""
+    manifest = built.manifest.read_bytes()
+    descriptor = describe(built.manifest_descriptor.media_type, manifest)
+    if descriptor != built.manifest_descriptor:
+        raise PublisherError(f"pack {built.name!r}: {built.manifest} changed since the build; rebuild it")
+    return Artifact(manifest=manifest, descriptor=descriptor, layer=built.layer)
+
+
+def _version_of(manifest: bytes) -> str | None:
+    try:
+        value = json.loads(manifest).get("annotations", {}).get(VERSION)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def consult(registry: VerifiedRegistry, repository: str, version: str, digest: str, latest: bool) -> Seen:
+    """What the registry holds under the tags a push of `version` may write."""
+    held = registry.resolve(repository, version)
+    latest_held = None
+    if latest:  # for a pre-release too: the plan says where latest stays
+        found = registry.resolve(repository, LATEST)
+        if found is not None:
+            known: str | None = None  # a pre-release never moves latest: what it holds needs no version
+            if found.digest == digest:
+                known = version
+            elif not is_prerelease(version):
+                known = _version_of(registry.manifest(repository, found.digest))
+            latest_held = Held(found.digest, known)
+    return Seen(True, Held(held.digest) if held else None, latest_held)
+
+
+def plan_line(run: Run, built: BuiltPack, plan: PackPlan) -> list[str]:
+    """The plan of one pack as shown: one line per tag."""
+    return [f"plan {run.settings.target(built.name, a.tag)}: {a.describe()}" for a in plan.actions]
+
+
+def plan_all(
+    run: Run, built: list[BuiltPack], registry: VerifiedRegistry, *, latest: bool, force: bool
+) -> list[Planned]:
+    """Consult the registry for every pack and print the plan; raise (nothing written) if any pack cannot go."""
+    settings = run.settings
+
+    def one(pack: BuiltPack) -> Planned | str:
+        try:
+            artifact = load_artifact(pack)
+            seen = consult(
+                registry, settings.repository(pack.name), settings.version, artifact.descriptor.digest, latest
+            )
+            return Planned(
+                pack,
+                artifact,
+                plan_pack(settings.version, artifact.descriptor.digest, seen, latest=latest, force=force),
+            )
+        except PublisherError as exc:
+            return f"FAILED {pack.name}: {run.redact(exc.message)}"
+
+    # Planning only reads (one request per tag; nothing is written until every pack is planned), so it asks
+    # about CONSULT_JOBS packs at once even below --jobs, which bounds the pushes (and the builds).
+    outcomes = list(each(max(settings.jobs, CONSULT_JOBS), built, one))
+    problems = []
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            problems.append(outcome)
+            run.say(outcome)
+            continue
+        for line in plan_line(run, outcome.built, outcome.plan):
+            run.say(line)
+        if outcome.plan.refused:
+            problems.append(outcome.built.name)
+    if problems:
+        raise PublisherError(
+            f"{len(problems)} of {len(built)} pack(s) cannot be published as planned; nothing was pushed"
+        )
+    return [o for o in outcomes if isinstance(o, Planned)]
+
+
+def dry_run_plans(
+    run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, latest: bool, force: bool
+) -> list[PackPlan]:
+    """The plans a push would follow, from the registry when `access` reaches it (else why not); writes nothing."""
+    settings = run.settings
+    digests = [b.manifest_descriptor.digest for b in built]
+    seen: list[Seen] | None = None
+    reason = access if isinstance(access, str) else ""
+    if isinstance(access, VerifiedRegistry):
+        try:
+            seen = [
+                consult(access, settings.repository(b.name), settings.version, d, latest)
+                for b, d in zip(built, digests, strict=True)
+            ]
+        except PublisherError as exc:
+            reason = run.redact(exc.message)
+    if seen is None:
+        run.say(f"registry not consulted ({reason}): the plan assumes every tag is new")
+        seen = [Seen(consulted=False)] * len(built)
+    plans = [plan_pack(settings.version, d, s, latest=latest, force=force) for d, s in zip(digests, seen, strict=True)]
+    for one, plan in zip(built, plans, strict=True):
+        for line in plan_line(run, one, plan):
+            run.say(line)
+    return plans
+
+
+def dry_run(
+    run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, force: bool = False
+) -> list[PublishedPack]:
+    """What a push would publish, with the digest it will have; reads the registry if it can, writes nothing."""
+    s = run.settings
+    plans = dry_run_plans(run, built, access, latest=s.latest, force=force)
+    refused = [one.name for one, plan in zip(built, plans, strict=True) if plan.refused]
+    if refused:
+        raise PublisherError(f"a push would be refused for {', '.join(refused)} (see the plan above)")
+    planned = []
+    for one, plan in zip(built, plans, strict=True):
+        run.say(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
+        record = PublishedPack.of(
+            one,
+            digest=lockfile.DRY_RUN_DIGEST,
+            pinned_reference=None,
+            tags=plan.tags,
+            replaced=plan.replaced,
+            transport="none (dry run)",
+            dry_run=True,
+        )
+        records.save(s.out_dir, record)
+        planned.append(record)
+    return planned

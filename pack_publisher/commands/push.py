@@ -1,0 +1,184 @@
+"""Push built packs in two steps: plan every pack from what the registry holds (`plan`), print the
+plan, then apply it and prove what landed.
+
+Nothing is written unless every pack could be planned and none was refused. A pack's published
+record is written only after the registry served back exactly the manifest that was composed under
+every tag it should serve, with its blobs present, so a lockfile made from records never claims
+more than the registry holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import cast
+
+from pack_publisher.commands import preflight
+from pack_publisher.commands.build import load_built
+from pack_publisher.commands.plan import CONSULT_JOBS, Planned, dry_run, plan_all
+from pack_publisher.commands.select import select_packs
+from pack_publisher.config.run import Run
+from pack_publisher.oci.descriptor import file_digest
+from pack_publisher.registry.transport import PushRequest
+from pack_publisher.registry.verified import VerifiedRegistry
+from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.parallel import each, together
+from pack_publisher.state import records
+from pack_publisher.state.records import BuiltPack, PublishedPack
+
+
+@dataclass(frozen=True)
+class PackResult:
+    name: str
+    reference: str
+    status: str  # "published", "already published" or "failed"
+    record: PublishedPack | None = None
+    error: str | None = None
+
+
+def push_packs(run: Run, names: list[str] | None, *, force: bool) -> None:
+    """`invoke push`: the built packs of the selection, planned, then published (or only planned: dry run)."""
+    preflight.check(run, building=False, pushing=True)
+    with preflight.registry_access(run) as access:
+        publish(run, load_built(run, select_packs(run, names)), access, force=force)
+
+
+def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, force: bool) -> None:
+    """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it."""
+    s = run.settings
+    if s.dry_run:
+        dry_run(run, built, access, force=force)
+        return
+    if not isinstance(access, VerifiedRegistry):  # registry_access never gives a reason for a real push
+        raise PublisherError(f"internal: a real push without its registry ({access})")
+    results = push_all(run, built, access, latest=s.latest, force=force)
+    write_step_summary(run, results)
+    failed = [r.name for r in results if r.record is None]
+    done = len(results) - len(failed)
+    run.say(f"{done} of {len(results)} pack(s) published or already published at version {s.version}")
+    if failed:
+        raise PublisherError(
+            f"{len(failed)} pack(s) not published: {', '.join(failed)}; {s.relative(s.lock_file)} "
+            "was not updated. Fix the cause and re-run: published packs are skipped"
+        )
+
+
+def push_all(
+    run: Run, built: list[BuiltPack], registry: VerifiedRegistry, *, latest: bool, force: bool
+) -> list[PackResult]:
+    """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
+
+    `jobs` bounds the writes. A pack's read-back only reads, so it runs beside the next pack's writes
+    (as many at once as planning) instead of holding a push slot: a whole round trip per pack at any
+    latency, and an oras process. Each archive is hashed again while its pack is written, so no record
+    names a file that is not the one built, even when the registry already held its blob and nothing
+    was uploaded to prove it.
+    """
+    planned = plan_all(run, built, registry, latest=latest, force=force)
+    proofs = ThreadPoolExecutor(max_workers=max(run.settings.jobs, CONSULT_JOBS), thread_name_prefix="prove")
+
+    def failed(item: Planned, exc: PublisherError) -> PackResult:
+        return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
+
+    def prove(item: Planned, uploaded: int | None) -> PackResult:
+        try:
+            return prove_one(run, registry, item, uploaded)
+        except PublisherError as exc:
+            return failed(item, exc)
+
+    def write(item: Planned) -> Future[PackResult] | PackResult:
+        built = item.built
+        try:
+            calls: list[Callable[[], object]] = [
+                partial(write_one, registry, item, run.settings.repository(built.name)),
+                partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
+            ]
+            written, digest = together(calls)
+            uploaded = cast(int | None, written)
+            if digest != built.layer.digest:  # an upload was refused by the registry; a skipped one must be too
+                raise PublisherError(f"pack {built.name!r}: {built.gtpack} changed since it was built; rebuild it")
+        except OSError as exc:
+            return failed(item, PublisherError(f"pack {built.name!r}: cannot read {built.gtpack}: {exc.strerror}"))
+        except PublisherError as exc:
+            return failed(item, exc)
+        return proofs.submit(prove, item, uploaded)
+
+    results = []
+    try:
+        for outcome in each(run.settings.jobs, planned, write):  # in pack order, as each is proven
+            result = outcome.result() if isinstance(outcome, Future) else outcome
+            run.say(result_line(result))
+            results.append(result)
+    except BaseException:
+        proofs.shutdown(wait=False, cancel_futures=True)  # Ctrl-C never waits for a stalled read-back
+        raise
+    proofs.shutdown(wait=True)
+    return results
+
+
+def write_one(registry: VerifiedRegistry, planned: Planned, repository: str) -> int | None:
+    """Write what the plan says (blobs, then the manifest under each tag); the blobs uploaded, if known."""
+    plan = planned.plan
+    if not plan.writes:
+        return 0
+    written = PushRequest(
+        repository=repository, tags=plan.writes, gtpack=planned.built.gtpack, artifact=planned.artifact
+    )
+    return registry.write(written).uploaded_blobs
+
+
+def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: int | None) -> PackResult:
+    """Read every tag the pack should serve back from the registry, then record it as published."""
+    settings = run.settings
+    built, artifact, plan = planned.built, planned.artifact, planned.plan
+    repository = settings.repository(built.name)
+    digest = artifact.descriptor.digest
+    served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
+    registry.check_landed(served)  # every tag it should serve, read back, whether written now or before
+    status = "published" if plan.writes else "already published"
+    record = PublishedPack.of(
+        built,
+        digest=digest,
+        pinned_reference=str(settings.target(built.name).pinned(digest)),
+        tags=plan.tags,
+        replaced=plan.replaced,
+        transport=registry.name,
+        uploaded_blobs=uploaded,
+        already_published=not plan.writes,
+    )
+    records.save(settings.out_dir, record)
+    return PackResult(built.name, built.reference, status, record=record)
+
+
+def result_line(result: PackResult) -> str:
+    if result.record is None:
+        return f"FAILED {result.name}: {result.error}"
+    record = result.record
+    uploaded = record.uploaded_blobs
+    blobs = f", {uploaded} blob(s) uploaded" if uploaded is not None else ""
+    replaced = "".join(f", {tag} was {old}" for tag, old in record.replaced.items())
+    tags = ",".join(record.tags)
+    via = f"via {record.transport}{blobs}{replaced}"
+    return f"{result.status} {result.reference} digest={record.digest} tags={tags} ({via})"
+
+
+def write_step_summary(run: Run, results: list[PackResult]) -> None:
+    """Append a Markdown table of the packs to GITHUB_STEP_SUMMARY; failing to is a warning, not a failed release."""
+    target = run.settings.step_summary
+    if target is None:
+        return
+    rows = ["| pack | reference | digest | tags | size | status |", "|---|---|---|---|---|---|"]
+    for r in results:
+        digest = f"`{r.record.digest}`" if r.record else "-"
+        tags = ", ".join(r.record.tags) if r.record else "-"
+        size = f"{r.record.layer.size:,} B" if r.record else "-"
+        status = r.status if r.record else f"failed: {r.error}"
+        rows.append(f"| {r.name} | `{r.reference}` | {digest} | {tags} | {size} | {status.replace('|', '/')} |")
+    text = f"### Greentic packs {run.settings.version}\n\n" + "\n".join(rows) + "\n\n"
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(run.redact(text))
+    except OSError as exc:
+        run.warn(f"GITHUB_STEP_SUMMARY: cannot append to {target} ({exc.strerror}); the summary is left out")

@@ -1,0 +1,230 @@
+"""The environment boundary: every variable the tool reads, read once into one validated model.
+
+The only module that reads `os.environ` (with `runtime.redact`'s fallback and the tools installer);
+everything below receives values: `options_of` makes the registry layer's `PublishOptions`,
+`child_environment` the environment handed to child processes, without secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pack_publisher.oci.names import (
+    PATH_COMPONENT_RE,
+    REGISTRY_RE,
+    REPOSITORY_PATH_RE,
+    semver_problem,
+)
+from pack_publisher.registry.options import PublishOptions
+from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.redact import is_secret_env_name
+
+# The environment variable each field is read from, for error messages.
+ENV_NAMES = {
+    "oci_registry": "OCI_REGISTRY",
+    "oci_org": "OCI_ORG",
+    "oci_repo": "OCI_REPO",
+    "pack_version": "PACK_VERSION",
+    "packs_dir": "PACKS_DIR",
+    "out_dir": "OUT_DIR",
+    "stage_dir": "STAGE_DIR",
+    "lock_file": "LOCK_FILE",
+    "dry_run": "DRY_RUN",
+    "oras_experimental": "ORAS_EXPERIMENTAL",
+    "packc": "PACKC / PACKC_BIN",
+    "source_date_epoch": "SOURCE_DATE_EPOCH",
+    "github_repository": "GITHUB_REPOSITORY",
+    "github_repository_owner": "GITHUB_REPOSITORY_OWNER",
+    "github_server_url": "GITHUB_SERVER_URL",
+    "oci_client": "OCI_CLIENT",
+    "oras_bin": "ORAS_BIN",
+    "oci_plain_http": "OCI_PLAIN_HTTP",
+    "publish_latest": "PUBLISH_LATEST",
+    "publish_jobs": "PUBLISH_JOBS / --jobs",
+    "oci_timeout": "OCI_TIMEOUT",
+    "oci_plain_http_credentials": "OCI_PLAIN_HTTP_CREDENTIALS",
+    "allow_dirty": "ALLOW_DIRTY / --allow-dirty",
+    "git_sha": "GIT_SHA",
+    "github_sha": "GITHUB_SHA",
+}
+
+
+# Proxy variables, passed to the built-in client as read here (nothing below reads the environment).
+PROXY_ENV_NAMES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy"})
+
+
+# 9999-12-31T23:59:59Z: the last second a four-digit RFC 3339 year (and Python's datetime) can hold.
+MAX_EPOCH = 253402300799
+
+
+class EnvSettings(BaseSettings):
+    """The raw inputs, one field per environment variable; task flags are passed as init values."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", env_ignore_empty=True, populate_by_name=True
+    )
+
+    oci_registry: str = "ghcr.io"
+    oci_org: str | None = None
+    oci_repo: str = "greentic-packs"
+    pack_version: str | None = None
+    packs_dir: str = "packs"
+    out_dir: str = "dist/packs"
+    # where packs are copied for the builder, which records that absolute path in the archive: fixed, not
+    # under OUT_DIR, so shards with their own OUT_DIR build the same bytes as a single run
+    stage_dir: str = "dist/packs/stage"
+    lock_file: str = "packs.lock.json"
+    dry_run: bool = False
+    oras_experimental: bool = False
+    packc: str | None = Field(default=None, validation_alias=AliasChoices("packc", "PACKC", "PACKC_BIN"))
+    source_date_epoch: int | None = Field(default=None, ge=0)
+    github_repository: str | None = None
+    github_repository_owner: str | None = None
+    github_server_url: str = "https://github.com"
+    # publishing
+    oci_client: Literal["auto", "oras", "python"] = "auto"
+    oras_bin: str | None = None
+    oci_plain_http: bool = False
+    publish_latest: bool = False
+    publish_jobs: int = Field(default=4, ge=1, le=32)
+    oci_timeout: float = Field(default=15.0, gt=0, le=600)
+    # credentials: typed as secrets so they never print; used by the publishing transports
+    oci_username: str | None = None
+    oci_password: SecretStr | None = None
+    github_actor: str | None = None
+    github_token: SecretStr | None = None
+    oci_plain_http_credentials: bool = False  # the second opt-in: credentials over plain HTTP to a remote host
+    # the rest of what the run reads from its environment, read here once
+    allow_dirty: bool = False
+    git_sha: str | None = None
+    github_sha: str | None = None
+    ci: str | None = None  # any value but 0/false/no counts: CI systems set it to all kinds of words
+    github_actions: str | None = None
+    docker_config: str | None = None
+    github_step_summary: str | None = None
+    requests_ca_bundle: str | None = None
+    curl_ca_bundle: str | None = None
+
+    @field_validator("git_sha", "github_sha")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", value.strip().lower()):
+            raise ValueError(f"{value!r} is not a full git commit id (40 hex digits)")
+        return value.strip().lower() if value else None
+
+    @field_validator("oci_registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value:
+            raise ValueError(f"{value!r} must be a host[:port] without a scheme (e.g. 'ghcr.io')")
+        lowered = value.lower().rstrip("/")
+        if not REGISTRY_RE.match(lowered):
+            raise ValueError(f"{value!r} is not a registry host[:port]")
+        return lowered
+
+    @field_validator("oci_org")
+    @classmethod
+    def _org(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        lowered = value.strip().lower()  # GitHub owners may have capitals; OCI paths may not
+        if not PATH_COMPONENT_RE.match(lowered):
+            raise ValueError(f"{value!r} is not a valid OCI repository path component")
+        return lowered
+
+    @field_validator("oci_repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        if not REPOSITORY_PATH_RE.match(value):
+            hint = " (it must be lowercase)" if REPOSITORY_PATH_RE.match(value.lower()) else ""
+            raise ValueError(f"{value!r} is not a valid OCI repository path{hint}")
+        return value
+
+    @field_validator("pack_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = semver_problem(value.strip())
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+    @field_validator("source_date_epoch")
+    @classmethod
+    def _epoch(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_EPOCH:
+            raise ValueError(f"{value} is after {MAX_EPOCH} (9999-12-31T23:59:59Z), the last time a date can hold")
+        return value
+
+
+def read_environment(overrides: dict[str, Any] | None = None) -> EnvSettings:
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return EnvSettings(**given)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    name = ENV_NAMES.get(field, field.upper())
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in {
+        "bool_parsing",
+        "int_parsing",
+        "float_parsing",
+        "greater_than",
+        "greater_than_equal",
+        "less_than_equal",
+        "literal_error",
+    }:
+        message = f"{err['input']!r}: {message.lower()}"
+    return ConfigError(f"{name}: {message}")
+
+
+def options_of(env: EnvSettings) -> PublishOptions:
+    """The publishing options alone (what `verify` needs): no git, version or org required."""
+    return PublishOptions(
+        client=env.oci_client,
+        oras_bin=env.oras_bin,
+        plain_http=env.oci_plain_http,
+        oras_experimental=env.oras_experimental,
+        timeout=env.oci_timeout,
+        oci_username=env.oci_username,
+        oci_password=env.oci_password,
+        github_actor=env.github_actor,
+        github_token=env.github_token,
+        plain_http_credentials=env.oci_plain_http_credentials,
+        docker_config=Path(env.docker_config or Path.home() / ".docker") / "config.json",
+        ca_bundle=env.requests_ca_bundle or env.curl_ca_bundle,
+        proxy_env={k: v for k, v in os.environ.items() if k.lower() in PROXY_ENV_NAMES and v},
+        child_env=child_environment(),
+    )
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for child processes (builder, oras, credential helpers): the parent's without secrets.
+
+    Names compare case-insensitively: the settings read `oci_password` as OCI_PASSWORD, so it is one too.
+    """
+    return {k: v for k, v in os.environ.items() if not is_secret_env_name(k)}
+
+
+def in_ci(env: EnvSettings) -> bool:
+    """CI or GITHUB_ACTIONS set (to anything but 0/false/no): every external command is shown."""
+    return any(v and v.strip().lower() not in {"0", "false", "no"} for v in (env.ci, env.github_actions))
