@@ -195,8 +195,9 @@ def tools(
 
 @task(help={"pytest-args": "Extra arguments for pytest, e.g. '-k registry -x'."})
 def test(c: Context, pytest_args: str = "") -> None:
-    """Run the whole test command: ruff (lint and format), mypy, then pytest."""
+    """Run the whole test command: ruff (lint and format), mypy, the import contract, then pytest."""
     c.run("ruff check .", echo=True, pty=False)
     c.run("ruff format --check .", echo=True, pty=False)
     c.run("mypy", echo=True, pty=False)
+    c.run("lint-imports", echo=True, pty=False)  # the layer rule: imports point only downward
     c.run(f"python -m pytest {pytest_args}".strip(), echo=True, pty=False)
