@@ -179,7 +179,7 @@ def tools(
     cache_dir: str | None = None,
     base_url: str | None = None,
 ) -> None:
-    """Install the pinned oras and Greentic builder (pack_publisher/tools.py) into the virtual environment."""
+    """Install the pinned oras and Greentic builder (pack_publisher/commands/tools.py) into the virtual environment."""
     from pack_publisher.commands import tools as pinned
 
     run = open_run(c, ROOT, settings=False)

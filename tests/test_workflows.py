@@ -377,7 +377,7 @@ def test_readme_first_release_checklist() -> None:
     assert section.count("\n- [ ] ") >= 5
 
 
-# 9. the pinned tools: workflows and README agree with pack_publisher/tools.py (see also test_tools.py)
+# 9. the pinned tools: workflows and README agree with pack_publisher/commands/tools.py (see also test_tools.py)
 
 
 def test_readme_names_the_tools_task_first() -> None:

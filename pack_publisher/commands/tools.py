@@ -161,7 +161,7 @@ def install(
             say(f"installed {tool.name} {tool.version} -> {target} (cargo-binstall, upstream release asset only)")
         else:
             raise ConfigError(
-                f"{tool.name} {tool.version}: no sha256 recorded for {plat} in pack_publisher/tools.py; "
+                f"{tool.name} {tool.version}: no sha256 recorded for {plat} in pack_publisher/commands/tools.py; "
                 f"install it yourself from its official release (oras: then set ORAS_BIN)"
             )
 
