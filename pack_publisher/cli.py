@@ -107,7 +107,7 @@ def session(c: Context, root: Path, *, dev_version: bool = False, stdout_is_data
         given = {**existing.flags, **given}
     env = read_environment(given)
     echo, echo_format = _echo(c, in_ci(env))
-    early = Printer(secret_values(env.oci_password, env.github_token))  # shows the git commands resolving settings
+    early = Printer(secret_values(env.oci_password, env.github_token, env.pack_signing_key))  # shows the git commands
     show = early.note if stdout_is_data else early.say
     commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
     settings = resolve_settings(root, given, commands, dev_version=dev_version, env=env)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .components import SCHEMA_VERSION, Signer, check_components, components
 from .errors import ConfigError
 from .oci_names import pack_name_problem
 from .records import PublishedPack, write_atomic
@@ -19,8 +20,8 @@ TOP_KEYS = ("version", "generated_at", "git_sha", "registry", "org", "repo", "pa
 PACK_KEYS = ("name", "file", "oci_ref", "digest")
 
 
-def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]:
-    """The lockfile content, keys in a fixed order and packs sorted by name."""
+def render(settings: Settings, published: list[PublishedPack], sign: Signer | None = None) -> dict[str, Any]:
+    """The lockfile content, keys in a fixed order and packs sorted by name; `sign` signs each component."""
     return {
         "version": settings.version,
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -48,12 +49,14 @@ def render(settings: Settings, published: list[PublishedPack]) -> dict[str, Any]
             }
             for p in sorted(published, key=lambda p: p.name)
         ],
+        "schema_version": SCHEMA_VERSION,  # with `components`: what greentic-dist reads (components.py)
+        "components": components(settings.registry, settings.repository, published, sign),
     }
 
 
-def write(settings: Settings, published: list[PublishedPack]) -> None:
+def write(settings: Settings, published: list[PublishedPack], sign: Signer | None = None) -> None:
     check_writable_target(settings.lock_file, settings.packs_dir)
-    content = render(settings, published)
+    content = render(settings, published, sign)
     try:
         write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
     except OSError as exc:
@@ -75,6 +78,7 @@ def read(path_text: str, data: bytes) -> dict[str, Any]:
         raise ConfigError(f"{path_text}: every entry of 'packs' needs {', '.join(PACK_KEYS)}")
     for entry in packs:
         _check_pack_name(path_text, entry["name"])
+    check_components(path_text, content)
     return content
 
 
@@ -151,6 +155,7 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
     first: dict[str, Any] | None = None
     owners: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
+    signed: list[dict[str, Any]] = []  # the fragments' components
     dirty = False
     for path in files:
         try:
@@ -177,6 +182,7 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
                 raise ConfigError(f"--merge: pack {name!r} is in both {owners[name]} and {path.name}")
             owners[name] = path.name
             entries.append(entry)
+        signed.extend(check_components(str(path), fragment))
     if first is None:  # unreachable: `files` is not empty
         raise ConfigError(f"--merge: no lock fragments in {fragments_dir}")
     check_writable_target(target, packs_dir, dry_run=bool(first.get("dry_run")))
@@ -201,6 +207,8 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
         "dry_run": bool(first.get("dry_run")),
         "dirty": dirty,
         "packs": sorted(entries, key=lambda e: str(e["name"])),
+        "schema_version": SCHEMA_VERSION,
+        "components": sorted(signed, key=lambda e: str(e["name"])),
     }
     try:
         write_atomic(target, (json.dumps(merged, indent=2, ensure_ascii=False) + "\n").encode())

@@ -10,6 +10,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import archive, artifact, builder, lockfile, packs, publish, records
 from .descriptor import file_digest
@@ -19,6 +20,9 @@ from .records import BuiltPack, PublishedPack
 from .run import Run
 from .transports import Transports, chosen_oras
 from .transports.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .signing import LockSigner
 
 LOCK_NAME = ".publisher.lock"
 DIRTY_SUFFIX = "-dirty"  # added to the revision annotation of a pack built from uncommitted changes
@@ -122,6 +126,7 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     packs.check_out_dir(s.out_dir, s.packs_dir)
     packs.check_out_dir(s.stage_dir, s.packs_dir, "STAGE_DIR")
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
+    _signing_key(run, releasing=pushing and not s.dry_run)  # REQUIRE_SIGNATURE and a bad key: before any build
     hold_out_dir(run)
     builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
     transports = None
@@ -131,6 +136,19 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     elif pushing:
         chosen_oras(s.publish)  # OCI_CLIENT=oras without oras is wrong in a dry run too
     return builder_path, transports
+
+
+def _signing_key(run: Run, *, releasing: bool) -> LockSigner | None:
+    """The signer of the lock entries (PACK_SIGNING_KEY), or None; REQUIRE_SIGNATURE without a key is an error."""
+    s = run.settings
+    if s.signing_key is None and not (s.require_signature and releasing):
+        return None
+    from . import signing  # imported here: `cryptography` only for runs that sign
+
+    key = signing.release_key(
+        s.signing_key.get_secret_value() if s.signing_key else None, s.require_signature, releasing
+    )
+    return signing.LockSigner(key, s.created) if key is not None and releasing else None
 
 
 def _warn_unused_token(run: Run) -> None:
@@ -388,17 +406,22 @@ def lock(run: Run, selected: list[packs.PackSource]) -> Path:
     if len({p.dry_run for p in published}) > 1:
         dry = ", ".join(p.name for p in published if p.dry_run)
         raise ConfigError(f"{dry}: only dry-run, while other packs were pushed; push them too, or lock them apart")
-    lockfile.write(s, published)
-    run.say(f"wrote {s.relative(s.lock_file)} ({len(published)} pack(s))")
+    sign = _signing_key(run, releasing=not any(p.dry_run for p in published))  # a dry run's entries: none to sign
+    lockfile.write(s, published, sign)
+    signed = f", signed by key {sign.key_id}" if sign is not None else ""
+    run.say(f"wrote {s.relative(s.lock_file)} ({len(published)} pack(s){signed})")
     return s.lock_file
 
 
-def push(run: Run, built: list[BuiltPack], transports: Transports | None, *, force: bool) -> None:
-    """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it."""
+def push(run: Run, built: list[BuiltPack], transports: Transports | None, *, force: bool) -> list[publish.PackResult]:
+    """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it.
+
+    Returns what each pack's push did (nothing in a dry run).
+    """
     s = run.settings
     if s.dry_run:
         dry_run(run, built, force=force)
-        return
+        return []
     if transports is None:
         raise PublisherError("internal: a real push needs the transports opened by preflight")
     try:
@@ -414,6 +437,7 @@ def push(run: Run, built: list[BuiltPack], transports: Transports | None, *, for
             f"{len(failed)} pack(s) not published: {', '.join(failed)}; {s.relative(s.lock_file)} "
             "was not updated. Fix the cause and re-run: published packs are skipped"
         )
+    return results
 
 
 def write_step_summary(run: Run, results: list[publish.PackResult]) -> None:

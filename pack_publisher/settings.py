@@ -28,7 +28,7 @@ from .oci_names import (
     REPOSITORY_PATH_RE,
     semver_problem,
 )
-from .redact import is_secret_env_name
+from .redact import withheld_from_children
 
 # The environment variable each field is read from, for error messages.
 ENV_NAMES = {
@@ -57,6 +57,9 @@ ENV_NAMES = {
     "allow_dirty": "ALLOW_DIRTY / --allow-dirty",
     "git_sha": "GIT_SHA",
     "github_sha": "GITHUB_SHA",
+    "pack_signing_key_file": "PACK_SIGNING_KEY_FILE",
+    "require_signature": "REQUIRE_SIGNATURE",
+    "require_public": "REQUIRE_PUBLIC / --require-public",
 }
 # Proxy variables, passed to the built-in client as read here (nothing below reads the environment).
 PROXY_ENV_NAMES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy"})
@@ -115,6 +118,11 @@ class EnvSettings(BaseSettings):
     github_step_summary: str | None = None
     requests_ca_bundle: str | None = None
     curl_ca_bundle: str | None = None
+    # what consumers get (docs/consumers.md): the lock entries' signing key (a secret) and the release's demands
+    pack_signing_key: SecretStr | None = None
+    pack_signing_key_file: str | None = None
+    require_signature: bool = False
+    require_public: bool = False
 
     @field_validator("git_sha", "github_sha")
     @classmethod
@@ -263,11 +271,14 @@ class Settings(BaseModel):
     echo_commands: bool = False  # CI / GITHUB_ACTIONS: show every external command
     step_summary: Path | None = None  # GITHUB_STEP_SUMMARY
     notices: tuple[str, ...] = ()
+    signing_key: SecretStr | None = Field(default=None, repr=False)  # PKCS#8 PEM text, never written
+    require_signature: bool = False
+    require_public: bool = False
 
     @property
     def secrets(self) -> list[str]:
         """Every secret value the settings know, for redaction."""
-        return self.publish.secrets
+        return self.publish.secrets + secret_values(self.signing_key)
 
     def repository(self, pack_name: str) -> str:
         """The repository path of a pack inside the registry: `<org>/<repo>/<pack>`."""
@@ -435,7 +446,31 @@ def resolve_settings(
         echo_commands=in_ci(env),
         step_summary=Path(env.github_step_summary) if env.github_step_summary else None,
         notices=tuple(notices),
+        signing_key=signing_key_of(env),
+        require_signature=env.require_signature,
+        require_public=env.require_public,
     )
+
+
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def signing_key_of(env: EnvSettings) -> SecretStr | None:
+    """PACK_SIGNING_KEY, or what PACK_SIGNING_KEY_FILE holds: PEM text, a secret either way."""
+    if env.pack_signing_key is not None and env.pack_signing_key_file:
+        raise ConfigError("PACK_SIGNING_KEY and PACK_SIGNING_KEY_FILE are both set; set one of them")
+    if not env.pack_signing_key_file:
+        return env.pack_signing_key
+    try:
+        with open(env.pack_signing_key_file, "rb") as fh:
+            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise ConfigError(f"PACK_SIGNING_KEY_FILE: {env.pack_signing_key_file} is too big to be a PEM key")
+        return SecretStr(data.decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"PACK_SIGNING_KEY_FILE: cannot read {env.pack_signing_key_file} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"PACK_SIGNING_KEY_FILE: {env.pack_signing_key_file} is not PEM text") from None
 
 
 def child_environment() -> dict[str, str]:
@@ -443,4 +478,4 @@ def child_environment() -> dict[str, str]:
 
     Names compare case-insensitively: the settings read `oci_password` as OCI_PASSWORD, so it is one too.
     """
-    return {k: v for k, v in os.environ.items() if not is_secret_env_name(k)}
+    return {k: v for k, v in os.environ.items() if not withheld_from_children(k)}

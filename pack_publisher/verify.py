@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import archive, lockfile
 from .artifact import check_pack_manifest
@@ -22,6 +22,9 @@ from .oci_names import REGISTRY_RE, pack_name_problem
 from .redact import Redactor
 from .settings import PublishOptions
 from .transports import Transports
+
+if TYPE_CHECKING:
+    from .lock_signatures import Trust
 
 Report = Callable[[str], None]
 
@@ -62,7 +65,9 @@ def verify(
     redactor: Redactor,
     report: Report,
     commands: Commands,
+    trust: Trust | None = None,
 ) -> None:
+    """Every pack against the registry; with `trust` (--trusted-key), each entry's signature first."""
     try:
         data = lock_path.read_bytes()
     except OSError as exc:
@@ -87,13 +92,19 @@ def verify(
             "checking it anonymously (no credentials are sent to it)"
         )
     failures = 0
+    signatures = _signature_checks(content, trust)
     with Transports(registry, options, redactor, commands, use_credentials=own) as transports:
         verified = VerifiedRegistry(transports.get(), registry)
         with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
             for entry in packs:
                 name = str(entry["name"])
+                problem, found = signatures(entry)
+                if problem is not None:  # a consumer would refuse it before pulling anything
+                    failures += 1
+                    report(redactor(f"MISMATCH {name}: {problem}"))
+                    continue
                 try:
-                    report(verify_pack(verified, name, entry, Path(tmp)))
+                    report(verify_pack(verified, name, entry, Path(tmp)) + (f", {found}" if found else ""))
                 except PublisherError as exc:
                     if isinstance(exc, ConfigError | AccessError):
                         raise
@@ -101,3 +112,20 @@ def verify(
                     report(redactor(f"MISMATCH {name}: {exc.message}"))
     if failures:
         raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match the registry")
+
+
+def _signature_checks(
+    content: dict[str, Any], trust: Trust | None
+) -> Callable[[dict[str, Any]], tuple[str | None, str]]:
+    """Per `packs[]` entry: why its `components[]` entry is refused (or None) and what it showed.
+
+    Without --trusted-key or --require-signature, an older lockfile without components is checked as before;
+    components that are there must still name the same digest and reference as `packs[]`.
+    """
+    from .lock_signatures import Trust, entry_problem  # `cryptography` only when signatures are asked about
+
+    components = {str(c["name"]): c for c in content.get("components", [])}
+    if trust is None and not components:
+        return lambda entry: (None, "")
+    chosen = trust or Trust({}, require_signature=False)
+    return lambda entry: entry_problem(chosen, content, entry, components.get(str(entry["name"])))
