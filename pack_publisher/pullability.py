@@ -49,7 +49,7 @@ def anonymous_problem(transport: HttpTransport, repository: str, digest: str) ->
     except NotFound:
         return "the registry answers 'not found' without credentials (private packages look absent)"
     except AccessError as exc:
-        return exc.message
+        return exc.message.split(";")[0]  # without the advice to set credentials: consumers have none
     except PublisherError as exc:
         return f"could not be checked: {exc.message}"
     if digest_of(fetched.data) != digest:

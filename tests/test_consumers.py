@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher import pullability, signing
+from pack_publisher import lockfile, pullability, signing
+from pack_publisher.errors import ConfigError
 from pack_publisher.redact import Redactor
 from pack_publisher.settings import child_environment
 from testsupport.registries import PASSWORD, USER, Registry
@@ -268,3 +269,41 @@ def test_ghcr_settings_pages() -> None:
     assert user_page == "https://github.com/users/acme/packages/container/packs%2Fmessaging%2Fprovider/settings"
     text = pullability.how_to_publish("ghcr.io", "acme", "greentic-packs", "provider")
     assert org_page.replace("packs%2Fmessaging", "greentic-packs") in text and "if acme is a user account" in text
+
+
+def fragment(folder: Path, name: str, components: object) -> None:
+    digest = "sha256:" + name[0] * 64
+    content = {
+        "version": "1.2.3",
+        "generated_at": "2026-01-01T00:00:00Z",
+        "git_sha": "0" * 40,
+        "registry": "ghcr.io",
+        "org": "acme",
+        "repo": "greentic-packs",
+        "dry_run": False,
+        "packs": [{"name": name, "file": f"{name}.gtpack", "oci_ref": f"r/{name}:1.2.3", "digest": digest}],
+        "schema_version": 1,
+        "components": components,
+    }
+    (folder / f"{name}.json").write_text(json.dumps(content))
+
+
+def test_merge_carries_each_shards_signed_components(tmp_path: Path) -> None:
+    folder = tmp_path / "locks"
+    folder.mkdir()
+    ref = "oci://ghcr.io/acme/greentic-packs/{0}@sha256:" + "{1}" * 64
+    fragment(folder, "zeta", [{"name": "zeta", "reference": ref.format("zeta", "z"), "digest": "d", "signature": "s1"}])
+    fragment(
+        folder, "alpha", [{"name": "alpha", "reference": ref.format("alpha", "a"), "digest": "d", "signature": "s2"}]
+    )
+    merged = lockfile.merge(folder, ["alpha", "zeta"], tmp_path / "packs.lock.json", tmp_path / "packs")
+    assert merged["schema_version"] == 1
+    assert [(c["name"], c["signature"]) for c in merged["components"]] == [("alpha", "s2"), ("zeta", "s1")]
+    assert json.loads((tmp_path / "packs.lock.json").read_text())["components"] == merged["components"]
+
+    fragment(folder, "zeta", [{"name": "zeta", "reference": 7, "digest": "d"}])
+    with pytest.raises(ConfigError, match=r"every entry of 'components' needs name, reference, digest \(strings\)"):
+        lockfile.merge(folder, None, tmp_path / "other.lock.json", tmp_path / "packs")
+    fragment(folder, "zeta", "not a list")
+    with pytest.raises(ConfigError, match="'components' is not a list"):
+        lockfile.merge(folder, None, tmp_path / "other.lock.json", tmp_path / "packs")
