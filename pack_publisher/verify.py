@@ -67,7 +67,7 @@ def verify(
     commands: Commands,
     trust: Trust | None = None,
 ) -> None:
-    """Every pack against the registry; with `trust` (--trusted-key), each entry's signature first."""
+    """Every pack against the registry, then its `components[]` entry; with `trust` (--trusted-key) its signature."""
     try:
         data = lock_path.read_bytes()
     except OSError as exc:
@@ -98,20 +98,23 @@ def verify(
         with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
             for entry in packs:
                 name = str(entry["name"])
-                problem, found = signatures(entry)
-                if problem is not None:  # a consumer would refuse it before pulling anything
-                    failures += 1
-                    report(redactor(f"MISMATCH {name}: {problem}"))
-                    continue
                 try:
-                    report(verify_pack(verified, name, entry, Path(tmp)) + (f", {found}" if found else ""))
+                    shown = verify_pack(verified, name, entry, Path(tmp))
                 except PublisherError as exc:
                     if isinstance(exc, ConfigError | AccessError):
                         raise
                     failures += 1
                     report(redactor(f"MISMATCH {name}: {exc.message}"))
+                    continue
+                problem, found = signatures(entry)  # what packs[] pins is served; is it what components[] signs?
+                if problem is not None:
+                    failures += 1
+                    report(redactor(f"MISMATCH {name}: {problem}"))
+                    continue
+                report(shown + (f", {found}" if found else ""))
     if failures:
-        raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match the registry")
+        what = "the registry or their signatures" if trust is not None else "the registry"
+        raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match {what}")
 
 
 def _signature_checks(
