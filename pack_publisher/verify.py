@@ -125,7 +125,7 @@ def _signature_checks(
     Without --trusted-key or --require-signature, an older lockfile without components is checked as before;
     components that are there must still name the same digest and reference as `packs[]`.
     """
-    from .lock_signatures import Trust, entry_problem  # `cryptography` only when signatures are asked about
+    from .lock_signatures import Trust, entry_problem  # imported here: `cryptography` only when verifying
 
     components = {str(c["name"]): c for c in content.get("components", [])}
     if trust is None and not components:
