@@ -33,6 +33,10 @@ PUSH_HELP = {
     "jobs": "How many packs to build and push at once (or PUBLISH_JOBS; 0 means that, else 4).",
     "dry-run": DRY_RUN_HELP + " Same as DRY_RUN=1.",
     "allow-dirty": DIRTY_HELP,
+    "require-public": (
+        "Fail (after publishing) when a pack cannot be pulled anonymously, as Greentic's tools pull "
+        "(or REQUIRE_PUBLIC=1); without it such packs are named in warnings."
+    ),
 }
 
 
@@ -63,11 +67,12 @@ def push(
     jobs: int = WholeNumber(0),
     dry_run: bool = False,
     allow_dirty: bool = False,
+    require_public: bool = False,
 ) -> None:
     """Plan, then publish the built packs to <registry>/<org>/<repo>/<pack>:<version> and verify what landed."""
     from pack_publisher.commands.push import push_packs
 
-    push_packs(open_run(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty)), pack, force=force)
+    push_packs(open_run(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty, require_public)), pack, force=force)
 
 
 @task(
@@ -99,11 +104,13 @@ def release(
     jobs: int = WholeNumber(0),
     allow_dirty: bool = False,
     changed_since: str = "",
+    require_public: bool = False,
 ) -> None:
     """Check everything, then build, plan, push, verify and lock every selected pack (--dry-run: plan only)."""
     from pack_publisher.commands.release import release as release_packs
 
-    release_packs(open_run(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty)), pack, changed_since, force=force)
+    run = open_run(c, ROOT, **_flags(dry_run, latest, jobs, allow_dirty, require_public))
+    release_packs(run, pack, changed_since, force=force)
 
 
 @task(
@@ -126,25 +133,59 @@ def matrix(c: Context, pack: list[str] | None = None, changed_since: str = "", m
     print_matrix(open_run(c, ROOT, dev_version=True, stdout_is_data=True), pack, changed_since, max_jobs)
 
 
-def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool) -> dict[str, Any]:
+def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool, require_public: bool = False) -> dict[str, Any]:
     """Task flags as settings overrides; an unset flag (None) leaves the environment's value."""
     return {
         "dry_run": dry_run or None,
         "publish_latest": latest or None,
         "publish_jobs": jobs or None,
         "allow_dirty": allow_dirty or None,
+        "require_public": require_public or None,
     }
 
 
-@task(help={"lock": "The lockfile to check (default: LOCK_FILE, packs.lock.json)."})
+@task(
+    iterable=["trusted_key"],
+    help={
+        "lock": "The lockfile to check (default: LOCK_FILE, packs.lock.json).",
+        "trusted-key": "An Ed25519 public key (SPKI PEM file) trusted to sign entries; repeat for several. "
+        "Every signature is then checked as greentic-dist checks it.",
+        "require-signature": "Fail every entry without a signature (needs --trusted-key).",
+    },
+)
 @clean_exit
-def verify(c: Context, lock: str | None = None) -> None:
-    """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive."""
+def verify(
+    c: Context, lock: str | None = None, trusted_key: list[str] | None = None, require_signature: bool = False
+) -> None:
+    """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive, signature."""
     from pack_publisher.commands.verify import verify as verify_lockfile
 
     run = open_run(c, ROOT, settings=False)  # no git, version or org: a lockfile can be checked anywhere
     lock_file = run.path(lock or run.env.lock_file)
-    verify_lockfile(lock_file, run.options, run.env.oci_registry, run.redact, run.say, run.commands)
+    trust = None
+    if trusted_key or require_signature:
+        from pack_publisher.state.lock_signatures import Trust
+
+        trust = Trust.load([(ROOT / k).resolve() for k in trusted_key or []], require_signature)
+    verify_lockfile(lock_file, run.options, run.env.oci_registry, run.redact, run.say, run.commands, trust)
+
+
+@task(
+    help={
+        "private-key": "Where to write the private key (PKCS#8 PEM, mode 0600); keep it out of the repository.",
+        "public-key": "Where to write the public key (SPKI PEM) (default: the private key's path + .pub).",
+    }
+)
+@clean_exit
+def keygen(c: Context, private_key: str, public_key: str = "") -> None:
+    """Make an Ed25519 key pair for signing lock entries, and say how to store it as a repository secret."""
+    from pack_publisher.state.lock_signatures import keygen as make_key_pair
+
+    private = (ROOT / Path(private_key).expanduser()).resolve()
+    public = (
+        (ROOT / Path(public_key).expanduser()).resolve() if public_key else private.with_name(private.name + ".pub")
+    )
+    make_key_pair(private, public, ROOT, print)
 
 
 @task(

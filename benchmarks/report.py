@@ -242,7 +242,7 @@ def write(path: Path, command: str, machine: str, oras: str | None, results: dic
         "",
         "## 6. The registry rule the oras transport relies on",
         "",
-        "A manifest whose blobs the registry does not hold, put with raw HTTP (see `pack_publisher/registry/verified.py`):",
+        "A manifest whose blobs the registry does not hold, put with raw HTTP (see `registry/verified.py`):",
         "",
         *(f"- {what}: {answer}" for what, answer in results["blob_rule"].items()),
         "",

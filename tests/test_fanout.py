@@ -120,7 +120,15 @@ def test_a_three_shard_release_merges_into_one_verified_lockfile(
     merged = run_invoke(repo, "lock", "--merge", "locks")
     assert merged.returncode == 0, merged.stderr
     lock = json.loads((repo / "packs.lock.json").read_text())
-    assert list(lock) == ["version", "generated_at", "git_sha", "registry", "org", "repo", "dry_run", "dirty", "packs"]
+    assert list(lock) == [
+        *("version", "generated_at", "git_sha", "registry", "org", "repo", "dry_run", "dirty", "packs"),
+        *("schema_version", "components"),
+    ]
+    # greentic-dist's part: one pinned oci:// component per pack, in pack order (unsigned: no key in this run)
+    assert [(c["name"], c["digest"]) for c in lock["components"]] == [(p["name"], p["digest"]) for p in lock["packs"]]
+    assert all(
+        c["reference"] == "oci://" + p["pinned_ref"] for c, p in zip(lock["components"], lock["packs"], strict=True)
+    )
     assert [p["name"] for p in lock["packs"]] == sorted(NAMES) and lock["dry_run"] is False
     verified = run_invoke(repo, "verify", OCI_REGISTRY=registry.host)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -19,7 +19,11 @@ def test_dry_run_release(project_copy: Path, run_invoke: RunInvoke) -> None:
     result = run_invoke(project_copy, "release", "--dry-run", OCI_ORG="Acme", PACK_VERSION="1.2.3")
     assert result.returncode == 0, result.stderr
     lock = json.loads((project_copy / "packs.lock.json").read_text())
-    assert list(lock) == ["version", "generated_at", "git_sha", "registry", "org", "repo", "dry_run", "dirty", "packs"]
+    assert list(lock) == [
+        *("version", "generated_at", "git_sha", "registry", "org", "repo", "dry_run", "dirty", "packs"),
+        *("schema_version", "components"),
+    ]
+    assert lock["schema_version"] == 1 and lock["components"] == []  # nothing published: nothing for greentic-dist
     assert lock["version"] == "1.2.3"
     assert lock["git_sha"] == git(project_copy, "rev-parse", "HEAD")
     assert (lock["registry"], lock["org"], lock["repo"]) == ("ghcr.io", "acme", "greentic-packs")

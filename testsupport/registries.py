@@ -66,6 +66,7 @@ class TokenServer:
         self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         self.users = users
         self.requests: list[dict[str, Any]] = []
+        self.private: set[str] = set()  # repositories anonymous users may not pull (GHCR's private packages)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,7 +95,7 @@ class TokenServer:
         access = []
         for scope in query.get("scope", []):
             kind, repo, actions = scope.split(":")
-            granted = set(actions.split(",")) if user else {"pull"} & set(actions.split(","))
+            granted = set(actions.split(",")) if user else {"pull"} & set(actions.split(",")) - self._private(repo)
             access.append({"type": kind, "name": repo, "actions": sorted(granted)})
         now = int(time.time())
         der = self.cert.public_bytes(serialization.Encoding.DER)
@@ -119,6 +120,9 @@ class TokenServer:
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
+
+    def _private(self, repository: str) -> set[str]:
+        return {"pull"} if repository in self.private else set()
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -98,7 +98,7 @@ def open_run(
     echo, echo_format = _echo(c, in_ci(env))
     resolved = None
     if settings:
-        early = Printer(secret_values(env.oci_password, env.github_token))  # shows the git commands resolving
+        early = Printer(secret_values(env.oci_password, env.github_token, env.pack_signing_key))  # git commands
         show = early.note if stdout_is_data else early.say
         commands = Commands(child_environment(), show, echo=echo, echo_format=echo_format)
         resolved = resolve_settings(root, given, commands, dev_version=dev_version, env=env)

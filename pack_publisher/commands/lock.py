@@ -42,8 +42,10 @@ def lock(run: Run, selected: list[packs.PackSource]) -> Path:
     if len({p.dry_run for p in published}) > 1:
         dry = ", ".join(p.name for p in published if p.dry_run)
         raise ConfigError(f"{dry}: only dry-run, while other packs were pushed; push them too, or lock them apart")
-    lockfile.write(s, published)
-    run.say(f"wrote {s.relative(s.lock_file)} ({len(published)} pack(s))")
+    sign = preflight.lock_signer(run, releasing=not any(p.dry_run for p in published))  # a dry run signs nothing
+    lockfile.write(s, published, sign)
+    signed = f", signed by key {sign.key_id}" if sign is not None else ""
+    run.say(f"wrote {s.relative(s.lock_file)} ({len(published)} pack(s){signed})")
     return s.lock_file
 
 

@@ -8,6 +8,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from pack_publisher.config.run import Run
 from pack_publisher.registry.connect import chosen_oras, connect
@@ -17,10 +18,12 @@ from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.sources import builder, packs
 from pack_publisher.state import lockfile
 
+if TYPE_CHECKING:
+    from pack_publisher.oci.signing import LockSigner
+
 LOCK_NAME = ".publisher.lock"
 
 
-# A dry run asks the registry once, briefly: an unreachable registry must not hold a PR check.
 # A dry run asks the registry once, briefly: an unreachable registry must not hold a PR check.
 CONSULT_POLICY = RetryPolicy(attempts=1, connect_timeout=3.0, read_timeout=10.0)
 
@@ -68,6 +71,7 @@ def check(run: Run, *, building: bool, pushing: bool) -> str | None:
     packs.check_out_dir(s.out_dir, s.packs_dir)
     packs.check_out_dir(s.stage_dir, s.packs_dir, "STAGE_DIR")
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
+    lock_signer(run, releasing=pushing and not s.dry_run)  # REQUIRE_SIGNATURE and a bad key: before any build
     hold_out_dir(run)
     builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
     if pushing:
@@ -105,3 +109,16 @@ def registry_access(run: Run) -> Iterator[VerifiedRegistry | str]:
         return
     with consulted:
         yield consulted
+
+
+def lock_signer(run: Run, *, releasing: bool) -> LockSigner | None:
+    """The signer of the lock entries (PACK_SIGNING_KEY), or None; REQUIRE_SIGNATURE without a key is an error."""
+    s = run.settings
+    if s.signing_key is None and not (s.require_signature and releasing):
+        return None
+    from pack_publisher.oci import signing  # imported here: `cryptography` only for runs that sign
+
+    key = signing.release_key(
+        s.signing_key.get_secret_value() if s.signing_key else None, s.require_signature, releasing
+    )
+    return signing.LockSigner(key, s.created) if key is not None and releasing else None

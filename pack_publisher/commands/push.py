@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
-from pack_publisher.commands import preflight
+from pack_publisher.commands import preflight, pullability
 from pack_publisher.commands.build import load_built
 from pack_publisher.commands.plan import CONSULT_JOBS, Planned, dry_run, plan_all
 from pack_publisher.commands.select import select_packs
@@ -42,15 +42,20 @@ def push_packs(run: Run, names: list[str] | None, *, force: bool) -> None:
     """`invoke push`: the built packs of the selection, planned, then published (or only planned: dry run)."""
     preflight.check(run, building=False, pushing=True)
     with preflight.registry_access(run) as access:
-        publish(run, load_built(run, select_packs(run, names)), access, force=force)
+        results = publish(run, load_built(run, select_packs(run, names)), access, force=force)
+    refused = pullability.check_published(run, [r.record for r in results if r.record is not None])
+    pullability.enforce(run, refused, lock_written=False)
 
 
-def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, force: bool) -> None:
-    """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it."""
+def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, force: bool) -> list[PackResult]:
+    """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it.
+
+    Returns what each pack's push did (nothing in a dry run).
+    """
     s = run.settings
     if s.dry_run:
         dry_run(run, built, access, force=force)
-        return
+        return []
     if not isinstance(access, VerifiedRegistry):  # registry_access never gives a reason for a real push
         raise PublisherError(f"internal: a real push without its registry ({access})")
     results = push_all(run, built, access, latest=s.latest, force=force)
@@ -63,6 +68,7 @@ def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *,
             f"{len(failed)} pack(s) not published: {', '.join(failed)}; {s.relative(s.lock_file)} "
             "was not updated. Fix the cause and re-run: published packs are skipped"
         )
+    return results
 
 
 def push_all(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pack_publisher.oci.descriptor import is_digest
 from pack_publisher.oci.manifest import check_pack_manifest
@@ -23,6 +23,9 @@ from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import Redactor
 from pack_publisher.sources import archive
 from pack_publisher.state import lockfile
+
+if TYPE_CHECKING:
+    from pack_publisher.state.lock_signatures import Trust
 
 Report = Callable[[str], None]
 
@@ -63,7 +66,9 @@ def verify(
     redactor: Redactor,
     report: Report,
     commands: Commands,
+    trust: Trust | None = None,
 ) -> None:
+    """Every pack against the registry, then its `components[]` entry; with `trust` (--trusted-key) its signature."""
     try:
         data = lock_path.read_bytes()
     except OSError as exc:
@@ -88,6 +93,7 @@ def verify(
             "checking it anonymously (no credentials are sent to it)"
         )
     failures = 0
+    signatures = _signature_checks(content, trust)
     with (
         connect(registry, options, redactor, commands, use_credentials=own) as verified,
         tempfile.TemporaryDirectory(prefix="verify-") as tmp,
@@ -95,11 +101,39 @@ def verify(
         for entry in packs:
             name = str(entry["name"])
             try:
-                report(verify_pack(verified, name, entry, Path(tmp)))
+                shown = verify_pack(verified, name, entry, Path(tmp))
             except PublisherError as exc:
                 if isinstance(exc, ConfigError | AccessError):
                     raise
                 failures += 1
                 report(redactor(f"MISMATCH {name}: {exc.message}"))
+                continue
+            problem, found = signatures(entry)  # what packs[] pins is served; is it what components[] signs?
+            if problem is not None:
+                failures += 1
+                report(redactor(f"MISMATCH {name}: {problem}"))
+                continue
+            report(shown + (f", {found}" if found else ""))
     if failures:
-        raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match the registry")
+        what = "the registry or their signatures" if trust is not None else "the registry"
+        raise PublisherError(f"{lock_path.name}: {failures} of {len(packs)} pack(s) do not match {what}")
+
+
+def _signature_checks(
+    content: dict[str, Any], trust: Trust | None
+) -> Callable[[dict[str, Any]], tuple[str | None, str]]:
+    """Per `packs[]` entry: why its `components[]` entry is refused (or None) and what it showed.
+
+    Without --trusted-key or --require-signature, an older lockfile without components is checked as before;
+    components that are there must still name the same digest and reference as `packs[]`.
+    """
+    from pack_publisher.state.lock_signatures import (  # imported here: `cryptography` only when verifying
+        Trust,
+        entry_problem,
+    )
+
+    components = {str(c["name"]): c for c in content.get("components", [])}
+    if trust is None and not components:
+        return lambda entry: (None, "")
+    chosen = trust or Trust({}, require_signature=False)
+    return lambda entry: entry_problem(chosen, content, entry, components.get(str(entry["name"])))

@@ -29,7 +29,7 @@ from pack_publisher.oci.names import (
 )
 from pack_publisher.registry.options import PublishOptions
 from pack_publisher.runtime.errors import ConfigError
-from pack_publisher.runtime.redact import is_secret_env_name
+from pack_publisher.runtime.redact import withheld_from_children
 
 # The environment variable each field is read from, for error messages.
 ENV_NAMES = {
@@ -58,6 +58,9 @@ ENV_NAMES = {
     "allow_dirty": "ALLOW_DIRTY / --allow-dirty",
     "git_sha": "GIT_SHA",
     "github_sha": "GITHUB_SHA",
+    "pack_signing_key_file": "PACK_SIGNING_KEY_FILE",
+    "require_signature": "REQUIRE_SIGNATURE",
+    "require_public": "REQUIRE_PUBLIC / --require-public",
 }
 
 
@@ -116,6 +119,11 @@ class EnvSettings(BaseSettings):
     github_step_summary: str | None = None
     requests_ca_bundle: str | None = None
     curl_ca_bundle: str | None = None
+    # what consumers get (docs/consumers.md): the lock entries' signing key (a secret) and the release's demands
+    pack_signing_key: SecretStr | None = None
+    pack_signing_key_file: str | None = None
+    require_signature: bool = False
+    require_public: bool = False
 
     @field_validator("git_sha", "github_sha")
     @classmethod
@@ -222,9 +230,30 @@ def child_environment() -> dict[str, str]:
 
     Names compare case-insensitively: the settings read `oci_password` as OCI_PASSWORD, so it is one too.
     """
-    return {k: v for k, v in os.environ.items() if not is_secret_env_name(k)}
+    return {k: v for k, v in os.environ.items() if not withheld_from_children(k)}
 
 
 def in_ci(env: EnvSettings) -> bool:
     """CI or GITHUB_ACTIONS set (to anything but 0/false/no): every external command is shown."""
     return any(v and v.strip().lower() not in {"0", "false", "no"} for v in (env.ci, env.github_actions))
+
+
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def signing_key_of(env: EnvSettings) -> SecretStr | None:
+    """PACK_SIGNING_KEY, or what PACK_SIGNING_KEY_FILE holds: PEM text, a secret either way."""
+    if env.pack_signing_key is not None and env.pack_signing_key_file:
+        raise ConfigError("PACK_SIGNING_KEY and PACK_SIGNING_KEY_FILE are both set; set one of them")
+    if not env.pack_signing_key_file:
+        return env.pack_signing_key
+    try:
+        with open(env.pack_signing_key_file, "rb") as fh:
+            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise ConfigError(f"PACK_SIGNING_KEY_FILE: {env.pack_signing_key_file} is too big to be a PEM key")
+        return SecretStr(data.decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"PACK_SIGNING_KEY_FILE: cannot read {env.pack_signing_key_file} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"PACK_SIGNING_KEY_FILE: {env.pack_signing_key_file} is not PEM text") from None

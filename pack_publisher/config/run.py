@@ -38,7 +38,9 @@ class Run(Printer):
         settings: Settings | None = None,
     ) -> None:
         self.options: PublishOptions = settings.publish if settings is not None else options_of(env)
-        super().__init__(settings.secrets if settings is not None else self.options.secrets)
+        super().__init__(
+            settings.secrets if settings is not None else [*self.options.secrets, *secret_values(env.pack_signing_key)]
+        )
         self.env = env
         self.root = root
         self._settings = settings

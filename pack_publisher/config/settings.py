@@ -10,10 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pack_publisher.config.environment import (
     MAX_EPOCH,
@@ -21,13 +18,14 @@ from pack_publisher.config.environment import (
     child_environment,
     options_of,
     read_environment,
+    signing_key_of,
 )
 from pack_publisher.oci.names import (
     PATH_COMPONENT_RE,
     Reference,
     semver_problem,
 )
-from pack_publisher.registry.options import PublishOptions
+from pack_publisher.registry.options import PublishOptions, secret_values
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.sources.git import Git, remote_slug
@@ -62,11 +60,14 @@ class Settings(BaseModel):
     allow_dirty: bool = False
     step_summary: Path | None = None  # GITHUB_STEP_SUMMARY
     notices: tuple[str, ...] = ()
+    signing_key: SecretStr | None = Field(default=None, repr=False)  # PKCS#8 PEM text, never written
+    require_signature: bool = False
+    require_public: bool = False
 
     @property
     def secrets(self) -> list[str]:
         """Every secret value the settings know, for redaction."""
-        return self.publish.secrets
+        return self.publish.secrets + secret_values(self.signing_key)
 
     def repository(self, pack_name: str) -> str:
         """The repository path of a pack inside the registry: `<org>/<repo>/<pack>`."""
@@ -212,4 +213,7 @@ def resolve_settings(
         allow_dirty=env.allow_dirty,
         step_summary=Path(env.github_step_summary) if env.github_step_summary else None,
         notices=tuple(notices),
+        signing_key=signing_key_of(env),
+        require_signature=env.require_signature,
+        require_public=env.require_public,
     )

@@ -18,13 +18,29 @@ SECRET_ENV_VARS = (
     "GH_TOKEN",
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "PACK_SIGNING_KEY",
 )
 _SECRET_NAMES = frozenset(SECRET_ENV_VARS)
+# Not secrets themselves (shown in messages), but they lead to one: kept from child processes all the same.
+LEADS_TO_SECRET_ENV_VARS = frozenset({"PACK_SIGNING_KEY_FILE"})
 
 
 def is_secret_env_name(name: str) -> bool:
     """True for any spelling of a secret variable's name (`Github_Token` as well as `GITHUB_TOKEN`)."""
     return name.upper() in _SECRET_NAMES
+
+
+def withheld_from_children(name: str) -> bool:
+    """True for the variables no child process (builder, oras, git, credential helper) is given."""
+    return is_secret_env_name(name) or name.upper() in LEADS_TO_SECRET_ENV_VARS
+
+
+def _pem_body_lines(secret: str) -> set[str]:
+    """The base64 lines of a PEM secret (a signing key): a message quoting one line must not show it."""
+    if "-----BEGIN" not in secret:
+        return set()
+    lines = [line.strip() for line in secret.splitlines() if line.strip() and not line.startswith("-----")]
+    return {line for line in [*lines, "".join(lines)] if len(line) >= 8}  # shorter ones would mangle text
 
 
 def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -58,7 +74,7 @@ class Redactor:
     def add(self, secret: str | None) -> None:
         if not secret or len(secret) < 4:  # too short to mask without mangling ordinary text
             return
-        self._extend({secret, quote(secret, safe=""), *_base64_forms(secret.encode())})
+        self._extend({secret, quote(secret, safe=""), *_base64_forms(secret.encode()), *_pem_body_lines(secret)})
 
     def add_credentials(self, username: str, password: str | None) -> None:
         """Mask a password and the Basic-auth forms carrying it: base64 of `username:password`.

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from pack_publisher.oci.names import pack_name_problem
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.state.components import SCHEMA_VERSION, Signer, check_components, components
 from pack_publisher.state.records import PublishedPack, write_atomic
 
 DRY_RUN_DIGEST = "DRY_RUN"
@@ -36,10 +37,11 @@ class LockTarget(Protocol):
     @property
     def packs_dir(self) -> Path: ...
     def relative(self, path: Path) -> str: ...
+    def repository(self, pack_name: str) -> str: ...
 
 
-def render(settings: LockTarget, published: list[PublishedPack]) -> dict[str, Any]:
-    """The lockfile content, keys in a fixed order and packs sorted by name."""
+def render(settings: LockTarget, published: list[PublishedPack], sign: Signer | None = None) -> dict[str, Any]:
+    """The lockfile content, keys in a fixed order and packs sorted by name; `sign` signs each component."""
     return {
         "version": settings.version,
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -67,12 +69,14 @@ def render(settings: LockTarget, published: list[PublishedPack]) -> dict[str, An
             }
             for p in sorted(published, key=lambda p: p.name)
         ],
+        "schema_version": SCHEMA_VERSION,  # with `components`: what greentic-dist reads (components.py)
+        "components": components(settings.registry, settings.repository, published, sign),
     }
 
 
-def write(settings: LockTarget, published: list[PublishedPack]) -> None:
+def write(settings: LockTarget, published: list[PublishedPack], sign: Signer | None = None) -> None:
     check_writable_target(settings.lock_file, settings.packs_dir)
-    content = render(settings, published)
+    content = render(settings, published, sign)
     try:
         write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
     except OSError as exc:
@@ -94,6 +98,7 @@ def read(path_text: str, data: bytes) -> dict[str, Any]:
         raise ConfigError(f"{path_text}: every entry of 'packs' needs {', '.join(PACK_KEYS)}")
     for entry in packs:
         _check_pack_name(path_text, entry["name"])
+    check_components(path_text, content)
     return content
 
 
@@ -171,6 +176,7 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
     first = {**fragments[0][1], "file": fragments[0][0].name}
     owners: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
+    signed: list[dict[str, Any]] = []  # the fragments' components
     dirty = False
     for path, fragment in fragments:
         dirty = dirty or fragment.get("dirty") is True
@@ -187,6 +193,7 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
                 raise ConfigError(f"--merge: pack {name!r} is in both {owners[name]} and {path.name}")
             owners[name] = path.name
             entries.append(entry)
+        signed.extend(check_components(str(path), fragment))
     check_writable_target(target, packs_dir, dry_run=bool(first.get("dry_run")))
     if expected is not None:
         missing = sorted(set(expected) - set(owners))
@@ -209,6 +216,8 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
         "dry_run": bool(first.get("dry_run")),
         "dirty": dirty,
         "packs": sorted(entries, key=lambda e: str(e["name"])),
+        "schema_version": SCHEMA_VERSION,
+        "components": sorted(signed, key=lambda e: str(e["name"])),
     }
     try:
         write_atomic(target, (json.dumps(merged, indent=2, ensure_ascii=False) + "\n").encode())
