@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import archive, artifact, builder, lockfile, packs, publish, records
+from . import artifact, lockfile, packs, publish, records
 from .descriptor import file_digest
 from .errors import ConfigError, PublisherError
 from .gitinfo import Git
@@ -123,7 +123,11 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     packs.check_out_dir(s.stage_dir, s.packs_dir, "STAGE_DIR")
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
     hold_out_dir(run)
-    builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
+    builder_path = None
+    if building:
+        from . import builder
+
+        builder_path = builder.find_builder(s.builder_override, s.publish.search_path)
     transports = None
     if pushing and not s.dry_run:
         _warn_unused_token(run)
@@ -204,6 +208,8 @@ def _stage_taken(run: Run, name: str) -> Iterator[None]:
 
 def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) -> BuiltPack:
     """Stage, build, validate and compose one pack; the returned record is also saved to disk."""
+    from . import archive, builder  # imported where a build needs them: `invoke push` never does
+
     s = run.settings
     records.forget_published(s.out_dir, pack.name)  # a new build invalidates the last push
     gtpack = s.out_dir / f"{pack.name}.gtpack"
