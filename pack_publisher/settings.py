@@ -71,7 +71,7 @@ class EnvSettings(BaseModel):
     """The raw inputs, one field per environment variable; task flags are passed as init values.
 
     Read by `read_environment` as pydantic-settings would (names case-insensitively, empty values as
-    unset, task flags over the environment), without importing it: about 0.1 s of every command.
+    unset, task flags over the environment), without importing it: 20-35 ms of every command here.
     """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
