@@ -148,6 +148,7 @@ def test_attestation_is_one_job_for_every_digest() -> None:
     assert download["with"] == {"name": "attestation-subjects"}
     upload = next(s for s in doc["jobs"]["lock"]["steps"] if s.get("with", {}).get("name") == "attestation-subjects")
     assert upload["with"]["path"] == "attestation-subjects.txt" and upload["with"]["if-no-files-found"] == "error"
+    assert upload["with"]["overwrite"] is True  # a re-run of the lock job uploads it again
     assert not [s for s in steps(doc) if "oras login" in s.get("run", "")], "nothing is pushed beside the packs"
     assert "ATTEST_PRIVATE_REPOSITORY" in WORKFLOW_DOCS and "subject-checksums" in WORKFLOW_DOCS
 
@@ -425,6 +426,7 @@ def test_builder_is_fetched_once_before_the_shards_never_inside_them() -> None:
     assert download["with"]["run-id"] == "${{ github.run_id }}"  # a re-run attempt finds the first one's
     upload = next(s for s in builder["steps"] if s.get("with", {}).get("name") == "greentic-builder")
     assert upload["with"]["path"] == BUILDER_PATH and upload["with"]["if-no-files-found"] == "error"
+    assert upload["with"]["overwrite"] is True
     names = [s["name"] for s in release["steps"]]
     on_path = step_running(doc, 'chmod +x "$RUNNER_TEMP/$BUILDER_DIR/bin/greentic-pack"')
     assert names.index(on_path["name"]) < names.index(step_running(doc, "invoke release")["name"])
