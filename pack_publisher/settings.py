@@ -231,10 +231,13 @@ def options_of(env: EnvSettings) -> PublishOptions:
 
 
 def _env_names(name: str) -> tuple[str, ...]:
-    """The environment variables a field is read from, lowercase, first found wins."""
-    alias = EnvSettings.model_fields[name].validation_alias
+    """The environment variables a field is read from, lowercase, first found wins (as pydantic-settings)."""
+    field = EnvSettings.model_fields[name]
+    alias = field.validation_alias or field.alias
     if isinstance(alias, AliasChoices):
         return tuple(dict.fromkeys(str(choice).lower() for choice in alias.choices))
+    if isinstance(alias, str):
+        return (alias.lower(),)
     return (name,)
 
 
