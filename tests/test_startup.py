@@ -4,8 +4,11 @@ git runs only for what no variable says, and the environment is read as pydantic
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,9 @@ import pytest
 from pack_publisher.commands import Commands
 from pack_publisher.errors import ConfigError
 from pack_publisher.settings import read_environment, resolve_settings
+from testsupport.registries import Registry
 
-from .conftest import COMMIT_DATE, PROJECT, git, init_repo
+from .conftest import COMMIT_DATE, PROJECT, RunInvoke, git, init_repo
 
 BUILD_ONLY = ["pack_publisher.archive", "pack_publisher.builder", "blake3", "cbor2"]
 NEVER = ["pydantic_settings"]  # replaced by settings.environment_values
@@ -160,3 +164,39 @@ def test_a_bad_environment_value_is_one_clear_line(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError) as info:
         read_environment()
     assert info.value.message.startswith("OCI_CLIENT: 'curl': input should be")
+
+
+def test_a_push_runs_one_git_process(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, client: dict[str, str], tmp_path: Path
+) -> None:
+    """The whole command, on both transports: HEAD and its time, nothing else from git, and the pack lands."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    log = tmp_path / "git.log"
+    real_git = shutil.which("git")
+    assert real_git is not None
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real_git} "$@"\n')
+    (shim / "git").chmod(0o755)
+    env = {
+        "OCI_REGISTRY": registry.host,
+        "OCI_ORG": "acme",
+        "PACK_VERSION": "1.2.3",
+        "GITHUB_REPOSITORY": "acme/packs",
+        **client,
+    }
+    built = run_invoke(project_copy, "build", **env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    log.unlink(missing_ok=True)
+    path = f"{shim}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    pushed = run_invoke(project_copy, "push", PATH=path, **env)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and calls[0].endswith("rev-list -1 --timestamp HEAD^{commit} --"), calls
+    answer = urllib.request.urlopen(  # what landed, read without the publisher
+        urllib.request.Request(
+            f"{registry.url}/v2/acme/greentic-packs/messaging-provider-bundle/manifests/1.2.3",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        ),
+        timeout=30,
+    )
+    assert json.loads(answer.read())["layers"][0]["mediaType"] == "application/vnd.greentic.gtpack.v1+zip"
