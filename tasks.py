@@ -193,10 +193,22 @@ def keygen(c: Context, private_key: str, public_key: str = "") -> None:
         "runs": "Runs per figure; each figure is their median, with min and max (default 5).",
         "quick": "Only the smallest cases, one run each: checks the benchmark works, measures little.",
         "output": "Where to write the report (default docs/benchmarks.md).",
+        "startup": "Only the start-up: `invoke push` of one small pack beside `invoke --list`, printed, not written.",
     }
 )
-def bench(c: Context, runs: int = WholeNumber(5), quick: bool = False, output: str = "docs/benchmarks.md") -> None:
+def bench(
+    c: Context,
+    runs: int = WholeNumber(5),
+    quick: bool = False,
+    output: str = "docs/benchmarks.md",
+    startup: bool = False,
+) -> None:
     """Measure publish speed and memory, release scale, re-release, dry run and start-up on a local registry."""
+    if startup:
+        from benchmarks.startup import run as run_startup
+
+        print(run_startup(runs))
+        return
     from benchmarks.bench import run
 
     written = run(ROOT / output, 1 if quick else runs, quick)

@@ -38,6 +38,7 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert section in text
     assert "| 1 | fresh |" in text and "| 2 | re-run |" in text
     assert "| import invoke |" in text  # the start-up profile
+    assert "<= 1.6x the `invoke --list` run beside it |" in text  # issue 24's start-up ratio, with a verdict
     # what does not depend on the machine's speed: whole output lines, flat memory, the registry's rule
     assert "| one whole line per pack at any `--jobs` | 16 of 16" in text or "| 8 of 8" in text
     assert "outputs | met |" in text

@@ -18,7 +18,7 @@ from pack_publisher.oci import manifest as artifact
 from pack_publisher.oci.descriptor import file_digest
 from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.parallel import each
-from pack_publisher.sources import archive, builder, packs
+from pack_publisher.sources import packs
 from pack_publisher.sources.git import Git
 from pack_publisher.state import records
 from pack_publisher.state.records import BuiltPack
@@ -90,6 +90,8 @@ def _stage_taken(run: Run, name: str) -> Iterator[None]:
 
 def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) -> BuiltPack:
     """Stage, build, validate and compose one pack; the returned record is also saved to disk."""
+    from pack_publisher.sources import archive, builder  # imported where a build needs them: a push never does
+
     s = run.settings
     records.forget_published(s.out_dir, pack.name)  # a new build invalidates the last push
     gtpack = s.out_dir / f"{pack.name}.gtpack"

@@ -15,7 +15,7 @@ from pack_publisher.registry.connect import chosen_oras, connect
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import ConfigError, PublisherError
-from pack_publisher.sources import builder, packs
+from pack_publisher.sources import packs
 from pack_publisher.state import lockfile
 
 if TYPE_CHECKING:
@@ -73,7 +73,11 @@ def check(run: Run, *, building: bool, pushing: bool) -> str | None:
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
     lock_signer(run, releasing=pushing and not s.dry_run)  # REQUIRE_SIGNATURE and a bad key: before any build
     hold_out_dir(run)
-    builder_path = builder.find_builder(s.builder_override, s.publish.search_path) if building else None
+    builder_path = None
+    if building:
+        from pack_publisher.sources import builder  # a push never builds: not imported on its path
+
+        builder_path = builder.find_builder(s.builder_override, s.publish.search_path)
     if pushing:
         chosen_oras(s.publish)  # OCI_CLIENT=oras without oras is wrong in a dry run too
     return builder_path

@@ -11,13 +11,16 @@ published and the lockfile is written.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from pack_publisher.config.run import Run
 from pack_publisher.oci.descriptor import digest_of
-from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import NotFound
+
+if TYPE_CHECKING:
+    from pack_publisher.registry.http import HttpTransport
 from pack_publisher.runtime.errors import AccessError, PublisherError
 from pack_publisher.state.records import PublishedPack
 
@@ -59,6 +62,10 @@ def anonymous_problem(transport: HttpTransport, repository: str, digest: str) ->
 
 def check_published(run: Run, published: Iterable[PublishedPack]) -> list[str]:
     """Fetch every published pack anonymously; warn for each one that fails. The names that failed."""
+    # The built-in client on either transport: it asks as a consumer's HTTP client does, and it is
+    # imported only now, after a real push (the oras path's start-up never pays for requests).
+    from pack_publisher.registry.http import HttpTransport
+
     s = run.settings
     options = s.publish
     transport = HttpTransport(

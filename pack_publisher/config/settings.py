@@ -36,7 +36,7 @@ LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
 class Settings(BaseModel):
     """Everything a task needs, resolved and checked once; shared by every task of one invocation."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     root: Path
     registry: str
@@ -180,7 +180,9 @@ def resolve_settings(
     git = Git(commands or Commands(child_environment(), print), root)
     sha, in_git = _commit(env, git)
     version, version_source, notices = _resolve_version(env, git if in_git else None, sha, env.dry_run or dev_version)
-    slug = remote_slug(git.origin_url()) if in_git else None  # (host, owner, path) of the origin, read once
+    # (host, owner, path) of the origin: read only when no variable gives the source and the org
+    needs_origin = in_git and not (env.github_repository and (env.oci_org or env.github_repository_owner))
+    slug = remote_slug(git.origin_url()) if needs_origin else None
     source_url = _source_url(env, slug)
     if source_url is None:
         notices.append("no GITHUB_REPOSITORY and no origin remote: the source annotation is left out")

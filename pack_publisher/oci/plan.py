@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-import semver
-
 LATEST = "latest"
 
 
@@ -107,11 +105,15 @@ class PackPlan:
 
 
 def is_prerelease(version: str) -> bool:
+    import semver  # only where `latest` is weighed: a push without --latest never imports it
+
     return semver.Version.parse(version).prerelease is not None
 
 
 def _newer(version: str, than: str | None) -> int | None:
     """1 when `version` is newer than `than`, 0 equal, -1 older; None when `than` is not a version."""
+    import semver
+
     if than is None or not semver.Version.is_valid(than):
         return None
     return int(semver.Version.parse(version).compare(than))

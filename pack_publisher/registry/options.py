@@ -19,7 +19,7 @@ def secret_values(*secrets: SecretStr | None) -> list[str]:
 class PublishOptions(BaseModel):
     """How to reach the registry: transport choice, plain HTTP, timeouts, credentials (secrets), proxies."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     client: Literal["auto", "oras", "python"]
     oras_bin: str | None

@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 MASK = "***"
 # Environment variables that may hold a secret: kept from child processes, and masked even when the
-# settings could not be read. Compared case-insensitively (see is_secret_env_name): pydantic-settings
-# reads `oci_password` as OCI_PASSWORD, so every spelling is the same secret.
+# settings could not be read. Compared case-insensitively (see is_secret_env_name): the settings read
+# `oci_password` as OCI_PASSWORD, so every spelling is the same secret.
 SECRET_ENV_VARS = (
     "OCI_PASSWORD",
     "GITHUB_TOKEN",

@@ -17,6 +17,7 @@ class Git:
     def __init__(self, commands: Commands, root: Path) -> None:
         self.commands = commands
         self.root = root
+        self._head: tuple[str, str] | bool | None = False  # not read yet
 
     def _git(self, *args: str) -> str | None:
         """git's output; None when git fails (not a repository, no commits, no such remote)."""
@@ -33,16 +34,26 @@ class Git:
         top = self._git("rev-parse", "--show-toplevel")
         return Path(top).resolve() if top else None
 
+    def _head_commit(self) -> tuple[str, str] | None:
+        """(HEAD's commit, its commit time as printed), read once with one git process; None without one."""
+        if self._head is False:
+            out = self._git("rev-list", "-1", "--timestamp", "HEAD^{commit}", "--")
+            parts = out.split() if out else []
+            self._head = (parts[1], parts[0]) if len(parts) == 2 else None
+        return self._head if isinstance(self._head, tuple) else None
+
     def head_sha(self) -> str | None:
         """HEAD's commit, or None outside a git checkout (or in one without commits)."""
-        return self._git("rev-parse", "--verify", "HEAD^{commit}") or None
+        head = self._head_commit()
+        return head[0] if head else None
 
     def head_tags(self) -> list[str]:
         out = self._git("tag", "--points-at", "HEAD")
         return sorted(out.split()) if out else []
 
     def head_commit_time(self) -> int:
-        out = self._git("show", "-s", "--format=%ct", "HEAD")
+        head = self._head_commit()
+        out = head[1] if head else None
         if not out or not out.isdigit():
             raise ConfigError("cannot read the HEAD commit time from git")
         return int(out)

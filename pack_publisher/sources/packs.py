@@ -27,7 +27,7 @@ NOT_STAGED = {"dist", "target", ".git", "node_modules"}
 class PackMeta(BaseModel):
     """The fields of `pack.yaml` the publisher relies on; everything else passes through untouched."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # schema built on first use, not import
 
     pack_id: str
     version: str

@@ -1,7 +1,8 @@
 """Records that cross task boundaries (and processes): what a build made and what a push published.
 
 They live as small JSON files beside the archives so `invoke push` and `invoke lock` can run as
-separate commands after `invoke build`.
+separate commands after `invoke build`. Their pydantic schemas are built on first use (`defer_build`),
+so a command that never reads or writes one does not pay for it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ RECORDS_DIR = "records"
 class BuiltPack(BaseModel):
     """One validated `.gtpack` and the artifact composed for it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     pack_id: str
@@ -41,7 +42,7 @@ class BuiltPack(BaseModel):
 class PublishedPack(BaseModel):
     """A push that the registry confirmed (or, in a dry run, what would be pushed)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     pack_id: str
