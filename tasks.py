@@ -209,10 +209,21 @@ def tools(
     )
 
 
-@task(help={"pytest-args": "Extra arguments for pytest, e.g. '-k registry -x'."})
-def test(c: Context, pytest_args: str = "") -> None:
-    """Run the whole test command: ruff (lint and format), mypy, then pytest."""
-    c.run("ruff check .", echo=True, pty=False)
-    c.run("ruff format --check .", echo=True, pty=False)
-    c.run("mypy", echo=True, pty=False)
-    c.run(f"python -m pytest {pytest_args}".strip(), echo=True, pty=False)
+# What `invoke test` checks before any test runs, in order; each must pass (add a step here).
+CHECKS = ("ruff check .", "ruff format --check .", "mypy")
+# The fast tier: no registry process, no `python -m invoke` child, no real waits (markers: tests/conftest.py).
+FAST_TIER = "not registry and not subprocess and not slow"
+
+
+@task(
+    help={
+        "all": "Every test, as CI runs them (.ci/run): registries, real oras, child processes; all cores, no skip.",
+        "pytest-args": "Extra arguments for pytest, e.g. '-k registry -x' or 'tests/test_plan.py'.",
+    }
+)
+def test(c: Context, all: bool = False, pytest_args: str = "") -> None:
+    """Lint, format, types, then the fast tests (under a minute); --all runs every test, as CI does."""
+    for check in CHECKS:
+        c.run(check, echo=True, pty=False)
+    tier = "-n auto --fail-on-skip" if all else f'-m "{FAST_TIER}"'
+    c.run(f"python -m pytest {tier} {pytest_args}".strip(), echo=True, pty=False)

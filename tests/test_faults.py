@@ -91,6 +91,7 @@ def test_transient_fault_is_survived(
     assert_registry_consistent(registry, project_copy)
 
 
+@pytest.mark.slow  # oras-go backs off for real inside each oras command: about 30 s on oras
 def test_persistent_error_fails_fast_with_one_line(
     client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
 ) -> None:
