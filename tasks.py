@@ -225,5 +225,7 @@ def test(c: Context, all: bool = False, pytest_args: str = "") -> None:
     """Lint, format, types, then the fast tests (under a minute); --all runs every test, as CI does."""
     for check in CHECKS:
         c.run(check, echo=True, pty=False)
-    tier = "-n auto --fail-on-skip" if all else f'-m "{FAST_TIER}"'
+    # every core; tests are handed out one at a time, costly ones first (tests/conftest.py), so the few
+    # long ones start at once on different workers
+    tier = "-n auto --maxschedchunk 1 --fail-on-skip" if all else f'-m "{FAST_TIER}"'
     c.run(f"python -m pytest {tier} {pytest_args}".strip(), echo=True, pty=False)

@@ -61,9 +61,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test from its fixtures, then run the costly ones first.
 
-    Slow tests first, then the child processes, then the registry tests: with pytest-xdist the long ones
-    start at once on every worker and the many short ones fill in at the end, instead of one worker
-    finishing a 45 s test alone while the others wait.
+    Slow tests first, then the child processes, then the registry tests: with pytest-xdist handing out
+    one test at a time (`--maxschedchunk 1`, as `invoke test --all` runs it) the long ones start at once
+    on every worker and the many short ones fill in at the end, instead of one worker finishing a 45 s
+    test alone while the others wait.
     """
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
