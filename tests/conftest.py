@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in used:
                 item.add_marker(marker)
     items.sort(key=lambda item: -sum(COST[m] for m in COST if item.get_closest_marker(m) is not None))
+
+
+@pytest.fixture(autouse=True)
+def _child_invoke_needs_its_marker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the fast tier honest: a test not marked `subprocess` that starts `python -m invoke` fails at once."""
+    if request.node.get_closest_marker("subprocess") is not None:
+        return
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+        if any(argv[i : i + 2] == ["-m", "invoke"] for i in range(len(argv))):
+            pytest.fail("this test runs `python -m invoke`: use run_invoke, or mark it (run_invoke_process)")
+        real_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture
