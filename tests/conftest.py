@@ -76,24 +76,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _child_invoke_needs_its_marker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the fast tier honest: there, a test not marked `subprocess` that starts `python -m invoke` fails.
+def _fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the fast tier honest: there, a test that starts `python -m invoke` or a registry unmarked fails.
 
-    Only when the run leaves `subprocess` tests out (`-m "... not subprocess ..."`): elsewhere such a test
-    runs as it is, so `invoke test --all` and CI take a new test before it is marked.
+    Only when the run leaves those tests out (`-m "not registry and not subprocess ..."`): elsewhere an
+    unmarked test runs as it is, so `invoke test --all` and CI take a new test before it is marked.
     """
-    excluding = "not subprocess" in (request.config.option.markexpr or "")
-    if not excluding or request.node.get_closest_marker("subprocess") is not None:
-        return
-    real_init = subprocess.Popen.__init__
+    expression = request.config.option.markexpr or ""
+    node = request.node
+    if "not subprocess" in expression and node.get_closest_marker("subprocess") is None:
+        real_init = subprocess.Popen.__init__
 
-    def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
-        argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
-        if any(argv[i : i + 2] == ["-m", "invoke"] for i in range(len(argv))):
-            pytest.fail("this test runs `python -m invoke`: use run_invoke, or mark it (run_invoke_process)")
-        real_init(self, args, *rest, **kwargs)
+        def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+            argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+            if any(argv[i : i + 2] == ["-m", "invoke"] for i in range(len(argv))):
+                pytest.fail("this test runs `python -m invoke`: use run_invoke, or mark it (run_invoke_process)")
+            real_init(self, args, *rest, **kwargs)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+        monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+    if "not registry" in expression and node.get_closest_marker("registry") is None:
+
+        def refused(self: Registry) -> Registry:
+            pytest.fail("this test starts a docker-registry: use the registry fixtures, or mark it `registry`")
+
+        monkeypatch.setattr(Registry, "start", refused)
 
 
 @pytest.fixture
