@@ -246,11 +246,23 @@ def tools(
     )
 
 
-@task(help={"pytest-args": "Extra arguments for pytest, e.g. '-k registry -x'."})
-def test(c: Context, pytest_args: str = "") -> None:
-    """Run the whole test command: ruff (lint and format), mypy, the import contract, then pytest."""
-    c.run("ruff check .", echo=True, pty=False)
-    c.run("ruff format --check .", echo=True, pty=False)
-    c.run("mypy", echo=True, pty=False)
-    c.run("lint-imports", echo=True, pty=False)  # the layer rule: imports point only downward
-    c.run(f"python -m pytest {pytest_args}".strip(), echo=True, pty=False)
+# What `invoke test` checks before any test runs, in order; each must pass (add a step here).
+CHECKS = ("ruff check .", "ruff format --check .", "mypy", "lint-imports")  # lint-imports: the layer rule
+# The fast tier: no registry process, no `python -m invoke` child, no real waits (markers: tests/conftest.py).
+FAST_TIER = "not registry and not subprocess and not slow"
+
+
+@task(
+    help={
+        "all": "Every test, as CI runs them (.ci/run): registries, real oras, child processes; all cores, no skip.",
+        "pytest-args": "Extra arguments for pytest, e.g. '-k registry -x' or 'tests/test_plan.py'.",
+    }
+)
+def test(c: Context, all: bool = False, pytest_args: str = "") -> None:
+    """Lint, format, types, the import contract, then the fast tests (under a minute); --all: every test, as CI."""
+    for check in CHECKS:
+        c.run(check, echo=True, pty=False)
+    # every core; tests are handed out one at a time, costly ones first (tests/conftest.py), so the few
+    # long ones start at once on different workers
+    tier = "-n auto --maxschedchunk 1 --fail-on-skip" if all else f'-m "{FAST_TIER}"'
+    c.run(f"python -m pytest {tier} {pytest_args}".strip(), echo=True, pty=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +13,7 @@ from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.runtime.errors import PublisherError
+from testsupport.serving import serve_in_thread
 
 from .test_retry import FakeClock
 
@@ -35,7 +35,7 @@ def server() -> Iterator[Callable[[Answer], str]]:
             do_HEAD = do_GET
 
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        serve_in_thread(httpd)
         servers.append(httpd)
         return f"127.0.0.1:{httpd.server_address[1]}"
 

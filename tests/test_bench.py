@@ -8,11 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testsupport.oras import real_oras
 
 from .conftest import PROJECT
 
 
+@pytest.mark.registry
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_bench_quick(tmp_path: Path) -> None:
     report = tmp_path / "bench.md"
     result = subprocess.run(

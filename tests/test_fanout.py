@@ -98,6 +98,7 @@ def run_shards(repo: Path, env: dict[str, str], include: list[dict[str, object]]
     return codes
 
 
+@pytest.mark.subprocess  # each shard is a `python -m invoke` of its own, as in CI
 def test_a_three_shard_release_merges_into_one_verified_lockfile(
     eight_packs: Path, run_invoke: RunInvoke, registry: Registry, builder_bin: Path, tmp_path: Path
 ) -> None:
@@ -168,6 +169,7 @@ def test_a_three_shard_release_merges_into_one_verified_lockfile(
     assert result.returncode == 2 and "is in both shard-1-copy.json and shard-1.json" in result.stderr
 
 
+@pytest.mark.subprocess  # each shard is a `python -m invoke` of its own, as in CI
 def test_one_shard_is_one_job_and_merges_alone(
     project_copy: Path, run_invoke: RunInvoke, registry: Registry, builder_bin: Path, tmp_path: Path
 ) -> None:
@@ -192,6 +194,7 @@ def test_one_shard_is_one_job_and_merges_alone(
     assert verified.returncode == 0 and verified.stdout.count("ok ") == 3
 
 
+@pytest.mark.subprocess  # each shard is a `python -m invoke` of its own, as in CI
 def test_a_dry_run_fan_out_merges_too(
     eight_packs: Path, run_invoke: RunInvoke, builder_bin: Path, tmp_path: Path
 ) -> None:
@@ -278,17 +281,19 @@ def test_changed_since_needs_packs_git_can_answer_for(eight_packs: Path, run_inv
 # --- parallel builds -----------------------------------------------------------------------------------
 
 
-def test_parallel_builds_report_every_pack_in_order(eight_packs: Path, run_invoke: RunInvoke) -> None:
+def test_parallel_builds_report_every_pack_in_order(eight_packs: Path, run_invoke_process: RunInvoke) -> None:
     env = {"OCI_ORG": "acme", "PACK_VERSION": "1.0.0"}
-    ok = run_invoke(eight_packs, "build", "--jobs", "4", **env)
+    ok = run_invoke_process(eight_packs, "build", "--jobs", "4", **env)
     assert ok.returncode == 0, ok.stderr
     assert [line.split(":")[0] for line in ok.stdout.splitlines()] == [f"built {n}" for n in sorted(NAMES)]
-    failing = run_invoke(eight_packs, "build", "--jobs", "4", FAKE_GREENTIC_PACK_FAIL_FOR="pack-2,pack-6", **env)
+    failing = run_invoke_process(
+        eight_packs, "build", "--jobs", "4", FAKE_GREENTIC_PACK_FAIL_FOR="pack-2,pack-6", **env
+    )
     assert failing.returncode == 1
     lines = [line for line in failing.stdout.splitlines() if not line.startswith(" ")]
     assert [line.split(":")[0] for line in lines] == [
         ("FAILED " if n in ("pack-2", "pack-6") else "built ") + n for n in sorted(NAMES)
     ]
     assert "error: 2 of 8 pack(s) failed to build: pack-2, pack-6" in failing.stderr
-    not_a_number = run_invoke(eight_packs, "build", "--jobs", "many", **env)
+    not_a_number = run_invoke_process(eight_packs, "build", "--jobs", "many", **env)
     assert not_a_number.returncode == 2 and not_a_number.stderr.strip() == "error: 'many' is not a whole number"

@@ -91,6 +91,7 @@ def test_transient_fault_is_survived(
     assert_registry_consistent(registry, project_copy)
 
 
+@pytest.mark.slow  # oras-go backs off for real inside each oras command: about 30 s on oras
 def test_persistent_error_fails_fast_with_one_line(
     client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
 ) -> None:
@@ -124,12 +125,14 @@ def test_persistent_error_fails_fast_with_one_line(
     assert_registry_consistent(registry, project_copy)
 
 
+@pytest.mark.slow
 def test_persistent_stall_fails_within_a_minute_with_defaults(
-    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
+    client: dict[str, str], project_copy: Path, run_invoke_process: RunInvoke, registry: Registry, proxy: FaultProxy
 ) -> None:
+    """The real bound, so a real child with the real retry waits: about 45 s."""
     proxy.add(Rule("GET", r"/manifests/", "stall", times=None, stall_seconds=40))
     started = time.monotonic()
-    result = run_invoke(project_copy, "release", **env_for(proxy, **client))
+    result = run_invoke_process(project_copy, "release", **env_for(proxy, **client))
     elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert f"FAILED {PACK}: {proxy.host}: reading manifest {REPO}:1.2.3 failed after" in result.stdout
@@ -188,6 +191,7 @@ def test_registry_answering_garbage(project_copy: Path, run_invoke: RunInvoke) -
     assert f"{host}: resolving" in line and "connection failed" in line
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_during_a_push_records_nothing(
     stop: signal.Signals,

@@ -288,6 +288,7 @@ def test_deeply_nested_json_lockfile() -> None:
 # item 8: hangs
 
 
+@pytest.mark.slow  # 60,000 zip entries, and a bound in real seconds
 def test_duplicate_entry_check_is_linear(tmp_path: Path) -> None:
     path = tmp_path / "many.gtpack"
     count = 60_000
@@ -320,6 +321,7 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow  # the stand-in's grandchild lingers for real
 def test_builder_grandchild_holding_stderr_does_not_hold_the_build(
     builder_bin: Path, staged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,6 +344,7 @@ def test_builder_grandchild_holding_stderr_does_not_hold_the_build(
             os.kill(grandchild, signal.SIGKILL)
 
 
+@pytest.mark.slow  # a real 1 s deadline
 def test_builder_timeout_kills_it(
     builder_bin: Path, staged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

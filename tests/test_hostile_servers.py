@@ -259,6 +259,7 @@ UPLOADING = f"uploading blob {EMPTY_CONFIG.short} to acme/pack"
         ("token GET", "reading manifest acme/pack:1.0.0", "token service: timed out"),
     ],
 )
+@pytest.mark.slow  # a real 1 s deadline
 def test_trickling_headers_are_cut_off_at_the_deadline(
     serve: Serve, tmp_path: Path, slow: str, operation: str, cause: str
 ) -> None:
@@ -292,6 +293,7 @@ def test_trickling_headers_are_cut_off_at_the_deadline(
     assert no_timer_left()
 
 
+@pytest.mark.slow  # a real 1 s deadline
 def test_the_headers_deadline_holds_in_each_of_several_threads(serve: Serve) -> None:
     registry = serve(trickle(SLOW_HEAD))
     messages: list[str] = []
@@ -313,6 +315,7 @@ def test_the_headers_deadline_holds_in_each_of_several_threads(serve: Serve) -> 
     assert no_timer_left()
 
 
+@pytest.mark.slow  # a real 1 s deadline
 @pytest.mark.parametrize("what", ["manifest", "token answer"])
 def test_a_trickling_body_is_cut_off_at_its_deadline(serve: Serve, what: str) -> None:
     body = json.dumps({"schemaVersion": 2, "token": TOKEN}).encode() + b" " * 40

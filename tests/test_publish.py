@@ -37,14 +37,14 @@ def add_pack(repo: Path, name: str) -> None:
 
 
 def test_release_publishes_what_the_dry_run_predicted(
-    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+    client: dict[str, str], project_copy: Path, run_invoke_process: RunInvoke, registry: Registry
 ) -> None:
-    dry = run_invoke(project_copy, "release", "--dry-run", **env_for(registry, **client))
+    dry = run_invoke_process(project_copy, "release", "--dry-run", **env_for(registry, **client))
     assert dry.returncode == 0, dry.stderr
     predicted = lock_of(project_copy)["packs"][0]["expected_digest"]  # type: ignore[index]
     assert registry.storage_files() == 0  # the dry run touched nothing
 
-    result = run_invoke(project_copy, "release", **env_for(registry, **client))
+    result = run_invoke_process(project_copy, "release", **env_for(registry, **client))
     assert result.returncode == 0, result.stderr
     lock = lock_of(project_copy)
     [entry] = lock["packs"]  # type: ignore[misc]
@@ -71,7 +71,7 @@ def test_release_publishes_what_the_dry_run_predicted(
 
     # a second release uploads nothing and succeeds
     files_before = registry.storage_files()
-    again = run_invoke(project_copy, "release", **env_for(registry, **client))
+    again = run_invoke_process(project_copy, "release", **env_for(registry, **client))
     assert again.returncode == 0, again.stderr
     assert f"already published {registry.host}/{REPO}:1.2.3 digest={predicted}" in again.stdout
     transport = "built-in client" if client["OCI_CLIENT"] == "python" else "oras CLI"
@@ -79,7 +79,7 @@ def test_release_publishes_what_the_dry_run_predicted(
     assert registry.storage_files() == files_before
     assert lock_of(project_copy)["packs"][0]["digest"] == predicted  # type: ignore[index]
 
-    verified = run_invoke(project_copy, "verify", **env_for(registry, **client))
+    verified = run_invoke_process(project_copy, "verify", **env_for(registry, **client))
     assert verified.returncode == 0, verified.stderr
     assert f"ok {registry.host}/{REPO}:1.2.3 @ {predicted}" in verified.stdout
 

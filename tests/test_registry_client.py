@@ -56,10 +56,12 @@ def test_large_pack_streams_with_flat_memory(registry: Registry, tmp_path: Path)
     assert registry.raw_blob_sha256("acme/big", report["layer"]) == report["layer"]
 
 
-def test_unreachable_registry_fails_fast_and_clearly(project_copy: Path, run_invoke: RunInvoke) -> None:
+@pytest.mark.slow
+def test_unreachable_registry_fails_fast_and_clearly(project_copy: Path, run_invoke_process: RunInvoke) -> None:
+    """The real bound, so a real child with the real retry waits."""
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
-    result = run_invoke(
+    result = run_invoke_process(
         project_copy, "release", OCI_REGISTRY=host, OCI_ORG="acme", PACK_VERSION="1.0.0", OCI_CLIENT="python"
     )
     elapsed = time.monotonic() - started

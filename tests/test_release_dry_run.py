@@ -14,9 +14,9 @@ from .conftest import RunInvoke, git
 PACK = "messaging-provider-bundle"
 
 
-def test_dry_run_release(project_copy: Path, run_invoke: RunInvoke) -> None:
+def test_dry_run_release(project_copy: Path, run_invoke_process: RunInvoke) -> None:
     sources_before = {p: p.read_bytes() for p in (project_copy / "packs").rglob("*") if p.is_file()}
-    result = run_invoke(project_copy, "release", "--dry-run", OCI_ORG="Acme", PACK_VERSION="1.2.3")
+    result = run_invoke_process(project_copy, "release", "--dry-run", OCI_ORG="Acme", PACK_VERSION="1.2.3")
     assert result.returncode == 0, result.stderr
     lock = json.loads((project_copy / "packs.lock.json").read_text())
     assert list(lock) == [
@@ -145,19 +145,19 @@ def test_lock_without_push(project_copy: Path, run_invoke: RunInvoke) -> None:
     assert_one_line_error(result, 2, f"pack '{PACK}' has no push of version 1.0.0")
 
 
-def test_list_and_help(project_copy: Path, run_invoke: RunInvoke) -> None:
-    listing = run_invoke(project_copy, "--list")
+def test_list_and_help(project_copy: Path, run_invoke_process: RunInvoke) -> None:
+    listing = run_invoke_process(project_copy, "--list")
     assert listing.returncode == 0
     for name in ("build", "lock", "release"):
         line = next(line for line in listing.stdout.splitlines() if line.strip().startswith(name + " "))
         assert len(line.split(None, 1)) == 2, f"task {name} has no description in --list"
-        help_text = run_invoke(project_copy, name, "--help")
+        help_text = run_invoke_process(project_copy, name, "--help")
         assert help_text.returncode == 0 and "--pack" in help_text.stdout
 
 
-def test_runs_from_a_subdirectory(project_copy: Path, run_invoke: RunInvoke) -> None:
+def test_runs_from_a_subdirectory(project_copy: Path, run_invoke_process: RunInvoke) -> None:
     sub = project_copy / "packs"
-    result = run_invoke(sub, "release", "--dry-run", OCI_ORG="acme", PACK_VERSION="1.0.0")
+    result = run_invoke_process(sub, "release", "--dry-run", OCI_ORG="acme", PACK_VERSION="1.0.0")
     assert result.returncode == 0, result.stderr
     assert (project_copy / "packs.lock.json").is_file() and os.listdir(project_copy / "dist" / "packs")
 

@@ -279,10 +279,10 @@ def test_every_external_command_is_shown_in_ci_with_secrets_masked(
     assert secret not in result.stdout + result.stderr
 
 
-def test_invoke_echo_shows_commands_and_quiet_by_default(project_copy: Path, run_invoke: RunInvoke) -> None:
-    quiet = run_invoke(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0")
+def test_invoke_echo_shows_commands_and_quiet_by_default(project_copy: Path, run_invoke_process: RunInvoke) -> None:
+    quiet = run_invoke_process(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0")
     assert quiet.returncode == 0 and " build --in " not in quiet.stdout
-    shown = run_invoke(project_copy, "--echo", "build", OCI_ORG="acme", PACK_VERSION="1.0.0")
+    shown = run_invoke_process(project_copy, "--echo", "build", OCI_ORG="acme", PACK_VERSION="1.0.0")
     assert shown.returncode == 0, shown.stderr
     assert "greentic-pack build --in " in shown.stdout and "--gtpack-out" in shown.stdout
 

@@ -73,13 +73,13 @@ def test_wrong_password(
 
 
 def test_successful_release_with_debug_and_echo(
-    project_copy: Path, run_invoke: RunInvoke, basic_registry: Registry, tmp_path: Path
+    project_copy: Path, run_invoke_process: RunInvoke, basic_registry: Registry, tmp_path: Path
 ) -> None:
     env = env_for(basic_registry.host, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD, GITHUB_TOKEN=GH_CANARY)
     for args in (["--debug", "--echo", "release"], ["--debug", "verify"], ["--debug", "release", "--dry-run"]):
         # the dry run writes its own lockfile: it never replaces the real release's
         extra = {"LOCK_FILE": "dry-run.lock.json"} if "--dry-run" in args else {}
-        result = run_invoke(project_copy, *args, **env, **extra)
+        result = run_invoke_process(project_copy, *args, **env, **extra)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "invoke.loader" in result.stderr  # debug output really was on
         assert_no_leak(project_copy, result.stdout, result.stderr)

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 
 from pack_publisher.commands import tools
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from testsupport.inprocess import run_in_process
+from testsupport.serving import serve_in_thread
 
 from .conftest import PROJECT
 
@@ -44,8 +45,7 @@ class FileServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.httpd)
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -161,16 +161,9 @@ def test_the_pinned_oras_is_the_one_the_workflows_verify() -> None:
 
 
 def invoke_tools(*args: str, path: str, cwd: Path = PROJECT) -> subprocess.CompletedProcess[str]:
+    """`invoke tools ARGS` in this repository, in-process, with only PATH, HOME and LANG set."""
     env = {"PATH": path, "HOME": str(cwd), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", "tools", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_in_process(PROJECT, ("tools", *args), env)
 
 
 SYSTEM_PATH = f"{Path(sys.executable).parent}{os.pathsep}/usr/bin{os.pathsep}/bin"
@@ -279,6 +272,7 @@ def test_builder_falls_back_to_a_locked_cargo_install(tmp_path: Path) -> None:
     assert (bin_dir / "greentic-pack").read_text() == "#!/bin/sh\necho built\n"
 
 
+@pytest.mark.subprocess  # `invoke --echo` as a developer types it
 def test_cargo_commands_are_echoed_with_invoke_echo(tmp_path: Path) -> None:
     log, bin_dir = tmp_path / "cargo.log", tmp_path / "bin"
     path = fake_cargo(tmp_path / "fake", log, binstall_ok=False)

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+
+from .serving import serve_in_thread
 
 Answer = Callable[[BaseHTTPRequestHandler], None]
 
@@ -74,8 +75,7 @@ class HostileServer:
 
         self._httpd = ThreadingHTTPServer((address, 0), Handler)
         self.host = f"{address}:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd)
 
     def close(self) -> None:
         self._httpd.shutdown()

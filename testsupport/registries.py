@@ -1,5 +1,9 @@
 """Real OCI registries for tests: Debian's docker-registry on a free loopback port, anonymous, with
-htpasswd Basic auth, or with Bearer token auth through a small token server (the GHCR flow)."""
+htpasswd Basic auth, or with Bearer token auth through a small token server (the GHCR flow).
+
+`RegistryPool` keeps one process of each kind for a whole test session (one per xdist worker) and
+empties its storage before each test, so every test starts from a registry holding nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from .serving import serve_in_thread
 
 MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 USER, PASSWORD = "publisher", "s3cret-Passw0rd"
@@ -78,7 +83,7 @@ class TokenServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        serve_in_thread(self.httpd)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         query = parse_qs(urlparse(request.path).query)
@@ -192,6 +197,20 @@ class Registry:
         if self.token_server is not None:
             self.token_server.close()
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def empty(self) -> None:
+        """Forget everything stored (docker-registry keeps no cache unless configured to), as a new registry."""
+        storage = self.folder / "storage"
+        for entry in list(storage.iterdir()) if storage.is_dir() else []:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        if self.token_server is not None:
+            self.token_server.requests.clear()
+
     def storage_files(self) -> int:
         """How many files the registry stores (blobs and links): a re-release must not add any."""
         return sum(1 for p in (self.folder / "storage").rglob("*") if p.is_file())
@@ -250,3 +269,32 @@ class Registry:
     def raw_head(self, path: str) -> int:
         repository = path.split("/v2/", 1)[1].rsplit("/", 2)[0]
         return requests.head(f"{self.url}{path}", headers=self._auth(repository), timeout=10).status_code
+
+
+class RegistryPool:
+    """One registry per kind (none, htpasswd, token) for a test session, started when first asked for.
+
+    `fresh(kind)` hands it to the next test emptied; a registry that died is replaced by a new one.
+    Tests of one worker run one after another, so a test never sees another test's repositories.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.running: dict[str, Registry] = {}
+
+    def fresh(self, auth: str) -> Registry:
+        current = self.running.get(auth)
+        if current is not None and not current.running():
+            current.stop()
+            current = None
+        if current is None:
+            folder = self.folder / f"{auth}-{len(list(self.folder.iterdir()))}"
+            current = self.running[auth] = Registry(folder, auth=auth).start()
+        else:
+            current.empty()
+        return current
+
+    def stop_all(self) -> None:
+        for running in self.running.values():
+            running.stop()
+        self.running.clear()
