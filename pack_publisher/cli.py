@@ -18,6 +18,7 @@ from .commands import INVOKE_ECHO_FORMAT, Commands
 from .errors import PublisherError
 from .redact import Redactor, secret_env_values
 from .run import Printer, Run
+from .task_flags import install as mend_invoke_flags
 
 if TYPE_CHECKING:
     from .settings import PublishOptions
@@ -28,6 +29,7 @@ R = TypeVar("R")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 _CONFIG_KEY = "pack_publisher_settings"
+mend_invoke_flags()  # before Invoke parses the task flags: `--pack` without its value is refused
 
 
 class _LooksLikeInt(type):
