@@ -207,7 +207,8 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
     s = run.settings
     records.forget_published(s.out_dir, pack.name)  # a new build invalidates the last push
     gtpack = s.out_dir / f"{pack.name}.gtpack"
-    with _stage_taken(run, pack.name):
+    run.say(f"building {pack.name}…")
+    with _stage_taken(run, pack.name), run.heartbeat.alive(f"building {pack.name}"):
         staged = packs.stage(pack, s.stage_dir / pack.name, s.version)
         builder.build_gtpack(run.commands, builder_path, pack.name, staged, gtpack)
     facts = archive.inspect_gtpack(gtpack)
@@ -331,6 +332,8 @@ def archive_unchanged(record: BuiltPack, *, hash_now: bool) -> bool:
 def _consulting_transports(run: Run) -> Transports | str:
     """Read-only access for a dry run's plan, or why there is none (never a reason to fail a dry run)."""
     s = run.settings
+    if s.org_is_placeholder:  # `local` is a real namespace on ghcr.io: asking would plan against a stranger's packs
+        return f"the org {s.org!r} is a placeholder: no registry was contacted; set OCI_ORG to ask {s.registry}"
     try:
         return Transports(s.registry, s.publish, run.redact, run.commands, policy=CONSULT_POLICY)
     except PublisherError as exc:
@@ -346,12 +349,14 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
     finally:
         if isinstance(access, Transports):
             access.close()
+    for one, plan in zip(built, plans, strict=True):
+        held = f"holds {plan.version.old}; " if plan.version.old else ""
+        run.say(f"{plan.verdict()} {one.reference} ({held}manifest digest {one.manifest_descriptor.digest})")
     refused = [one.name for one, plan in zip(built, plans, strict=True) if plan.refused]
     if refused:
         raise PublisherError(f"a push would be refused for {', '.join(refused)} (see the plan above)")
     planned = []
     for one, plan in zip(built, plans, strict=True):
-        run.say(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
         record = PublishedPack.of(
             one,
             digest=lockfile.DRY_RUN_DIGEST,

@@ -21,7 +21,9 @@ from .artifact import VERSION, Artifact
 from .content import VerifiedRegistry
 from .descriptor import describe, file_digest
 from .errors import PublisherError
+from .manifest_changes import Changes, compare
 from .plan import LATEST, Held, Kind, PackPlan, Seen, is_prerelease, plan_pack
+from .progress import SentBytes
 from .records import BuiltPack, PublishedPack
 from .run import Run
 from .transports import PushRequest, Transports
@@ -65,9 +67,18 @@ def _version_of(manifest: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def consult(registry: VerifiedRegistry, repository: str, version: str, digest: str, latest: bool) -> Seen:
-    """What the registry holds under the tags a push of `version` may write."""
+def consult(
+    registry: VerifiedRegistry, repository: str, version: str, digest: str, latest: bool, ours: bytes | None = None
+) -> Seen:
+    """What the registry holds under the tags a push of `version` may write.
+
+    When the version tag holds another manifest, it is read and compared with `ours` (this build's manifest
+    bytes), so a refusal can say what differs.
+    """
     held = registry.resolve(repository, version)
+    changes = None
+    if held is not None and held.digest != digest and ours is not None:
+        changes = _changes(registry, repository, held.digest, ours, version)
     latest_held = None
     if latest:  # for a pre-release too: the plan says where latest stays
         found = registry.resolve(repository, LATEST)
@@ -78,13 +89,24 @@ def consult(registry: VerifiedRegistry, repository: str, version: str, digest: s
             elif not is_prerelease(version):
                 known = _version_of(registry.manifest(repository, found.digest))
             latest_held = Held(found.digest, known)
-    return Seen(True, Held(held.digest) if held else None, latest_held)
+    return Seen(True, Held(held.digest, changes=changes) if held else None, latest_held)
 
 
-def plan_line(run: Run, built: BuiltPack, plan: PackPlan) -> list[str]:
-    """The plan of one pack as shown: one line per tag."""
+def _changes(registry: VerifiedRegistry, repository: str, held: str, ours: bytes, version: str) -> Changes | None:
+    """How the published manifest differs from ours; None when it cannot be read (the plan still holds)."""
+    try:
+        return compare(registry.manifest(repository, held), ours, version)
+    except PublisherError:
+        return None
+
+
+def plan_line(run: Run, built: BuiltPack, plan: PackPlan, *, dry_run: bool = False) -> list[str]:
+    """The plan of one pack as shown: one line per tag (in a dry run's words: `would publish`, ...)."""
     repository = run.settings.repository(built.name)
-    return [f"plan {run.settings.registry}/{repository}:{a.tag}: {a.describe()}" for a in plan.actions]
+    return [
+        f"plan {run.settings.registry}/{repository}:{a.tag}: {a.would() if dry_run else a.describe()}"
+        for a in plan.actions
+    ]
 
 
 def each(jobs: int, items: Iterable[T], work: Callable[[T], R]) -> Iterator[R]:
@@ -110,7 +132,12 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
             artifact = load_artifact(pack)
             registry = VerifiedRegistry(transports.get(), settings.registry)
             seen = consult(
-                registry, settings.repository(pack.name), settings.version, artifact.descriptor.digest, latest
+                registry,
+                settings.repository(pack.name),
+                settings.version,
+                artifact.descriptor.digest,
+                latest,
+                artifact.manifest,
             )
             return Planned(
                 pack,
@@ -140,13 +167,19 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
     return [o for o in outcomes if isinstance(o, Planned)]
 
 
-def write_one(registry: VerifiedRegistry, planned: Planned, repository: str) -> int | None:
+def write_one(
+    registry: VerifiedRegistry, planned: Planned, repository: str, sent: SentBytes | None = None
+) -> int | None:
     """Write what the plan says (blobs, then the manifest under each tag); the blobs uploaded, if known."""
     plan = planned.plan
     if not plan.writes:
         return 0
     written = PushRequest(
-        repository=repository, tags=plan.writes, gtpack=planned.built.gtpack, artifact=planned.artifact
+        repository=repository,
+        tags=plan.writes,
+        gtpack=planned.built.gtpack,
+        artifact=planned.artifact,
+        on_sent=sent.update if sent is not None else None,
     )
     return registry.transport.push(written).uploaded_blobs
 
@@ -200,11 +233,13 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
         built = item.built
         try:
             registry = VerifiedRegistry(transports.get(), registry_name)
+            sent = SentBytes(built.layer.size)
             calls: list[Callable[[], object]] = [
-                partial(write_one, registry, item, run.settings.repository(built.name)),
+                partial(write_one, registry, item, run.settings.repository(built.name), sent),
                 partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
             ]
-            written, digest = together(calls)
+            with run.heartbeat.alive(f"uploading {built.name}", sent.describe):
+                written, digest = together(calls)
             uploaded = cast(int | None, written)
             if digest != built.layer.digest:  # an upload was refused by the registry; a skipped one must be too
                 raise PublisherError(f"pack {built.name!r}: {built.gtpack} changed since it was built; rebuild it")
@@ -251,7 +286,7 @@ def dry_run_plans(
         try:
             registry = VerifiedRegistry(access.get(), settings.registry)
             seen = [
-                consult(registry, settings.repository(b.name), settings.version, d, latest)
+                consult(registry, settings.repository(b.name), settings.version, d, latest, _manifest_bytes(b))
                 for b, d in zip(built, digests, strict=True)
             ]
         except PublisherError as exc:
@@ -261,9 +296,17 @@ def dry_run_plans(
         seen = [Seen(consulted=False)] * len(built)
     plans = [plan_pack(settings.version, d, s, latest=latest, force=force) for d, s in zip(digests, seen, strict=True)]
     for one, plan in zip(built, plans, strict=True):
-        for line in plan_line(run, one, plan):
+        for line in plan_line(run, one, plan, dry_run=True):
             run.say(line)
     return plans
+
+
+def _manifest_bytes(built: BuiltPack) -> bytes | None:
+    """The composed manifest of a build, to compare with a published one; None if it cannot be read."""
+    try:
+        return built.manifest.read_bytes()
+    except OSError:
+        return None
 
 
 __all__ = ["Kind", "PackResult", "consult", "dry_run_plans", "plan_all", "prove_one", "push", "write_one"]

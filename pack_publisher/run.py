@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .commands import Commands
+from .progress import Heartbeat
 from .redact import Redactor
 
 if TYPE_CHECKING:
@@ -61,3 +62,4 @@ class Run(Printer):
         self.command = " ".join(["invoke", *sys.argv[1:]])  # shown to a second run finding OUT_DIR taken
         self.out_dir_lock: int | None = None  # the descriptor holding OUT_DIR's lock, once taken
         self.lenient = False  # resolved with the dry run's fallbacks (version, org) for a task writing no registry
+        self.heartbeat = Heartbeat(self.say)  # `still building <pack>: 20 s elapsed`, every ~10 s

@@ -6,13 +6,22 @@ it is alive, help that names the settings, the documented local round trip, and 
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from .conftest import RunInvoke
-from .test_publish import PACK
+from pack_publisher.gitinfo import describe_origin
+from pack_publisher.manifest_changes import compare
+from testsupport.registries import Registry
 
+from .conftest import RunInvoke, git
+from .test_publish import PACK, REPO, env_for, lock_of
+
+DRY_LOCK = "dry-run.lock.json"  # the name the lockfile refusal suggests
 TARGET_SETTINGS = ("PACK_VERSION", "OCI_REGISTRY", "OCI_ORG", "OCI_REPO", "OCI_CLIENT")
 
 
@@ -59,3 +68,184 @@ def test_help_names_the_pack_value_and_the_target_settings(
     assert "-p NAME, --pack=NAME" in result.stdout and "--pack NAME" in result.stdout
     for name in TARGET_SETTINGS:
         assert name in result.stdout, name
+
+
+# --- the placeholder org and an origin that is a path -------------------------------------------------
+
+
+class _Listener:
+    """A loopback port that counts the connections made to it: proof that nothing was contacted."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+
+def test_a_dry_run_with_the_placeholder_org_contacts_no_registry(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke
+) -> None:
+    listener = _Listener()
+    try:
+        result = run_invoke(
+            project_copy, "release", "--dry-run", OCI_REGISTRY=listener.host, PACK_VERSION="1.0.0", **client
+        )
+    finally:
+        listener.sock.close()
+    assert result.returncode == 0, result.stderr
+    assert listener.accepted == 0
+    assert (
+        f"registry not consulted (the org 'local' is a placeholder: no registry was contacted; set OCI_ORG to ask "
+        f"{listener.host}): the plan assumes every tag is new" in result.stdout
+    )
+    assert f"would publish {listener.host}/local/greentic-packs/{PACK}:1.0.0 (manifest digest sha256:" in result.stdout
+
+
+def test_an_org_named_local_on_purpose_is_asked_about(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    result = run_invoke(
+        project_copy, "release", "--dry-run", OCI_REGISTRY=registry.host, OCI_ORG="local", PACK_VERSION="1.0.0"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "registry not consulted" not in result.stdout and "would publish (new tag)" in result.stdout
+
+
+def test_an_origin_that_is_a_path_is_named_as_such(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+    clone = tmp_path / "clone-of-a-clone"
+    subprocess.run(["git", "clone", "-q", str(project_copy), str(clone)], check=True)
+    dry = run_invoke(clone, "release", "--dry-run", PACK_VERSION="1.0.0")
+    assert dry.returncode == 0, dry.stderr
+    named = f"the origin remote '{project_copy}' (a local path, not a GitHub remote)"
+    assert f"warning: no OCI_ORG or GITHUB_REPOSITORY_OWNER, and {named}: the dry run uses the org 'local'" in (
+        dry.stderr
+    )
+    assert f"warning: no GITHUB_REPOSITORY and {named}: the source annotation is left out" in dry.stderr
+    assert "no origin remote" not in dry.stderr
+    real = run_invoke(clone, "release", PACK_VERSION="1.0.0")
+    assert real.returncode == 2
+    assert real.stderr.strip() == f"error: OCI_ORG: not set: no OCI_ORG or GITHUB_REPOSITORY_OWNER, and {named}; " + (
+        "set OCI_ORG (a dry run uses 'local')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        ("../elsewhere", "a local path"),
+        ("file:///srv/git/packs.git", "a local path"),
+        ("https://user:secret@example.com", "not a URL naming a host, an owner and a repository"),
+    ],
+)
+def test_origins_that_name_no_owner_are_described(url: str, what: str) -> None:
+    described = describe_origin(url)
+    assert described.endswith(f"({what}, not a GitHub remote)") and "secret" not in described
+
+
+# --- what a dry run says it would do ----------------------------------------------------------------
+
+
+def _release(project: Path, run_invoke: RunInvoke, registry: Registry, client: dict[str, str], *args: str) -> str:
+    dry = {"LOCK_FILE": DRY_LOCK} if "--dry-run" in args else {}  # a dry run never replaces a real lockfile
+    result = run_invoke(project, "release", *args, **env_for(registry, **client, **dry))
+    assert result.returncode in (0, 1), result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout + result.stderr
+
+
+def test_dry_run_plans_say_what_would_happen(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    ref = f"{registry.host}/{REPO}:1.2.3"
+    new = _release(project_copy, run_invoke, registry, client, "--dry-run")
+    assert f"plan {ref}: would publish (new tag): sha256:" in new and f"would publish {ref} (manifest digest" in new
+    assert "would push" not in new
+    _release(project_copy, run_invoke, registry, client)
+    digest = lock_of(project_copy)["packs"][0]["digest"]  # type: ignore[index]
+
+    again = _release(project_copy, run_invoke, registry, client, "--dry-run", "--latest")
+    assert f"plan {ref}: would skip (already published): holds {digest}" in again
+    assert f"plan {ref.replace(':1.2.3', ':latest')}: would move (new tag, at 1.2.3): nothing -> {digest}" in again
+    assert f"would skip (already published), would move latest to it {ref} (manifest digest {digest})" in again
+    skipped = _release(project_copy, run_invoke, registry, client, "--dry-run")
+    assert f"would skip (already published) {ref} (manifest digest {digest})" in skipped
+    assert "would push" not in skipped and "would publish" not in skipped
+
+    git(project_copy, "commit", "-q", "--allow-empty", "-m", "a later commit")
+    refused = run_invoke(project_copy, "release", "--dry-run", **env_for(registry, **client, LOCK_FILE=DRY_LOCK))
+    assert refused.returncode == 1
+    assert f"plan {ref}: would refuse (release tags are immutable; the archive is byte-identical; " in refused.stdout
+    assert f"would refuse (release tags are immutable) {ref} (holds {digest}; manifest digest sha256:" in (
+        refused.stdout
+    )
+    assert "would push" not in refused.stdout and "would publish" not in refused.stdout
+    forced = _release(project_copy, run_invoke, registry, client, "--dry-run", "--force")
+    assert f"plan {ref}: would overwrite (--force; the archive is byte-identical; the annotations differ: revision" in (
+        forced
+    )
+    assert f"would overwrite (--force) {ref} (holds {digest}; manifest digest sha256:" in forced
+
+
+# --- a refusal says what differs and the way out ----------------------------------------------------
+
+
+def test_a_refusal_after_a_later_commit_names_the_revision_and_the_way_out(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    published_at = git(project_copy, "rev-parse", "HEAD")
+    _release(project_copy, run_invoke, registry, client)
+    git(project_copy, "commit", "-q", "--allow-empty", "-m", "docs only")
+    later = git(project_copy, "rev-parse", "HEAD")
+    refused = run_invoke(project_copy, "release", **env_for(registry, **client))
+    assert refused.returncode == 1
+    [line] = [line for line in refused.stdout.splitlines() if line.startswith(f"plan {registry.host}/{REPO}:1.2.3:")]
+    assert "REFUSED: holds " in line
+    assert (
+        f"(release tags are immutable; the archive is byte-identical; the annotations differ: "
+        f"revision ({published_at[:12]}… -> {later[:12]}…): release 1.2.3 from the commit it was published from "
+        f"({published_at[:12]}, e.g. `git checkout v1.2.3`), or publish a new version, or pass --force to overwrite)"
+    ) in line
+
+
+def test_a_refusal_of_a_changed_archive_names_the_layer(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    _release(project_copy, run_invoke, registry, client)
+    layer = lock_of(project_copy)["packs"][0]["gtpack_sha256"]  # type: ignore[index]
+    (project_copy / "packs" / PACK / "assets").mkdir()
+    (project_copy / "packs" / PACK / "assets" / "new.txt").write_text("changed\n")
+    git(project_copy, "add", "-A")
+    git(project_copy, "commit", "-qm", "a changed pack")
+    refused = run_invoke(project_copy, "release", **env_for(registry, **client))
+    assert refused.returncode == 1
+    [line] = [line for line in refused.stdout.splitlines() if line.startswith(f"plan {registry.host}/{REPO}:1.2.3:")]
+    assert f"the archive changed (layer {layer} -> sha256:" in line
+    assert "the annotations differ: revision (" in line
+    assert line.endswith(": publish a new version, or pass --force to overwrite)")
+
+
+def test_changes_between_manifests_are_named() -> None:
+    def manifest(layer: str, **notes: str) -> bytes:
+        annotations = {f"org.opencontainers.image.{k}": v for k, v in notes.items()}
+        return json.dumps({"layers": [{"digest": layer}], "annotations": annotations}).encode()
+
+    base = {"revision": "a" * 40, "created": "2026-01-01T00:00:00Z", "source": "https://github.com/acme/packs"}
+    moved = {**base, "created": "2026-02-01T00:00:00Z", "source": "https://github.com/other/packs"}
+    changes = compare(manifest("sha256:1", **base), manifest("sha256:1", **moved), "1.2.3")
+    assert changes.what.startswith("the archive is byte-identical; the annotations differ: created (")
+    assert "source (https://github.com/acme/packs -> https://github.com/other/packs)" in changes.what
+    assert changes.remedy.startswith("release 1.2.3 from the commit it was published from (aaaaaaaaaaaa")
+    assert "with the source https://github.com/acme/packs (GITHUB_REPOSITORY)" in changes.remedy
+    titled = compare(manifest("sha256:1", **base), manifest("sha256:1", **base, title="New"), "1.2.3")
+    assert titled.what.endswith("title (none -> New)") and titled.remedy == "publish a new version"
+    assert compare(b"[]", manifest("sha256:1"), "1.2.3").remedy == "publish a new version"
