@@ -30,6 +30,11 @@ def duration(seconds: float) -> str:
 
 
 def size(count: int) -> str:
+    """`512 B`, `12.3 KiB`, `60.0 MiB`."""
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
     return f"{count / (1024 * 1024):.1f} MiB"
 
 

@@ -7,6 +7,7 @@ it is alive, help that names the settings, the documented local round trip, and 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -14,11 +15,21 @@ from pathlib import Path
 
 import pytest
 
+from pack_publisher import pipeline
+from pack_publisher.artifact import GTPACK_MEDIA_TYPE, compose
+from pack_publisher.builder import find_builder
+from pack_publisher.descriptor import file_descriptor
 from pack_publisher.gitinfo import describe_origin
 from pack_publisher.manifest_changes import compare
+from pack_publisher.progress import Heartbeat, SentBytes
+from pack_publisher.progress import size as shown_size
+from pack_publisher.run import Run
+from pack_publisher.settings import resolve_settings
+from pack_publisher.transports import PushRequest, Transports
+from pack_publisher.transports.http import HttpTransport
 from testsupport.registries import Registry
 
-from .conftest import RunInvoke, git
+from .conftest import RunInvoke, git, runner
 from .test_publish import PACK, REPO, env_for, lock_of
 
 DRY_LOCK = "dry-run.lock.json"  # the name the lockfile refusal suggests
@@ -249,3 +260,111 @@ def test_changes_between_manifests_are_named() -> None:
     titled = compare(manifest("sha256:1", **base), manifest("sha256:1", **base, title="New"), "1.2.3")
     assert titled.what.endswith("title (none -> New)") and titled.remedy == "publish a new version"
     assert compare(b"[]", manifest("sha256:1"), "1.2.3").remedy == "publish a new version"
+
+
+# --- long work shows it is alive --------------------------------------------------------------------
+
+
+class DrivenTime:
+    """A clock that moves only when the heartbeat waits: `beats` waits return at once, 10 s later each."""
+
+    def __init__(self, beats: int, *, after_the_work: bool = False) -> None:
+        self.now = 1000.0
+        self.beats = beats
+        self.after_the_work = after_the_work  # beat only once the work has ended: what it reports is final
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, done: threading.Event, timeout: float) -> bool:
+        if self.beats > 0:
+            if self.after_the_work:
+                done.wait(60)
+            self.beats -= 1
+            self.now += timeout
+            return False
+        return done.wait()  # no more beats: until the work ends
+
+
+def test_a_heartbeat_tells_the_elapsed_time_and_the_detail() -> None:
+    lines: list[str] = []
+    time = DrivenTime(beats=7)
+    heartbeat = Heartbeat(lines.append, clock=time.clock, wait=time.wait)
+    with heartbeat.alive("uploading big", lambda: "1.0 MiB of 60.0 MiB sent"):
+        pass
+    assert lines[0] == "still uploading big: 10 s elapsed, 1.0 MiB of 60.0 MiB sent"
+    assert lines[5:] == [
+        "still uploading big: 1 min 00 s elapsed, 1.0 MiB of 60.0 MiB sent",
+        "still uploading big: 1 min 10 s elapsed, 1.0 MiB of 60.0 MiB sent",
+    ]
+    quiet: list[str] = []
+    with Heartbeat(quiet.append, interval=60.0).alive("building quick"):
+        pass  # work shorter than one interval prints nothing
+    assert quiet == []
+    sent = SentBytes(3 * 1024 * 1024)
+    assert sent.describe() == "3.0 MiB to send"  # oras does not report what it sent
+    sent.update(1024 * 1024)
+    assert sent.describe() == "1.0 MiB of 3.0 MiB sent"
+    assert SentBytes(1002).describe() == "1002 B to send" and SentBytes(20 * 1024).describe() == "20.0 KiB to send"
+
+
+def _in_process_run(project: Path, builder_bin: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Run:
+    monkeypatch.setenv("PATH", f"{builder_bin}{os.pathsep}{os.environ['PATH']}")
+    for name in ("CI", "GITHUB_ACTIONS", "DRY_RUN", "LOCK_FILE", "OUT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **env}.items():
+        monkeypatch.setenv(name, value)
+    return Run(resolve_settings(project, {}, runner()), {}, echo=False, echo_format="{command}")
+
+
+def test_a_long_build_says_it_started_and_is_alive(
+    project_copy: Path, builder_bin: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _in_process_run(project_copy, builder_bin, monkeypatch)
+    time = DrivenTime(beats=3)
+    run.heartbeat = Heartbeat(run.say, clock=time.clock, wait=time.wait)
+    selected = pipeline.select_packs(run, [PACK])
+    pipeline.build(run, selected, find_builder(None, run.settings.publish.search_path))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        f"building {PACK}…",
+        f"still building {PACK}: 10 s elapsed",
+        f"still building {PACK}: 20 s elapsed",
+        f"still building {PACK}: 30 s elapsed",
+    ]
+    assert lines[4].startswith(f"built {PACK}: ") and len(lines) == 5
+
+
+def test_a_long_upload_is_alive_and_tells_the_bytes_sent(
+    client: dict[str, str],
+    project_copy: Path,
+    builder_bin: Path,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = _in_process_run(project_copy, builder_bin, monkeypatch, OCI_REGISTRY=registry.host, **client)
+    selected = pipeline.select_packs(run, [PACK])
+    built = pipeline.build(run, selected, find_builder(None, run.settings.publish.search_path))
+    time = DrivenTime(beats=1, after_the_work=True)
+    run.heartbeat = Heartbeat(run.say, clock=time.clock, wait=time.wait)
+    pipeline.push(run, built, Transports(registry.host, run.settings.publish, run.redact, run.commands), force=False)
+    size = shown_size(built[0].layer.size)
+    [alive] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("still ")]
+    detail = f"{size} of {size} sent" if client["OCI_CLIENT"] == "python" else f"{size} to send"
+    assert alive.startswith(f"still uploading {PACK}: 10 s elapsed, ") and alive.endswith(detail)
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 200
+
+
+def test_the_builtin_client_reports_the_bytes_of_each_attempt(registry: Registry, tmp_path: Path) -> None:
+    blob = tmp_path / "big.gtpack"
+    blob.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    art = compose(file_descriptor(GTPACK_MEDIA_TYPE, blob), blob.name, {})
+    seen: list[int] = []
+    transport = HttpTransport(registry.host, None, True)
+    try:
+        transport.push(PushRequest("acme/big", ["1.0.0"], blob, art, on_sent=seen.append))
+    finally:
+        transport.close()
+    assert seen[0] == 0 and seen[-1] == blob.stat().st_size and seen == sorted(seen) and len(seen) > 2
+    assert registry.raw_blob_sha256("acme/big", art.layer.digest) == art.layer.digest
