@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher import pipeline
+from pack_publisher import pipeline, tools
 from pack_publisher.artifact import GTPACK_MEDIA_TYPE, compose
 from pack_publisher.builder import find_builder
 from pack_publisher.descriptor import file_descriptor
+from pack_publisher.errors import PublisherError
 from pack_publisher.gitinfo import describe_origin
 from pack_publisher.manifest_changes import compare
 from pack_publisher.progress import Heartbeat, SentBytes
@@ -31,6 +32,7 @@ from testsupport.registries import Registry
 
 from .conftest import RunInvoke, git, runner
 from .test_publish import PACK, REPO, env_for, lock_of
+from .test_tools import FileServer, fake_cargo
 
 DRY_LOCK = "dry-run.lock.json"  # the name the lockfile refusal suggests
 TARGET_SETTINGS = ("PACK_VERSION", "OCI_REGISTRY", "OCI_ORG", "OCI_REPO", "OCI_CLIENT")
@@ -368,3 +370,38 @@ def test_the_builtin_client_reports_the_bytes_of_each_attempt(registry: Registry
         transport.close()
     assert seen[0] == 0 and seen[-1] == blob.stat().st_size and seen == sorted(seen) and len(seen) > 2
     assert registry.raw_blob_sha256("acme/big", art.layer.digest) == art.layer.digest
+
+
+# --- invoke tools tries every tool and sums up ------------------------------------------------------
+
+
+def test_tools_tries_every_tool_and_sums_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "oras_1.3.3_linux_amd64.tar.gz").write_bytes(b"not the archive whose sha256 is recorded")
+    server = FileServer(served)
+    try:
+        oras = tools.Tool(
+            "oras", "1.3.3", {"linux_amd64": tools.Asset("https://x.invalid/oras_1.3.3_linux_amd64.tar.gz", "0" * 64)}
+        )
+        log, bin_dir = tmp_path / "cargo.log", tmp_path / "bin"
+        monkeypatch.setenv("PATH", fake_cargo(tmp_path / "fake", log, binstall_ok=False, with_binstall=False))
+        said: list[str] = []
+        with pytest.raises(PublisherError) as failed:
+            tools.install([oras, tools.BUILDER], bin_dir, tmp_path / "cache", said.append, server.url, "linux_amd64")
+    finally:
+        server.stop()
+    assert failed.value.message.startswith("oras 1.3.3: ") and failed.value.exit_code == 1  # its own error
+    assert said[0].startswith("FAILED oras 1.3.3: ") and "nothing installed" in said[0]
+    assert said[-2].startswith(f"installed greentic-pack 1.1.3 -> {bin_dir / 'greentic-pack'} (cargo install --locked")
+    assert said[-1] == "summary: installed greentic-pack 1.1.3; could not install oras 1.3.3"
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    said.clear()
+    with pytest.raises(PublisherError) as both:
+        tools.install(
+            [oras, tools.BUILDER], bin_dir, tmp_path / "cache", said.append, "http://127.0.0.1:9", "linux_amd64"
+        )
+    assert both.value.message == "2 of 2 tool(s) not installed: oras 1.3.3, greentic-pack 1.1.3 (see above)"
+    assert [line.split(":")[0] for line in said] == ["FAILED oras 1.3.3", "FAILED greentic-pack 1.1.3", "summary"]
+    assert said[-1] == "summary: installed nothing; could not install oras 1.3.3, greentic-pack 1.1.3"
