@@ -136,6 +136,7 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except PublisherError as exc:
+            _tidy_up(args)
             redact = _redactor_of(args)
             raise Exit(redact(f"error: {exc.message}"), exc.exit_code) from None
         except KeyboardInterrupt:
@@ -158,6 +159,14 @@ _terminated_by_signal = threading.Event()
 def _terminated(signum: int, frame: object) -> None:
     _terminated_by_signal.set()
     raise KeyboardInterrupt
+
+
+def _tidy_up(args: tuple[Any, ...]) -> None:
+    """A run that stops on an error leaves nothing it made only for itself (the OUT_DIR lock, empty folders)."""
+    existing = args[0].config.get(_CONFIG_KEY) if args and isinstance(args[0], Context) else None
+    if isinstance(existing, Run):
+        for tidy in existing.on_failure:
+            tidy()
 
 
 def _redactor_of(args: tuple[Any, ...]) -> Redactor:

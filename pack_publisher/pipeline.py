@@ -15,51 +15,16 @@ from . import archive, artifact, builder, lockfile, packs, publish, records
 from .descriptor import file_digest
 from .errors import ConfigError, PublisherError
 from .gitinfo import Git
+from .out_dir import hold_out_dir, leave_no_litter
 from .records import BuiltPack, PublishedPack
 from .run import Run
 from .transports import Transports, chosen_oras
 from .transports.retry import RetryPolicy
 
-LOCK_NAME = ".publisher.lock"
 DIRTY_SUFFIX = "-dirty"  # added to the revision annotation of a pack built from uncommitted changes
 SHOWN_CHANGES = 5
 # A dry run asks the registry once, briefly: an unreachable registry must not hold a PR check.
 CONSULT_POLICY = RetryPolicy(attempts=1, connect_timeout=3.0, read_timeout=10.0)
-
-
-def _writable_out_dir(run: Run) -> None:
-    out_dir = run.settings.out_dir
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"OUT_DIR: {out_dir} is not writable ({exc.strerror})") from None
-
-
-def hold_out_dir(run: Run) -> None:
-    """Take OUT_DIR for this run (a file lock the OS releases on any exit); a second run fails at once.
-
-    Held until the process ends, so chained tasks (`invoke build push lock`) keep it throughout.
-    """
-    if run.out_dir_lock is not None:
-        return
-    _writable_out_dir(run)
-    path = run.settings.out_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "another run"
-        os.close(fd)
-        raise ConfigError(
-            f"OUT_DIR: {run.settings.relative(run.settings.out_dir)} is in use by {holder}; "
-            "wait for it to finish, or give this run its own OUT_DIR"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, run.redact(f"pid {os.getpid()} ({run.command})\n").encode())
-    run.out_dir_lock = fd  # closed by the OS when the process exits, however it exits
 
 
 # What every pack depends on, relative to the repository root: a change here selects every pack.
@@ -119,6 +84,7 @@ def preflight(run: Run, *, building: bool, pushing: bool) -> tuple[str | None, T
     Returns the builder (when building) and the opened transports (when pushing for real).
     """
     s = run.settings
+    leave_no_litter(run)
     packs.check_out_dir(s.out_dir, s.packs_dir)
     packs.check_out_dir(s.stage_dir, s.packs_dir, "STAGE_DIR")
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
@@ -374,6 +340,8 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
 def lock(run: Run, selected: list[packs.PackSource]) -> Path:
     """Write the lockfile from the last push (or dry run) of the selected packs."""
     s = run.settings
+    if run.out_dir_lock is None:
+        leave_no_litter(run)
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
     hold_out_dir(run)  # records are read while no other run rewrites them
     published = []

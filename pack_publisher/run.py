@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .commands import Commands
@@ -63,3 +64,4 @@ class Run(Printer):
         self.out_dir_lock: int | None = None  # the descriptor holding OUT_DIR's lock, once taken
         self.lenient = False  # resolved with the dry run's fallbacks (version, org) for a task writing no registry
         self.heartbeat = Heartbeat(self.say)  # `still building <pack>: 20 s elapsed`, every ~10 s
+        self.on_failure: list[Callable[[], None]] = []  # tidy-ups when the run stops on an error (`cli.clean_exit`)

@@ -30,7 +30,7 @@ from pack_publisher.transports import PushRequest, Transports
 from pack_publisher.transports.http import HttpTransport
 from testsupport.registries import Registry
 
-from .conftest import RunInvoke, git, runner
+from .conftest import PROJECT, RunInvoke, git, runner
 from .test_publish import PACK, REPO, env_for, lock_of
 from .test_tools import FileServer, fake_cargo
 
@@ -405,3 +405,59 @@ def test_tools_tries_every_tool_and_sums_up(tmp_path: Path, monkeypatch: pytest.
     assert both.value.message == "2 of 2 tool(s) not installed: oras 1.3.3, greentic-pack 1.1.3 (see above)"
     assert [line.split(":")[0] for line in said] == ["FAILED oras 1.3.3", "FAILED greentic-pack 1.1.3", "summary"]
     assert said[-1] == "summary: installed nothing; could not install oras 1.3.3, greentic-pack 1.1.3"
+
+
+# --- nothing left behind ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "builder", "message"),
+    [
+        (("release",), {}, False, "error: the Greentic builder was not found"),
+        (("release",), {"OCI_USERNAME": "someone"}, True, "error: OCI_PASSWORD: not set, but OCI_USERNAME is"),
+        (("release", "--dry-run", "--pack", "nope"), {}, True, "error: "),
+        (("build", "--pack", "nope"), {"OUT_DIR": "out/deeper/packs"}, True, "error: "),
+    ],
+    ids=["no-builder", "half-credentials", "unknown-pack-dry-run", "unknown-pack-deep-out-dir"],
+)
+def test_a_refused_run_leaves_nothing_behind(
+    project_copy: Path,
+    run_invoke: RunInvoke,
+    registry: Registry,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    builder: bool,
+    message: str,
+) -> None:
+    given = {**env_for(registry), "LOCK_FILE": "locks/shard-1.json", **env}
+    result = run_invoke(project_copy, *args, builder=builder, **given)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert git(project_copy, "status", "--porcelain", "--ignored") == ""  # not even an ignored file
+    assert sorted(p.name for p in project_copy.iterdir()) == [".git", "packs", "tasks.py"]
+
+
+def test_no_run_leaves_its_out_dir_lock_and_a_refusal_keeps_earlier_output(
+    project_copy: Path, run_invoke: RunInvoke
+) -> None:
+    env = {"OCI_ORG": "acme", "PACK_VERSION": "1.0.0", "OCI_REGISTRY": "127.0.0.1:9"}  # nothing listens there
+    chained = run_invoke(project_copy, "build", "push", "lock", **env, DRY_RUN="1")
+    assert chained.returncode == 0, chained.stderr
+    out = project_copy / "dist" / "packs"
+    assert (out / f"{PACK}.gtpack").is_file() and not (out / ".publisher.lock").exists()
+    refused = run_invoke(project_copy, "build", "--pack", "nope", **env)
+    assert refused.returncode == 2
+    assert (out / f"{PACK}.gtpack").is_file() and not (out / ".publisher.lock").exists()
+
+
+def test_the_suggested_dry_run_lockfile_is_ignored_by_git() -> None:
+    suggested = subprocess.run(
+        ["grep", "-rhoE", r"LOCK_FILE=[a-z.-]+\.json", str(PROJECT / "pack_publisher")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert f"LOCK_FILE={DRY_LOCK}" in suggested
+    for name in {s.removeprefix("LOCK_FILE=") for s in suggested}:
+        ignored = subprocess.run(["git", "-C", str(PROJECT), "check-ignore", "-q", name], check=False)
+        assert ignored.returncode == 0, f"{name} is not ignored by git"
