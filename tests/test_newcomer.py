@@ -6,10 +6,12 @@ it is alive, help that names the settings, the documented local round trip, and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -28,9 +30,9 @@ from pack_publisher.run import Run
 from pack_publisher.settings import resolve_settings
 from pack_publisher.transports import PushRequest, Transports
 from pack_publisher.transports.http import HttpTransport
-from testsupport.registries import Registry
+from testsupport.registries import Registry, free_port
 
-from .conftest import PROJECT, RunInvoke, git, runner
+from .conftest import PROJECT, RunInvoke, git, oras_path, runner
 from .test_publish import PACK, REPO, env_for, lock_of
 from .test_tools import FileServer, fake_cargo
 
@@ -461,3 +463,44 @@ def test_the_suggested_dry_run_lockfile_is_ignored_by_git() -> None:
     for name in {s.removeprefix("LOCK_FILE=") for s in suggested}:
         ignored = subprocess.run(["git", "-C", str(PROJECT), "check-ignore", "-q", name], check=False)
         assert ignored.returncode == 0, f"{name} is not ignored by git"
+
+
+# --- the documented local round trip ----------------------------------------------------------------
+
+
+def documented_commands() -> str:
+    """The first `sh` block of docs/local-round-trip.md, exactly as written."""
+    text = (PROJECT / "docs" / "local-round-trip.md").read_text(encoding="utf-8")
+    return text.split("```sh\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+def test_the_documented_local_round_trip_works_as_written(
+    client: dict[str, str], project_copy: Path, builder_bin: Path, tmp_path: Path
+) -> None:
+    tools_bin = tmp_path / "tools-bin"
+    tools_bin.mkdir()
+    (tools_bin / "oras").symlink_to(oras_path())  # the real oras, named as a user has it
+    path = os.pathsep.join([str(builder_bin), str(tools_bin), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    registry_dir = tmp_path / "registry"
+    host = f"127.0.0.1:{free_port()}"
+    env = {"PATH": path, "HOME": str(tmp_path), "LANG": "C.UTF-8", "REGISTRY": host, "REGISTRY_DIR": str(registry_dir)}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", documented_commands()],
+        cwd=project_copy,
+        env={**env, "OCI_CLIENT": client["OCI_CLIENT"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [entry] = lock_of(project_copy)["packs"]  # type: ignore[misc]
+    assert f"round trip ok: {host}/{REPO}@{entry['digest']}" in result.stdout
+    assert f"ok {host}/{REPO}:1.2.3 @ {entry['digest']}" in result.stdout
+    # what landed, read from the registry's own storage: the tag links the digest the lockfile pins
+    link = registry_dir / "data/docker/registry/v2/repositories" / REPO / "_manifests/tags/1.2.3/current/link"
+    assert link.read_text() == entry["digest"]
+    built = (project_copy / "dist" / "packs" / f"{PACK}.gtpack").read_bytes()
+    for how in ("by-tag", "by-digest"):
+        assert (project_copy / "pulled" / how / f"{PACK}.gtpack").read_bytes() == built
+    assert "sha256:" + hashlib.sha256(built).hexdigest() == entry["gtpack_sha256"]
