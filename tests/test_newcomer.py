@@ -504,3 +504,9 @@ def test_the_documented_local_round_trip_works_as_written(
     for how in ("by-tag", "by-digest"):
         assert (project_copy / "pulled" / how / f"{PACK}.gtpack").read_bytes() == built
     assert "sha256:" + hashlib.sha256(built).hexdigest() == entry["gtpack_sha256"]
+
+
+def test_a_stream_that_cannot_hold_an_ellipsis_still_gets_the_line(project_copy: Path, run_invoke: RunInvoke) -> None:
+    result = run_invoke(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0", PYTHONIOENCODING="ascii")
+    assert result.returncode == 0, result.stderr
+    assert f"building {PACK}...\n" in result.stdout and f"built {PACK}: " in result.stdout
