@@ -154,11 +154,17 @@ def install(
     plat = plat or current_platform()
     if base_url is not None:
         _check_url("--base-url", base_url)
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        bin_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--bin-dir: cannot create {bin_dir} ({exc.strerror})") from None
     installed, failed = [], []
     for tool in tools:
         try:
-            say(_install_one(tool, bin_dir, cache_dir, say, base_url, plat, show))
+            try:
+                say(_install_one(tool, bin_dir, cache_dir, say, base_url, plat, show))
+            except OSError as exc:  # a cache or bin folder that cannot be written, a build that left no binary
+                raise PublisherError(f"{tool.name} {tool.version}: {exc.strerror}: {exc.filename}") from None
             installed.append(tool)
         except PublisherError as exc:
             failed.append((tool, exc))

@@ -68,6 +68,20 @@ def test_an_empty_pack_is_refused_before_anything_runs(
     assert not (project_copy / "dist").exists() and not (project_copy / "packs.lock.json").exists()
 
 
+@pytest.mark.parametrize("given", ["/", "//"])
+def test_a_pack_name_that_is_only_a_slash_is_refused(project_copy: Path, run_invoke: RunInvoke, given: str) -> None:
+    result = run_invoke(project_copy, "build", "--pack", given, OCI_ORG="acme", PACK_VERSION="1.0.0")
+    assert result.returncode == 2 and "built" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --pack: ")
+    assert not (project_copy / "dist").exists()
+
+
+def test_tools_into_a_folder_that_cannot_be_made_is_one_error(project_copy: Path, run_invoke: RunInvoke) -> None:
+    result = run_invoke(project_copy, "tools", "--tool", "oras", "--bin-dir", "/proc/no-such/bin")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: --bin-dir: cannot create /proc/no-such/bin (No such file or directory)"
+
+
 def test_an_empty_tool_is_refused(project_copy: Path, run_invoke: RunInvoke) -> None:
     result = run_invoke(project_copy, "tools", "--tool")
     assert result.returncode == 2
