@@ -17,6 +17,8 @@ from .artifact import CREATED, REVISION, SOURCE
 ANNOTATION_PREFIX = "org.opencontainers.image."
 NEW_VERSION = "publish a new version"
 SHOWN_VALUE = 40  # characters of an annotation value shown; a revision is shown as 12
+SHOWN_KEYS = 6  # annotations (or manifest fields) named before "and N more"
+DIGEST_LENGTH = 71  # sha256:<64 hex>
 
 
 @dataclass(frozen=True)
@@ -44,44 +46,58 @@ def _annotations(manifest: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
-def _shown(key: str, value: str | None) -> str:
+def _printable(text: str) -> str:
+    """A registry's text as one safe line: no control characters (a hostile manifest may hold any)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _shown(key: str, value: object, limit: int = SHOWN_VALUE) -> str:
     if value is None:
         return "none"
-    limit = 12 if key == REVISION else SHOWN_VALUE
-    return value if len(value) <= limit else value[:limit] + "…"
+    text = _printable(str(value))
+    limit = 12 if key == REVISION else limit
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _listed(items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN_KEYS} more" if len(items) > SHOWN_KEYS else ""
+    return ", ".join(items[:SHOWN_KEYS]) + more
 
 
 def compare(published: bytes, ours: bytes, version: str) -> Changes:
     """The differences between the published manifest and ours, most telling first, and the way out."""
     old, new = _json(published), _json(ours)
     if old is None or new is None:
-        return Changes(
-            "the published manifest is not a JSON object (not one this publisher wrote)", "publish a new version"
-        )
+        return Changes("the published manifest is not a JSON object (not one this publisher wrote)", NEW_VERSION)
     old_layer, new_layer = _layer(old), _layer(new)
     parts = []
     layer_changed = old_layer.get("digest") != new_layer.get("digest")
     if layer_changed:
-        parts.append(f"the archive changed (layer {old_layer.get('digest')} -> {new_layer.get('digest')})")
+        old_digest = _shown("", old_layer.get("digest"), DIGEST_LENGTH)
+        new_digest = _shown("", new_layer.get("digest"), DIGEST_LENGTH)
+        parts.append(f"the archive changed (layer {old_digest} -> {new_digest})")
     else:
         parts.append("the archive is byte-identical")
     old_notes, new_notes = _annotations(old), _annotations(new)
     moved = sorted(k for k in old_notes.keys() | new_notes.keys() if old_notes.get(k) != new_notes.get(k))
     if moved:
-        listed = ", ".join(
-            f"{k.removeprefix(ANNOTATION_PREFIX)} ({_shown(k, old_notes.get(k))} -> {_shown(k, new_notes.get(k))})"
-            for k in moved
+        listed = _listed(
+            [
+                f"{_shown('', k.removeprefix(ANNOTATION_PREFIX))} "
+                f"({_shown(k, old_notes.get(k))} -> {_shown(k, new_notes.get(k))})"
+                for k in moved
+            ]
         )
         parts.append(f"the annotations differ: {listed}")
     rest = sorted(k for k in old.keys() | new.keys() if k not in {"layers", "annotations"} and old.get(k) != new.get(k))
     if rest or (not layer_changed and old_layer != new_layer):
-        parts.append(f"the manifest differs in {', '.join(rest) or 'the layer descriptor'}")
+        parts.append(f"the manifest differs in {_listed([_shown('', k) for k in rest]) or 'the layer descriptor'}")
     remedy = NEW_VERSION
     old_revision = old_notes.get(REVISION)
     if not layer_changed and not rest and set(moved) <= {REVISION, CREATED, SOURCE} and old_revision:
-        commit = old_revision.removesuffix("-dirty")[:12]
+        commit = _shown(REVISION, old_revision.removesuffix("-dirty")).removesuffix("…")
         source = (
-            f" with the source {old_notes[SOURCE]} (GITHUB_REPOSITORY)"
+            f" with the source {_shown(SOURCE, old_notes[SOURCE], 200)} (GITHUB_REPOSITORY)"
             if SOURCE in moved and SOURCE in old_notes
             else ""
         )

@@ -278,6 +278,9 @@ def test_changes_between_manifests_are_named() -> None:
     titled = compare(manifest("sha256:1", **base), manifest("sha256:1", **base, title="New"), "1.2.3")
     assert titled.what.endswith("title (none -> New)") and titled.remedy == "publish a new version"
     assert compare(b"[]", manifest("sha256:1"), "1.2.3").remedy == "publish a new version"
+    hostile = {"revision": "\x1b[2J\nREFUSED nothing", **{f"k{i}": "x" for i in range(10)}}
+    shown = compare(manifest("sha256:\x1b[31m", **hostile), manifest("sha256:2", **base), "1.2.3").what
+    assert shown.isprintable() and "\x1b" not in shown and "and 7 more" in shown
 
 
 # --- long work shows it is alive --------------------------------------------------------------------
