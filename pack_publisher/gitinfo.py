@@ -141,7 +141,7 @@ def describe_origin(url: str) -> str:
 
     Credentials in a URL are dropped from what is shown.
     """
-    shown = re.sub(r"//[^/@]*@", "//", url.strip())[:120]
+    shown = "".join(c if c.isprintable() else "?" for c in re.sub(r"//[^/@]*@", "//", url.strip()))[:120]
     local = shown.startswith(("/", ".", "~", "file:")) or ":" not in shown or re.match(r"^[A-Za-z]:[\\/]", shown)
     what = "a local path" if local else "not a URL naming a host, an owner and a repository"
     return f"the origin remote {shown!r} ({what}, not a GitHub remote)"

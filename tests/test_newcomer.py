@@ -33,7 +33,7 @@ from pack_publisher.transports.http import HttpTransport
 from testsupport.registries import Registry, free_port
 
 from .conftest import PROJECT, RunInvoke, git, oras_path, runner
-from .test_publish import PACK, REPO, env_for, lock_of
+from .test_publish import PACK, REPO, add_pack, env_for, lock_of
 from .test_tools import FileServer, fake_cargo
 
 DRY_LOCK = "dry-run.lock.json"  # the name the lockfile refusal suggests
@@ -527,3 +527,20 @@ def test_a_stream_that_cannot_hold_an_ellipsis_still_gets_the_line(project_copy:
     result = run_invoke(project_copy, "build", OCI_ORG="acme", PACK_VERSION="1.0.0", PYTHONIOENCODING="ascii")
     assert result.returncode == 0, result.stderr
     assert f"building {PACK}...\n" in result.stdout and f"built {PACK}: " in result.stdout
+
+
+def test_verify_checks_only_the_packs_named(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    add_pack(project_copy, "second-pack")
+    git(project_copy, "add", "-A")
+    git(project_copy, "commit", "-qm", "a second pack")
+    _release(project_copy, run_invoke, registry, client)
+    one = run_invoke(project_copy, "verify", "--pack", "second-pack", **env_for(registry, **client))
+    assert one.returncode == 0, one.stderr
+    assert [line.split(" @ ")[0] for line in one.stdout.splitlines() if line.startswith("ok ")] == [
+        f"ok {registry.host}/acme/greentic-packs/second-pack:1.2.3"
+    ]
+    unknown = run_invoke(project_copy, "verify", "--pack", "nope", **env_for(registry, **client))
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == (f"error: --pack: 'nope' is not in packs.lock.json (it lists {PACK}, second-pack)")
