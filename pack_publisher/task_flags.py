@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 from invoke.parser.context import ParserContext
 from invoke.parser.parser import ParseMachine
 
@@ -34,10 +34,24 @@ def _long_name(flag: Any) -> str:
     return f"--{str(flag.name).replace('_', '-')}"
 
 
-def _refuse(flag: Any, given: str | None) -> Exit:
+class MissingFlagValue(ParseError, Exit):
+    """A parse error (so shell completion of a half-typed `--pack` still works) that exits 2, printed once."""
+
+    def __init__(self, text: str, context: Any) -> None:
+        Exception.__init__(self, text)
+        self.text = text
+        self.context = context  # what shell completion falls back to
+        self.message = None  # Invoke prints a parse error by its text; a message would print it twice
+        self._code = EXIT_USAGE
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _refuse(machine: ParseMachine, flag: Any, given: str | None) -> MissingFlagValue:
     what = WANTED.get(str(flag.name), "a value")
     how = "was given without its value" if given is None else f"was given an empty value ({given!r})"
-    return Exit(f"error: {_long_name(flag)} {how}: it takes {what}; nothing was run", EXIT_USAGE)
+    return MissingFlagValue(f"error: {_long_name(flag)} {how}: it takes {what}; nothing was run", machine.context)
 
 
 _complete_flag = ParseMachine.complete_flag
@@ -49,14 +63,14 @@ def complete_flag(self: ParseMachine) -> None:
     """A repeatable flag closed before a value arrived (next flag, next task or the end) is an error."""
     flag = self.flag
     if flag is not None and flag.kind is list and not getattr(self, "flag_got_value", True):
-        raise _refuse(flag, None)
+        raise _refuse(self, flag, None)
     _complete_flag(self)
 
 
 def see_value(self: ParseMachine, value: Any) -> None:
     flag = self.flag
     if flag is not None and flag.kind is list and isinstance(value, str) and not value.strip():
-        raise _refuse(flag, value)
+        raise _refuse(self, flag, value)
     _see_value(self, value)
 
 

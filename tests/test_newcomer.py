@@ -82,6 +82,13 @@ def test_tools_into_a_folder_that_cannot_be_made_is_one_error(project_copy: Path
     assert result.stderr.strip() == "error: --bin-dir: cannot create /proc/no-such/bin (No such file or directory)"
 
 
+def test_shell_completion_of_a_half_typed_pack_still_works(project_copy: Path, run_invoke: RunInvoke) -> None:
+    flags = run_invoke(project_copy, "--complete", "--", "invoke", "build", "--pa")
+    assert flags.returncode == 0 and "--pack" in flags.stdout.split() and flags.stderr == ""
+    value = run_invoke(project_copy, "--complete", "--", "invoke", "build", "--pack")
+    assert value.returncode == 0 and value.stderr == ""  # the shell completes the value (a folder name)
+
+
 def test_an_empty_tool_is_refused(project_copy: Path, run_invoke: RunInvoke) -> None:
     result = run_invoke(project_copy, "tools", "--tool")
     assert result.returncode == 2
