@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -19,6 +20,8 @@ sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 from pack_publisher.cli.context import WholeNumber, clean_exit, open_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+P = ParamSpec("P")
+R = TypeVar("R")
 PACK_HELP = "Pack folder name under PACKS_DIR; repeat to select several (default: every pack)."
 DIRTY_HELP = "Publish even with uncommitted changes under PACKS_DIR, marked as <sha>-dirty (or ALLOW_DIRTY=1)."
 DRY_RUN_HELP = "Plan only: show what would be pushed (consulting the registry if it answers), write nothing to it."
@@ -26,6 +29,33 @@ CHANGED_HELP = (
     "Only packs whose folder changed between this git ref and the working tree (every pack when a shared "
     "input such as tasks.py or pyproject.toml changed)."
 )
+# Shown under each task's docstring in `--help`: what picks the packs, the target and the transport.
+TARGET_DOC = """
+
+    Select packs with --pack NAME (repeat it for several; leave it out for every pack).
+    The target is OCI_REGISTRY/OCI_ORG/OCI_REPO/<pack>:PACK_VERSION, set in the environment
+    (defaults: ghcr.io, GITHUB_REPOSITORY_OWNER or the owner of the origin remote, greentic-packs,
+    the vX.Y.Z tag on HEAD); OCI_CLIENT picks the transport (auto, oras or python). See README, Settings.
+    """
+VERIFY_DOC = """
+
+    Select packs of the lockfile with --pack NAME (repeat it for several; leave it out for every pack).
+    The lockfile names the target: the OCI_REGISTRY/OCI_ORG/OCI_REPO and PACK_VERSION its release was
+    made for (LOCK_FILE, or --lock). Credentials are sent only when its registry is the configured
+    OCI_REGISTRY; OCI_CLIENT picks the transport (auto, oras or python). See README, Settings.
+    """
+
+
+def _target_doc(doc: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Add the paragraph naming the selection and target settings to a task's docstring (its --help)."""
+
+    def add(func: Callable[P, R]) -> Callable[P, R]:
+        func.__doc__ = (func.__doc__ or "").rstrip() + doc
+        return func
+
+    return add
+
+
 PUSH_HELP = {
     "pack": PACK_HELP,
     "latest": "Also point 'latest' at this build (or PUBLISH_LATEST=1); only forward in semver, never a pre-release.",
@@ -49,6 +79,7 @@ PUSH_HELP = {
     },
 )
 @clean_exit
+@_target_doc(TARGET_DOC)
 def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jobs: int = WholeNumber(0)) -> None:
     """Build each pack into OUT_DIR/<pack>.gtpack with the Greentic builder, validate it, compose its manifest."""
     from pack_publisher.commands.build import build_packs
@@ -59,6 +90,7 @@ def build(c: Context, pack: list[str] | None = None, changed_since: str = "", jo
 
 @task(iterable=["pack"], help=PUSH_HELP)
 @clean_exit
+@_target_doc(TARGET_DOC)
 def push(
     c: Context,
     pack: list[str] | None = None,
@@ -95,6 +127,7 @@ def lock(c: Context, pack: list[str] | None = None, merge: str = "") -> None:
 
 @task(iterable=["pack"], help={**PUSH_HELP, "changed-since": CHANGED_HELP})
 @clean_exit
+@_target_doc(TARGET_DOC)
 def release(
     c: Context,
     pack: list[str] | None = None,
@@ -145,17 +178,23 @@ def _flags(dry_run: bool, latest: bool, jobs: int, allow_dirty: bool, require_pu
 
 
 @task(
-    iterable=["trusted_key"],
+    iterable=["trusted_key", "pack"],
     help={
         "lock": "The lockfile to check (default: LOCK_FILE, packs.lock.json).",
+        "pack": "Pack name in the lockfile; repeat to select several (default: every pack it lists).",
         "trusted-key": "An Ed25519 public key (SPKI PEM file) trusted to sign entries; repeat for several. "
         "Every signature is then checked as greentic-dist checks it.",
         "require-signature": "Fail every entry without a signature (needs --trusted-key).",
     },
 )
 @clean_exit
+@_target_doc(VERIFY_DOC)
 def verify(
-    c: Context, lock: str | None = None, trusted_key: list[str] | None = None, require_signature: bool = False
+    c: Context,
+    lock: str | None = None,
+    trusted_key: list[str] | None = None,
+    require_signature: bool = False,
+    pack: list[str] | None = None,
 ) -> None:
     """Check every pack of a lockfile against the registry: tag, pinned digest, manifest, layer, archive, signature."""
     from pack_publisher.commands.verify import verify as verify_lockfile
@@ -167,7 +206,9 @@ def verify(
         from pack_publisher.state.lock_signatures import Trust
 
         trust = Trust.load([(ROOT / k).resolve() for k in trusted_key or []], require_signature)
-    verify_lockfile(lock_file, run.options, run.env.oci_registry, run.redact, run.say, run.commands, trust)
+    verify_lockfile(
+        lock_file, run.options, run.env.oci_registry, run.redact, run.say, run.commands, trust, pack or None
+    )
 
 
 @task(

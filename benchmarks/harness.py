@@ -294,7 +294,8 @@ def oras_calls(log: Path) -> tuple[list[str], list[tuple[int, int]]]:
 _LINE = re.compile(
     r"^(plan \S+: .+|published \S+ digest=sha256:[0-9a-f]{64} tags=\S+ \(via .+\)|"
     r"already published \S+ digest=sha256:[0-9a-f]{64} tags=\S+ \(via .+\)|\d+ of \d+ pack\(s\) .+|"
-    r"all \d+ pack\(s\) can be pulled anonymously from \S+)$"
+    r"all \d+ pack\(s\) can be pulled anonymously from \S+|"
+    r"still uploading \S+: .+ elapsed, .+)$"  # a long upload's heartbeat (runtime/progress.py)
 )
 
 

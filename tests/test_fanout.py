@@ -285,12 +285,16 @@ def test_parallel_builds_report_every_pack_in_order(eight_packs: Path, run_invok
     env = {"OCI_ORG": "acme", "PACK_VERSION": "1.0.0"}
     ok = run_invoke_process(eight_packs, "build", "--jobs", "4", **env)
     assert ok.returncode == 0, ok.stderr
-    assert [line.split(":")[0] for line in ok.stdout.splitlines()] == [f"built {n}" for n in sorted(NAMES)]
+    outcomes = [line for line in ok.stdout.splitlines() if not line.startswith("building ")]
+    assert [line.split(":")[0] for line in outcomes] == [f"built {n}" for n in sorted(NAMES)]
+    assert sorted(line for line in ok.stdout.splitlines() if line.startswith("building ")) == [
+        f"building {n}…" for n in sorted(NAMES)
+    ]
     failing = run_invoke_process(
         eight_packs, "build", "--jobs", "4", FAKE_GREENTIC_PACK_FAIL_FOR="pack-2,pack-6", **env
     )
     assert failing.returncode == 1
-    lines = [line for line in failing.stdout.splitlines() if not line.startswith(" ")]
+    lines = [line for line in failing.stdout.splitlines() if not line.startswith((" ", "building "))]
     assert [line.split(":")[0] for line in lines] == [
         ("FAILED " if n in ("pack-2", "pack-6") else "built ") + n for n in sorted(NAMES)
     ]

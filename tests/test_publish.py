@@ -111,7 +111,9 @@ def test_release_tags_are_immutable_unless_forced(
     assert second != first
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == second
     # the overwrite is named, old and new, in the plan, the result and the lockfile
-    assert f"plan {registry.host}/{REPO}:1.2.3: overwrite {first} -> {second} (--force)" in forced.stdout
+    assert f"plan {registry.host}/{REPO}:1.2.3: overwrite {first} -> {second} (--force; the archive changed" in (
+        forced.stdout
+    )
     assert f"digest={second} tags=1.2.3 (via " in forced.stdout and f", 1.2.3 was {first})" in forced.stdout
     assert entry["tags"] == ["1.2.3"] and entry["replaced"] == {"1.2.3": first}
 

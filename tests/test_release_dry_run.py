@@ -47,7 +47,7 @@ def test_dry_run_release(project_copy: Path, run_invoke_process: RunInvoke) -> N
     assert doc["annotations"]["org.opencontainers.image.revision"] == lock["git_sha"]
     assert doc["annotations"]["org.opencontainers.image.version"] == "1.2.3"
     assert (
-        f"would push ghcr.io/acme/greentic-packs/{PACK}:1.2.3 (manifest digest {entry['expected_digest']})"
+        f"would publish ghcr.io/acme/greentic-packs/{PACK}:1.2.3 (manifest digest {entry['expected_digest']})"
         in result.stdout
     )
     assert (

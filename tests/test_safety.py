@@ -32,8 +32,8 @@ def test_dry_run_push_writes_nothing(project_copy: Path, run_invoke: RunInvoke, 
     result = run_invoke(project_copy, *args, **env, **extra)
     assert result.returncode == 0, result.stderr
     assert registry.storage_files() == 0
-    assert f"plan {registry.host}/{REPO}:1.2.3: publish sha256:" in result.stdout  # the registry was consulted
-    assert "(new tag)" in result.stdout and "would push" in result.stdout
+    assert f"plan {registry.host}/{REPO}:1.2.3: would publish (new tag): sha256:" in result.stdout  # it was asked
+    assert f"would publish {registry.host}/{REPO}:1.2.3 (manifest digest sha256:" in result.stdout
 
 
 def test_dry_run_chained_tasks_write_a_dry_run_lockfile(
@@ -52,7 +52,7 @@ def test_dry_run_without_a_registry_says_it_was_not_consulted(project_copy: Path
     result = run_invoke(project_copy, "release", "--dry-run", OCI_REGISTRY=closed, OCI_ORG="acme", PACK_VERSION="1.0.0")
     assert result.returncode == 0, result.stderr
     assert "registry not consulted (" in result.stdout and "the plan assumes every tag is new" in result.stdout
-    assert f"plan {closed}/{REPO}:1.0.0: publish sha256:" in result.stdout
+    assert f"plan {closed}/{REPO}:1.0.0: would publish (registry not consulted): sha256:" in result.stdout
 
 
 # --- tags move only as planned, and every move is named -----------------------------------------

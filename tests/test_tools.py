@@ -92,7 +92,10 @@ def test_downloads_verifies_and_installs_the_executable(server: FileServer, tmp_
     assert subprocess.run([str(installed)], capture_output=True, text=True, check=True).stdout.startswith("Version:")
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["oras"]  # not the LICENSE, no temp files
     assert server.requests == [f"/{ORAS_TARBALL}"]
-    assert said == [f"installed oras 1.3.3 -> {installed} (sha256 {tool.assets['linux_amd64'].sha256})"]
+    assert said == [
+        f"installed oras 1.3.3 -> {installed} (sha256 {tool.assets['linux_amd64'].sha256})",
+        "summary: installed oras 1.3.3",
+    ]
 
 
 def test_a_verified_cached_download_is_reused_and_a_tampered_one_fetched_again(
@@ -293,14 +296,30 @@ def test_cargo_commands_are_echoed_with_invoke_echo(tmp_path: Path) -> None:
     assert "cargo install --locked --root" in echoed[1]
 
 
-def test_builder_without_cargo_binstall_is_a_clear_error(tmp_path: Path) -> None:
-    log = tmp_path / "cargo.log"
+def test_builder_without_cargo_binstall_falls_back_to_a_locked_cargo_install(tmp_path: Path) -> None:
+    log, bin_dir = tmp_path / "cargo.log", tmp_path / "bin"
     path = fake_cargo(tmp_path / "fake", log, binstall_ok=True, with_binstall=False)
+    result = invoke_tools("--tool", "greentic-pack", "--bin-dir", str(bin_dir), path=path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [line for line in log.read_text().splitlines() if line.startswith("argv: ")]
+    assert len(calls) == 1 and calls[0].startswith("argv: install --locked --root "), calls
+    assert (bin_dir / "greentic-pack").read_text() == "#!/bin/sh\necho built\n"
+    assert (
+        "greentic-pack 1.1.3: cargo-binstall is not on PATH; building it from source with `cargo install --locked`"
+        in (result.stdout)
+    )
+    assert result.stdout.strip().endswith("summary: installed greentic-pack 1.1.3")
+
+
+def test_builder_without_cargo_is_a_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path = f"{empty}{os.pathsep}{Path(sys.executable).parent}"  # no cargo anywhere on it
     result = invoke_tools("--tool", "greentic-pack", "--bin-dir", str(tmp_path / "bin"), path=path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: greentic-pack 1.1.3: no sha256 recorded for its release asset")
-    assert "cargo-binstall is not on PATH" in result.stderr and "Traceback" not in result.stderr
-    assert not log.exists(), "cargo ran although cargo-binstall is missing"
+    assert "cargo is not on PATH" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout.strip().endswith("summary: installed nothing; could not install greentic-pack 1.1.3")
 
 
 def test_readme_table_is_rendered_from_the_data() -> None:

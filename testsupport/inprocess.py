@@ -15,6 +15,7 @@ Tests that need a process of their own (signals, start-up, `sys.flags`, concurre
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -103,7 +104,17 @@ def _open_fds() -> dict[int, str]:
 
 
 def _release_out_dir_locks(before: dict[int, str]) -> None:
-    """Close the OUT_DIR lock a run left open (a process's exit would have released it); the test's own stay."""
+    """What a process's exit does to the OUT_DIR lock a run left open: the product's exit handler removes the
+    lock file (`preflight._release`, run here and unregistered, as this process does not exit), then the
+    descriptor closes. The test's own descriptors stay."""
+    import atexit
+
+    from pack_publisher.commands import preflight
+
     for fd, target in _open_fds().items():
         if target.endswith("/" + OUT_DIR_LOCK) and before.get(fd) != target:
+            with contextlib.suppress(OSError):
+                if os.path.exists(target) and os.path.samestat(os.stat(target), os.fstat(fd)):
+                    os.unlink(target)
             os.close(fd)
+    atexit.unregister(preflight._release)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from pack_publisher.cli.task_flags import install as mend_invoke_flags
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.printer import Printer
 from pack_publisher.runtime.processes import INVOKE_ECHO_FORMAT, Commands
@@ -29,6 +30,7 @@ R = TypeVar("R")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 _CONFIG_KEY = "pack_publisher_settings"
+mend_invoke_flags()  # before Invoke parses the task flags: `--pack` without its value is refused
 
 
 class _LooksLikeInt(type):
@@ -127,6 +129,7 @@ def clean_exit(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except PublisherError as exc:
+            _tidy_up(args)
             redact = _redactor_of(args)
             raise Exit(redact(f"error: {exc.message}"), exc.exit_code) from None
         except KeyboardInterrupt:
@@ -149,6 +152,13 @@ _terminated_by_signal = threading.Event()
 def _terminated(signum: int, frame: object) -> None:
     _terminated_by_signal.set()
     raise KeyboardInterrupt
+
+
+def _tidy_up(args: tuple[Any, ...]) -> None:
+    """A run that stops on an error leaves nothing it made only for itself (the OUT_DIR lock, empty folders)."""
+    existing = args[0].config.get(_CONFIG_KEY) if args and isinstance(args[0], Context) else None
+    for tidy in getattr(existing, "on_failure", ()):  # a Run (imported late, see open_run)
+        tidy()
 
 
 def _redactor_of(args: tuple[Any, ...]) -> Redactor:

@@ -95,7 +95,8 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
     s = run.settings
     records.forget_published(s.out_dir, pack.name)  # a new build invalidates the last push
     gtpack = s.out_dir / f"{pack.name}.gtpack"
-    with _stage_taken(run, pack.name):
+    run.say(f"building {pack.name}…")
+    with _stage_taken(run, pack.name), run.heartbeat.alive(f"building {pack.name}"):
         staged = packs.stage(pack, s.stage_dir / pack.name, s.version)
         builder.build_gtpack(run.commands, builder_path, pack.name, staged, gtpack)
     facts = archive.inspect_gtpack(gtpack)

@@ -23,6 +23,8 @@ def lock_packs(run: Run, names: list[str] | None) -> Path:
 def lock(run: Run, selected: list[packs.PackSource]) -> Path:
     """Write the lockfile from the last push (or dry run) of the selected packs."""
     s = run.settings
+    if run.out_dir_lock is None:
+        preflight.leave_no_litter(run)
     lockfile.check_writable_target(s.lock_file, s.packs_dir, dry_run=s.dry_run)
     preflight.hold_out_dir(run)  # records are read while no other run rewrites them
     published = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pack_publisher.config.run import Run
 from pack_publisher.oci.descriptor import describe
 from pack_publisher.oci.manifest import VERSION, Artifact
+from pack_publisher.oci.manifest_changes import Changes, compare
 from pack_publisher.oci.plan import LATEST, Held, PackPlan, Seen, is_prerelease, plan_pack
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
@@ -44,9 +45,18 @@ def _version_of(manifest: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def consult(registry: VerifiedRegistry, repository: str, version: str, digest: str, latest: bool) -> Seen:
-    """What the registry holds under the tags a push of `version` may write."""
+def consult(
+    registry: VerifiedRegistry, repository: str, version: str, digest: str, latest: bool, ours: bytes | None = None
+) -> Seen:
+    """What the registry holds under the tags a push of `version` may write.
+
+    When the version tag holds another manifest, it is read and compared with `ours` (this build's manifest
+    bytes), so a refusal can say what differs.
+    """
     held = registry.resolve(repository, version)
+    changes = None
+    if held is not None and held.digest != digest and ours is not None:
+        changes = _changes(registry, repository, held.digest, ours, version)
     latest_held = None
     if latest:  # for a pre-release too: the plan says where latest stays
         found = registry.resolve(repository, LATEST)
@@ -57,12 +67,22 @@ def consult(registry: VerifiedRegistry, repository: str, version: str, digest: s
             elif not is_prerelease(version):
                 known = _version_of(registry.manifest(repository, found.digest))
             latest_held = Held(found.digest, known)
-    return Seen(True, Held(held.digest) if held else None, latest_held)
+    return Seen(True, Held(held.digest, changes=changes) if held else None, latest_held)
 
 
-def plan_line(run: Run, built: BuiltPack, plan: PackPlan) -> list[str]:
-    """The plan of one pack as shown: one line per tag."""
-    return [f"plan {run.settings.target(built.name, a.tag)}: {a.describe()}" for a in plan.actions]
+def _changes(registry: VerifiedRegistry, repository: str, held: str, ours: bytes, version: str) -> Changes | None:
+    """How the published manifest differs from ours; None when it cannot be read (the plan still holds)."""
+    try:
+        return compare(registry.manifest(repository, held), ours, version)
+    except PublisherError:
+        return None
+
+
+def plan_line(run: Run, built: BuiltPack, plan: PackPlan, *, dry_run: bool = False) -> list[str]:
+    """The plan of one pack as shown: one line per tag (in a dry run's words: `would publish`, ...)."""
+    return [
+        f"plan {run.settings.target(built.name, a.tag)}: {a.would() if dry_run else a.describe()}" for a in plan.actions
+    ]
 
 
 def plan_all(
@@ -75,7 +95,12 @@ def plan_all(
         try:
             artifact = load_artifact(pack)
             seen = consult(
-                registry, settings.repository(pack.name), settings.version, artifact.descriptor.digest, latest
+                registry,
+                settings.repository(pack.name),
+                settings.version,
+                artifact.descriptor.digest,
+                latest,
+                artifact.manifest,
             )
             return Planned(
                 pack,
@@ -116,7 +141,7 @@ def dry_run_plans(
     if isinstance(access, VerifiedRegistry):
         try:
             seen = [
-                consult(access, settings.repository(b.name), settings.version, d, latest)
+                consult(access, settings.repository(b.name), settings.version, d, latest, _manifest_bytes(b))
                 for b, d in zip(built, digests, strict=True)
             ]
         except PublisherError as exc:
@@ -126,9 +151,17 @@ def dry_run_plans(
         seen = [Seen(consulted=False)] * len(built)
     plans = [plan_pack(settings.version, d, s, latest=latest, force=force) for d, s in zip(digests, seen, strict=True)]
     for one, plan in zip(built, plans, strict=True):
-        for line in plan_line(run, one, plan):
+        for line in plan_line(run, one, plan, dry_run=True):
             run.say(line)
     return plans
+
+
+def _manifest_bytes(built: BuiltPack) -> bytes | None:
+    """The composed manifest of a build, to compare with a published one; None if it cannot be read."""
+    try:
+        return built.manifest.read_bytes()
+    except OSError:
+        return None
 
 
 def dry_run(
@@ -137,12 +170,14 @@ def dry_run(
     """What a push would publish, with the digest it will have; reads the registry if it can, writes nothing."""
     s = run.settings
     plans = dry_run_plans(run, built, access, latest=s.latest, force=force)
+    for one, plan in zip(built, plans, strict=True):
+        held = f"holds {plan.version.old}; " if plan.version.old else ""
+        run.say(f"{plan.verdict()} {one.reference} ({held}manifest digest {one.manifest_descriptor.digest})")
     refused = [one.name for one, plan in zip(built, plans, strict=True) if plan.refused]
     if refused:
         raise PublisherError(f"a push would be refused for {', '.join(refused)} (see the plan above)")
     planned = []
     for one, plan in zip(built, plans, strict=True):
-        run.say(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
         record = PublishedPack.of(
             one,
             digest=lockfile.DRY_RUN_DIGEST,

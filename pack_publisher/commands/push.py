@@ -25,6 +25,7 @@ from pack_publisher.registry.transport import PushRequest
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import each, together
+from pack_publisher.runtime.progress import SentBytes
 from pack_publisher.state import records
 from pack_publisher.state.records import BuiltPack, PublishedPack
 
@@ -97,11 +98,13 @@ def push_all(
     def write(item: Planned) -> Future[PackResult] | PackResult:
         built = item.built
         try:
+            sent = SentBytes(built.layer.size)
             calls: list[Callable[[], object]] = [
-                partial(write_one, registry, item, run.settings.repository(built.name)),
+                partial(write_one, registry, item, run.settings.repository(built.name), sent),
                 partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
             ]
-            written, digest = together(calls)
+            with run.heartbeat.alive(f"uploading {built.name}", sent.describe):
+                written, digest = together(calls)
             uploaded = cast(int | None, written)
             if digest != built.layer.digest:  # an upload was refused by the registry; a skipped one must be too
                 raise PublisherError(f"pack {built.name!r}: {built.gtpack} changed since it was built; rebuild it")
@@ -124,13 +127,19 @@ def push_all(
     return results
 
 
-def write_one(registry: VerifiedRegistry, planned: Planned, repository: str) -> int | None:
+def write_one(
+    registry: VerifiedRegistry, planned: Planned, repository: str, sent: SentBytes | None = None
+) -> int | None:
     """Write what the plan says (blobs, then the manifest under each tag); the blobs uploaded, if known."""
     plan = planned.plan
     if not plan.writes:
         return 0
     written = PushRequest(
-        repository=repository, tags=plan.writes, gtpack=planned.built.gtpack, artifact=planned.artifact
+        repository=repository,
+        tags=plan.writes,
+        gtpack=planned.built.gtpack,
+        artifact=planned.artifact,
+        on_sent=sent.update if sent is not None else None,
     )
     return registry.write(written).uploaded_blobs
 

@@ -145,25 +145,62 @@ def install(
     plat: str | None = None,
     show: Callable[[list[str]], None] | None = None,
 ) -> None:
-    """Install each selected pinned tool into `bin_dir`; stops at the first that cannot be installed."""
+    """Install each selected pinned tool into `bin_dir`, trying every one, then say what was and was not installed.
+
+    One tool that cannot be installed fails with its own error (and exit code); several, each on a
+    `FAILED` line, with one error naming them.
+    """
+    tools = list(tools)
     plat = plat or current_platform()
     if base_url is not None:
         _check_url("--base-url", base_url)
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        bin_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--bin-dir: cannot create {bin_dir} ({exc.strerror})") from None
+    installed, failed = [], []
     for tool in tools:
-        asset = tool.assets.get(plat)
-        if asset is not None and asset.url and asset.sha256:
-            archive = fetch_verified(tool, asset.url, asset.sha256, cache_dir, base_url)
-            target = extract_executable(tool, archive, bin_dir)
-            say(f"installed {tool.name} {tool.version} -> {target} (sha256 {asset.sha256})")
-        elif tool.crate is not None:
-            target = cargo_install(tool, bin_dir, show)
-            say(f"installed {tool.name} {tool.version} -> {target} (cargo-binstall, upstream release asset only)")
-        else:
-            raise ConfigError(
-                f"{tool.name} {tool.version}: no sha256 recorded for {plat} in pack_publisher/commands/tools.py; "
-                f"install it yourself from its official release (oras: then set ORAS_BIN)"
-            )
+        try:
+            try:
+                say(_install_one(tool, bin_dir, cache_dir, say, base_url, plat, show))
+            except OSError as exc:  # a cache or bin folder that cannot be written, a build that left no binary
+                raise PublisherError(f"{tool.name} {tool.version}: {exc.strerror}: {exc.filename}") from None
+            installed.append(tool)
+        except PublisherError as exc:
+            failed.append((tool, exc))
+            if len(tools) > 1:
+                say(f"FAILED {exc.message}")
+    done = ", ".join(f"{t.name} {t.version}" for t in installed) or "nothing"
+    missing = ", ".join(f"{t.name} {t.version}" for t, _ in failed)
+    say(f"summary: installed {done}" + (f"; could not install {missing}" if failed else ""))
+    if len(failed) == 1:
+        raise failed[0][1]
+    if failed:
+        raise PublisherError(f"{len(failed)} of {len(tools)} tool(s) not installed: {missing} (see above)")
+
+
+def _install_one(
+    tool: Tool,
+    bin_dir: Path,
+    cache_dir: Path,
+    say: Callable[[str], None],
+    base_url: str | None,
+    plat: str,
+    show: Callable[[list[str]], None] | None,
+) -> str:
+    """Install one tool; the line saying where it went."""
+    asset = tool.assets.get(plat)
+    if asset is not None and asset.url and asset.sha256:
+        archive = fetch_verified(tool, asset.url, asset.sha256, cache_dir, base_url)
+        target = extract_executable(tool, archive, bin_dir)
+        return f"installed {tool.name} {tool.version} -> {target} (sha256 {asset.sha256})"
+    if tool.crate is not None:
+        target, how = cargo_install(tool, bin_dir, show, say)
+        return f"installed {tool.name} {tool.version} -> {target} ({how})"
+    raise ConfigError(
+        f"{tool.name} {tool.version}: no sha256 recorded for {plat} in pack_publisher/commands/tools.py; "
+        f"install it yourself from its official release (oras: then set ORAS_BIN)"
+    )
 
 
 def _check_url(what: str, url: str) -> None:
@@ -252,33 +289,44 @@ def extract_executable(tool: Tool, archive: Path, bin_dir: Path) -> Path:
     return target
 
 
-def cargo_install(tool: Tool, bin_dir: Path, show: Callable[[list[str]], None] | None = None) -> Path:
+def cargo_install(
+    tool: Tool,
+    bin_dir: Path,
+    show: Callable[[list[str]], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> tuple[Path, str]:
     """cargo-binstall with the hardened strategies, else `cargo install --locked`, into `bin_dir`.
 
-    cargo's output goes straight to the terminal (a source build takes minutes); `show` echoes each
-    command first, as the run's other external commands are.
+    Without cargo-binstall on PATH it goes straight to `cargo install --locked` (a source build, as the
+    README and the workflows fall back to). cargo's output goes straight to the terminal (a source build
+    takes minutes); `show` echoes each command first, as the run's other external commands are.
+    Returns where it went and how.
     """
     echo = show or (lambda _argv: None)
     spec = f"{tool.crate or tool.name}@{tool.version}"
     cargo = shutil.which("cargo")
-    if cargo is None or shutil.which("cargo-binstall") is None:
-        missing = "cargo" if cargo is None else "cargo-binstall"
+    if cargo is None:
         raise ConfigError(
             f"{tool.name} {tool.version}: no sha256 recorded for its release asset, so it is installed with "
-            f"cargo-binstall, but {missing} is not on PATH (install Rust with rustup, then "
-            f"`cargo install --locked cargo-binstall@{CARGO_BINSTALL.version}`)"
+            "cargo (cargo-binstall, else cargo install --locked), but cargo is not on PATH (install Rust with "
+            f"rustup, then optionally `cargo install --locked cargo-binstall@{CARGO_BINSTALL.version}`)"
         )
     env = {**os.environ, **BINSTALL_ENV}
-    binstall = [cargo, "binstall", "--no-confirm", "--locked", "--install-path", str(bin_dir), spec]
-    echo(binstall)
-    if subprocess.run(binstall, env=env, check=False).returncode == 0:
-        return bin_dir / tool.name
+    if shutil.which("cargo-binstall") is not None:
+        binstall = [cargo, "binstall", "--no-confirm", "--locked", "--install-path", str(bin_dir), spec]
+        echo(binstall)
+        if subprocess.run(binstall, env=env, check=False).returncode == 0:
+            return bin_dir / tool.name, "cargo-binstall, upstream release asset only"
+        why = "cargo binstall failed"
+    else:
+        why = "cargo-binstall is not on PATH"
+    say(f"{tool.name} {tool.version}: {why}; building it from source with `cargo install --locked` (minutes)")
     with tempfile.TemporaryDirectory(prefix="cargo-root-") as root:
         source_build = [cargo, "install", "--locked", "--root", root, spec]
         echo(source_build)
         built = subprocess.run(source_build, env=env, check=False)
         if built.returncode != 0:
-            raise PublisherError(f"{tool.name} {tool.version}: cargo binstall and cargo install --locked both failed")
+            raise PublisherError(f"{tool.name} {tool.version}: {why}, and cargo install --locked failed too")
         target = bin_dir / tool.name
         shutil.copy2(Path(root) / "bin" / tool.name, target)
-    return target
+    return target, "cargo install --locked, built from source"

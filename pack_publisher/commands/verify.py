@@ -59,6 +59,16 @@ def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], sc
     return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes)"
 
 
+def _selected(lock_path: Path, packs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """The entries named by --pack, refusing a name the lockfile does not list (never checking nothing)."""
+    listed = {str(entry["name"]) for entry in packs}
+    unknown = sorted(set(names) - listed)
+    if unknown:
+        shown = ", ".join(sorted(listed)[:10])
+        raise ConfigError(f"--pack: {unknown[0][:80]!r} is not in {lock_path.name} (it lists {shown})")
+    return [entry for entry in packs if str(entry["name"]) in set(names)]
+
+
 def verify(
     lock_path: Path,
     options: PublishOptions,
@@ -67,8 +77,10 @@ def verify(
     report: Report,
     commands: Commands,
     trust: Trust | None = None,
+    selected: list[str] | None = None,
 ) -> None:
-    """Every pack against the registry, then its `components[]` entry; with `trust` (--trusted-key) its signature."""
+    """Check the packs of the lockfile at `lock_path` (those named in `selected`, else all) against the registry,
+    then each one's `components[]` entry; with `trust` (--trusted-key) its signature."""
     try:
         data = lock_path.read_bytes()
     except OSError as exc:
@@ -79,6 +91,8 @@ def verify(
         raise ConfigError(f"{lock_path}: lists no packs")
     if any(p["digest"] == lockfile.DRY_RUN_DIGEST for p in packs):
         raise ConfigError(f"{lock_path}: is a dry-run lockfile (digest DRY_RUN); there is nothing published to verify")
+    if selected:
+        packs = _selected(lock_path, packs, selected)
     registry = content["registry"]
     if not isinstance(registry, str) or not REGISTRY_RE.match(registry):
         raise ConfigError(f"{lock_path}: registry {str(registry)[:80]!r} is not a registry host[:port]")

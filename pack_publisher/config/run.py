@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pack_publisher.registry.options import PublishOptions, secret_values
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.printer import Printer
 from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.progress import Heartbeat
 
 
 class Run(Printer):
@@ -53,6 +55,8 @@ class Run(Printer):
         self.command = " ".join(["invoke", *sys.argv[1:]])  # shown to a second run finding OUT_DIR taken
         self.out_dir_lock: int | None = None  # the descriptor holding OUT_DIR's lock, once taken
         self.lenient = False  # resolved with the dry run's fallbacks (version, org) for a task writing no registry
+        self.heartbeat = Heartbeat(self.say)  # `still building <pack>: 20 s elapsed`, every ~10 s
+        self.on_failure: list[Callable[[], None]] = []  # tidy-ups when the run stops on an error (`clean_exit`)
 
     @property
     def has_settings(self) -> bool:

@@ -28,7 +28,7 @@ from pack_publisher.oci.names import (
 from pack_publisher.registry.options import PublishOptions, secret_values
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
-from pack_publisher.sources.git import Git, remote_slug
+from pack_publisher.sources.git import Git, describe_origin, remote_slug
 
 LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
 
@@ -41,6 +41,7 @@ class Settings(BaseModel):
     root: Path
     registry: str
     org: str
+    org_is_placeholder: bool = False  # the dry run's stand-in org: no registry is asked about it
     repo: str
     version: str
     version_source: str
@@ -116,23 +117,30 @@ def _source_url(env: EnvSettings, slug: tuple[str, str, str] | None) -> str | No
     return f"https://{slug[0]}/{slug[1]}/{slug[2]}" if slug else None
 
 
-def _org(env: EnvSettings, slug: tuple[str, str, str] | None, notices: list[str], placeholder: bool) -> str:
+def _org(
+    env: EnvSettings, slug: tuple[str, str, str] | None, origin: str | None, notices: list[str], placeholder: bool
+) -> str:
     if env.oci_org:
         return env.oci_org
     candidates = [
         ("GITHUB_REPOSITORY_OWNER", env.github_repository_owner),
         (f"the owner of the origin remote on {slug[0]}" if slug else "", slug[1] if slug else None),
     ]
-    for origin, value in candidates:
+    for given_by, value in candidates:
         if value:
             lowered = value.lower()
             if not PATH_COMPONENT_RE.match(lowered):
-                raise ConfigError(f"OCI_ORG: {value!r} (from {origin}) is not a valid OCI repository path component")
+                raise ConfigError(f"OCI_ORG: {value!r} (from {given_by}) is not a valid OCI repository path component")
             return lowered
+    # an origin that names no owner (a clone of a local clone: a path) is named as such, not taken as none
+    missing = f"no OCI_ORG or GITHUB_REPOSITORY_OWNER, and {describe_origin(origin)}" if origin else ""
     if placeholder:
         who = "the dry run uses" if env.dry_run else "no registry is written: this task uses"
-        notices.append(f"no OCI_ORG, GITHUB_REPOSITORY_OWNER or origin remote: {who} the org {LOCAL_ORG!r}")
+        missing = missing or "no OCI_ORG, GITHUB_REPOSITORY_OWNER or origin remote"
+        notices.append(f"{missing}: {who} the org {LOCAL_ORG!r}")
         return LOCAL_ORG
+    if missing:
+        raise ConfigError(f"OCI_ORG: not set: {missing}; set OCI_ORG (a dry run uses 'local')")
     raise ConfigError(
         "OCI_ORG: not set, and neither GITHUB_REPOSITORY_OWNER nor an origin remote gives one; "
         "set OCI_ORG (a dry run uses 'local')"
@@ -182,10 +190,13 @@ def resolve_settings(
     version, version_source, notices = _resolve_version(env, git if in_git else None, sha, env.dry_run or dev_version)
     # (host, owner, path) of the origin: read only when no variable gives the source and the org
     needs_origin = in_git and not (env.github_repository and (env.oci_org or env.github_repository_owner))
-    slug = remote_slug(git.origin_url()) if needs_origin else None
+    origin = git.origin_url() if needs_origin else None
+    slug = remote_slug(origin)
     source_url = _source_url(env, slug)
     if source_url is None:
-        notices.append("no GITHUB_REPOSITORY and no origin remote: the source annotation is left out")
+        why = describe_origin(origin) if origin else "no origin remote"
+        notices.append(f"no GITHUB_REPOSITORY and {why}: the source annotation is left out")
+    org = _org(env, slug, origin, notices, env.dry_run or dev_version)
     if env.source_date_epoch is not None:
         epoch = env.source_date_epoch
     elif in_git:
@@ -195,7 +206,8 @@ def resolve_settings(
     return Settings(
         root=root,
         registry=env.oci_registry,
-        org=_org(env, slug, notices, env.dry_run or dev_version),
+        org=org,
+        org_is_placeholder=org == LOCAL_ORG and not (env.oci_org or env.github_repository_owner or slug),
         repo=env.oci_repo,
         version=version,
         version_source=version_source,

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from pack_publisher.oci.manifest_changes import Changes
+
 LATEST = "latest"
 
 
@@ -32,6 +34,7 @@ class Held:
 
     digest: str
     version: str | None = None
+    changes: Changes | None = None  # how it differs from this build, when it was compared
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,20 @@ class TagAction:
             text = f"{verb} {self.old or 'nothing'} -> {self.new}"
         return f"{text} ({self.why})" if self.why else text
 
+    def would(self) -> str:
+        """The words of a dry run's plan: `would <verb> (<why>): <digests>`; never 'publish' for a skipped tag."""
+        why = f" ({self.why})" if self.why else ""
+        if self.kind is Kind.PUBLISH:
+            return f"would publish{why}: {self.new}"
+        if self.kind is Kind.KEEP:
+            return f"would skip (already published): holds {self.new}"
+        if self.kind is Kind.REFUSE:
+            return f"would refuse{why}: holds {self.old}, this build is {self.new}"
+        if self.kind is Kind.LEAVE:
+            return f"would leave{why}: " + (f"at {self.old}" if self.old else "unset")
+        verb = "would overwrite" if self.kind is Kind.OVERWRITE else "would move"
+        return f"{verb}{why}: {self.old or 'nothing'} -> {self.new}"
+
 
 @dataclass(frozen=True)
 class PackPlan:
@@ -81,6 +98,17 @@ class PackPlan:
     @property
     def refused(self) -> bool:
         return self.version.kind is Kind.REFUSE
+
+    def verdict(self) -> str:
+        """What a dry run says of the whole pack: would publish, skip, overwrite or refuse it."""
+        if self.refused:
+            return "would refuse (release tags are immutable)"
+        if self.version.kind is Kind.OVERWRITE:
+            return "would overwrite (--force)"
+        if self.version.kind is Kind.KEEP:
+            moved = [a.tag for a in self.actions if a.writes]
+            return "would skip (already published)" + (f", would move {', '.join(moved)} to it" if moved else "")
+        return "would publish"
 
     @property
     def actions(self) -> list[TagAction]:
@@ -134,14 +162,16 @@ def _version_tag(version: str, digest: str, seen: Seen, force: bool) -> TagActio
         return TagAction(version, Kind.PUBLISH, digest, why="new tag")
     if held.digest == digest:
         return TagAction(version, Kind.KEEP, digest)
+    what = f"; {held.changes.what}" if held.changes else ""
     if force:
-        return TagAction(version, Kind.OVERWRITE, digest, held.digest, why="--force")
+        return TagAction(version, Kind.OVERWRITE, digest, held.digest, why=f"--force{what}")
+    remedy = held.changes.remedy if held.changes else "publish a new version"
     return TagAction(
         version,
         Kind.REFUSE,
         digest,
         held.digest,
-        why="release tags are immutable: publish a new version, or pass --force to overwrite",
+        why=f"release tags are immutable{what}: {remedy}, or pass --force to overwrite",
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -298,7 +299,11 @@ class HttpTransport:
         artifact = request.artifact
         uploads = [
             functools.partial(
-                self._upload_blob, request.repository, blob, request.gtpack if blob == artifact.layer else b"{}"
+                self._upload_blob,
+                request.repository,
+                blob,
+                request.gtpack if blob == artifact.layer else b"{}",
+                request.on_sent,
             )
             for blob in artifact.blobs
         ]
@@ -309,14 +314,18 @@ class HttpTransport:
 
     # --- push steps -------------------------------------------------------------------------------
 
-    def _upload_blob(self, repository: str, blob: Descriptor, source: Path | bytes) -> bool:
+    def _upload_blob(
+        self, repository: str, blob: Descriptor, source: Path | bytes, on_sent: Callable[[int], None] | None = None
+    ) -> bool:
         """Upload unless present (True when bytes were sent); files stream from disk, never read whole."""
         if self.blob_exists(repository, blob.digest):
             return False
         scope = _scope(repository, "push")
 
         def body() -> bytes | IO[bytes]:
-            return source if isinstance(source, bytes) else source.open("rb")
+            if isinstance(source, bytes):
+                return source
+            return _CountedFile(source, on_sent) if on_sent is not None else source.open("rb")
 
         def attempt() -> None:
             start = self._send("POST", self._url(repository, "blobs/uploads/"), scope)
@@ -355,6 +364,20 @@ class HttpTransport:
             self._finish(response)
 
         self._retrying(f"uploading the manifest {repository}:{tag}", attempt)
+
+
+class _CountedFile(io.FileIO):
+    """An archive opened for one upload attempt, telling how far it has been read (so, roughly, sent)."""
+
+    def __init__(self, path: Path, on_sent: Callable[[int], None]) -> None:
+        super().__init__(path, "rb")
+        self._on_sent = on_sent
+        on_sent(0)
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self._on_sent(self.tell())
+        return chunk
 
 
 def _is_json_object(body: bytes) -> bool:

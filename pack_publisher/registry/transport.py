@@ -41,6 +41,8 @@ class PushRequest:
     tags: list[str]  # the version tag first; 'latest' after it when asked for
     gtpack: Path
     artifact: Artifact
+    # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
+    on_sent: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ class Printer:
     def _write(self, stream: TextIO, line: str) -> None:
         text = self.redact(line) + "\n"
         with _output_lock:  # text and newline in one write, under one lock: lines never merge
-            stream.write(text)
+            try:
+                stream.write(text)
+            except UnicodeEncodeError:  # a stream that cannot hold `…` (PYTHONIOENCODING=ascii) still gets the line
+                stream.write(text.replace("…", "...").encode("ascii", "replace").decode("ascii"))
             stream.flush()
 
     def say(self, line: str) -> None:

@@ -145,3 +145,14 @@ def remote_slug(url: str | None) -> tuple[str, str, str] | None:
         return None
     host = (match.group("host") or match.group("scp_host")).lower()
     return host, match.group("owner"), match.group("path")
+
+
+def describe_origin(url: str) -> str:
+    """An origin remote that names no host and owner, in words: `'../clone' (a local path, not a GitHub remote)`.
+
+    Credentials in a URL are dropped from what is shown.
+    """
+    shown = "".join(c if c.isprintable() else "?" for c in re.sub(r"//[^/@]*@", "//", url.strip()))[:120]
+    local = shown.startswith(("/", ".", "~", "file:")) or ":" not in shown or re.match(r"^[A-Za-z]:[\\/]", shown)
+    what = "a local path" if local else "not a URL naming a host, an owner and a repository"
+    return f"the origin remote {shown!r} ({what}, not a GitHub remote)"

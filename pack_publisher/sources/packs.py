@@ -228,6 +228,9 @@ def select(
     if not known:
         raise ConfigError(f"no packs found under {packs_dir} (a pack is a folder holding {PACK_FILE})")
     names = sorted({wanted_name(packs_dir, n) for n in wanted}) if wanted else known
+    for given, name in zip(wanted or [], [wanted_name(packs_dir, n) for n in wanted or []], strict=True):
+        if not name.strip():  # `--pack /`: nothing left of it once the slash is taken off
+            raise ConfigError(f"--pack: {given!r} names no pack; give a pack folder name, or leave --pack out for all")
     for name in names:
         if "/" in name or name in {".", ".."}:
             raise ConfigError(f"--pack: {name!r} is not a pack folder name under PACKS_DIR {packs_dir}")
