@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import archive, artifact, builder, lockfile, packs, publish, records
+from . import archive, artifact, builder, lockfile, packs, publish, records, sbom_publish
 from .descriptor import file_digest
 from .errors import ConfigError, PublisherError
 from .gitinfo import Git
@@ -227,6 +227,7 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
     )
     manifest_path = s.out_dir / f"{pack.name}.manifest.json"
     records.write_atomic(manifest_path, composed.manifest)
+    prepared = sbom_publish.prepare(run, pack.name, gtpack, facts, composed)
     built = BuiltPack(
         name=pack.name,
         pack_id=facts.pack_id,
@@ -239,6 +240,8 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
         reference=s.reference(pack.name),
         dirty=dirty,
         gtpack_mtime_ns=gtpack.stat().st_mtime_ns,
+        sbom=prepared[0] if prepared else None,
+        sbom_referrer=prepared[1].descriptor if prepared else None,
     )
     records.save(s.out_dir, built)
     return built
@@ -352,6 +355,8 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
     planned = []
     for one, plan in zip(built, plans, strict=True):
         run.say(f"would push {one.reference} (manifest digest {one.manifest_descriptor.digest})")
+        if one.sbom_referrer is not None:
+            run.say(f"would attach the SBOM {one.name}.cdx.json to it (referrer digest {one.sbom_referrer.digest})")
         record = PublishedPack.of(
             one,
             digest=lockfile.DRY_RUN_DIGEST,
@@ -360,6 +365,7 @@ def dry_run(run: Run, built: list[BuiltPack], *, force: bool = False) -> list[Pu
             replaced=plan.replaced,
             transport="none (dry run)",
             dry_run=True,
+            sbom_digest=one.sbom_referrer.digest if one.sbom_referrer else None,
         )
         records.save(s.out_dir, record)
         planned.append(record)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar, cast
 
-from . import records
+from . import records, sbom_publish
 from .artifact import VERSION, Artifact
 from .content import VerifiedRegistry
 from .descriptor import describe, file_digest
 from .errors import PublisherError
 from .plan import LATEST, Held, Kind, PackPlan, Seen, is_prerelease, plan_pack
 from .records import BuiltPack, PublishedPack
+from .referrers import Referrer
 from .run import Run
 from .transports import PushRequest, Transports
 from .transports.base import together
@@ -39,6 +40,7 @@ class PackResult:
     status: str  # "published", "already published" or "failed"
     record: PublishedPack | None = None
     error: str | None = None
+    sbom_line: str | None = None  # what became of the SBOM referrer, shown after the result line
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Planned:
     built: BuiltPack
     artifact: Artifact
     plan: PackPlan
+    sbom: Referrer | None = None  # the SBOM's referrer manifest, attached after the pack is proven
 
 
 def load_artifact(built: BuiltPack) -> Artifact:
@@ -116,6 +119,7 @@ def plan_all(run: Run, built: list[BuiltPack], transports: Transports, *, latest
                 pack,
                 artifact,
                 plan_pack(settings.version, artifact.descriptor.digest, seen, latest=latest, force=force),
+                sbom_publish.load_referrer(pack, artifact),
             )
         except PublisherError as exc:
             return f"FAILED {pack.name}: {run.redact(exc.message)}"
@@ -160,6 +164,12 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
     registry.check_landed(served)  # every tag it should serve, read back, whether written now or before
     status = "published" if plan.writes else "already published"
+    sbom_line = None
+    if planned.sbom is not None:
+        attached = sbom_publish.ensure_attached(
+            registry, repository, planned.sbom, sbom_publish.document_path(built), fresh=bool(plan.writes)
+        )
+        sbom_line = f"sbom {built.reference}: {attached} {planned.sbom.descriptor.digest}"
     record = PublishedPack.of(
         built,
         digest=digest,
@@ -169,9 +179,10 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
         transport=registry.name,
         uploaded_blobs=uploaded,
         already_published=not plan.writes,
+        sbom_digest=planned.sbom.descriptor.digest if planned.sbom else None,
     )
     records.save(settings.out_dir, record)
-    return PackResult(built.name, built.reference, status, record=record)
+    return PackResult(built.name, built.reference, status, record=record, sbom_line=sbom_line)
 
 
 def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bool, force: bool) -> list[PackResult]:
@@ -219,6 +230,8 @@ def push(run: Run, built: list[BuiltPack], transports: Transports, *, latest: bo
         for outcome in each(run.settings.publish.jobs, planned, write):  # in pack order, as each is proven
             result = outcome.result() if isinstance(outcome, Future) else outcome
             run.say(result_line(result))
+            if result.sbom_line:
+                run.say(result.sbom_line)
             results.append(result)
     except BaseException:
         proofs.shutdown(wait=False, cancel_futures=True)  # Ctrl-C never waits for a stalled read-back

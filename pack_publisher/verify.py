@@ -20,6 +20,7 @@ from .descriptor import is_digest
 from .errors import AccessError, ConfigError, PublisherError
 from .oci_names import REGISTRY_RE, pack_name_problem
 from .redact import Redactor
+from .sbom_publish import verify_sbom
 from .settings import PublishOptions
 from .transports import Transports
 
@@ -52,7 +53,11 @@ def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], sc
     target = scratch / f"{name}.gtpack"
     registry.blob_to_file(repository, layer, target)
     facts = archive.inspect_gtpack(target)
-    return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes)"
+    pinned_sbom = entry.get("sbom_digest")
+    if pinned_sbom is not None and not is_digest(pinned_sbom):
+        raise PublisherError(f"sbom_digest {str(pinned_sbom)[:80]!r} is not a sha256 manifest digest")
+    found = verify_sbom(registry, repository, digest, target, pinned_sbom, scratch)
+    return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes; {found})"
 
 
 def verify(

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 
 from ..artifact import Artifact
 from ..descriptor import Descriptor
+from ..referrers import Referrer
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what oras accepts; a bigger "manifest" is not one of ours
 
@@ -45,6 +46,15 @@ class PushRequest:
 
 
 @dataclass(frozen=True)
+class AttachRequest:
+    """A referrer to attach to a pushed manifest: its exact manifest bytes and the document it carries."""
+
+    repository: str
+    referrer: Referrer
+    document: Path  # the layer's bytes (the SBOM file); its name is the layer title
+
+
+@dataclass(frozen=True)
 class PushOutcome:
     uploaded_blobs: int | None  # None when the transport cannot tell
 
@@ -70,6 +80,14 @@ class Transport(Protocol):
 
     def push(self, request: PushRequest) -> PushOutcome:
         """Blobs first (skipping those present), then the manifest bytes under every tag."""
+        ...
+
+    def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
+        """The descriptors of the manifests referring to `subject`: the referrers API, else the tag schema."""
+        ...
+
+    def attach(self, request: AttachRequest) -> None:
+        """Push a referrer (blobs, then the manifest by digest) so that `referrers` lists it."""
         ...
 
     def close(self) -> None: ...

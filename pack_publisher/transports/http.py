@@ -45,7 +45,16 @@ from ..credentials import Credentials
 from ..descriptor import Descriptor, digest_of, is_digest
 from ..errors import AccessError, ConfigError, PublisherError
 from .auth import Authenticator, retry_after_seconds
-from .base import MAX_MANIFEST_BYTES, FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory, together
+from .base import (
+    MAX_MANIFEST_BYTES,
+    AttachRequest,
+    FetchedManifest,
+    NotFound,
+    PushOutcome,
+    PushRequest,
+    SinkFactory,
+    together,
+)
 from .retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -393,22 +402,41 @@ class HttpTransport:
         self._retrying(f"uploading blob {blob.short} to {repository}", attempt)
         return True
 
-    def _put_manifest(self, repository: str, tag: str, manifest: bytes) -> None:
-        """Upload the manifest bytes unchanged under `tag` (what landed is read back and checked above)."""
+    def _put_manifest(
+        self, repository: str, tag: str, manifest: bytes, media_type: str = MANIFEST_MEDIA_TYPE
+    ) -> str | None:
+        """Upload the manifest bytes unchanged under `tag` (what landed is read back and checked above).
 
-        def attempt() -> None:
+        Returns the registry's `OCI-Subject` header: set by registries with the referrers API when the
+        manifest has a subject.
+        """
+
+        def attempt() -> str | None:
             response = self._send(
                 "PUT",
                 self._url(repository, f"manifests/{tag}"),
                 _scope(repository, "push"),
                 body=lambda: manifest,
-                headers={"Content-Type": MANIFEST_MEDIA_TYPE},
+                headers={"Content-Type": media_type},
             )
             if response.status_code not in (200, 201):
                 raise self._fail(f"uploading the manifest for tag {tag}", response)
             self._finish(response)
+            return response.headers.get("OCI-Subject")
 
-        self._retrying(f"uploading the manifest {repository}:{tag}", attempt)
+        return self._retrying(f"uploading the manifest {repository}:{tag}", attempt)  # type: ignore[no-any-return]
+
+    # --- referrers (the OCI 1.1 referrers API, else the tag schema): see http_referrers --------------
+
+    def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
+        from .http_referrers import referrers
+
+        return referrers(self, repository, subject)
+
+    def attach(self, request: AttachRequest) -> None:
+        from .http_referrers import attach
+
+        attach(self, request)
 
 
 def _is_json_object(body: bytes) -> bool:
