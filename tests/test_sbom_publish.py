@@ -1,0 +1,220 @@
+"""The SBOM referrer on real registries, both transports, read back with the real ORAS CLI (`oras discover`).
+
+docker-registry 2.8 has no referrers API (the tag-schema fallback); `ReferrersApiProxy` in front of it is
+a registry that has one (it answers manifest PUTs with `OCI-Subject`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+import requests
+
+from pack_publisher.referrers import CYCLONEDX_MEDIA_TYPE, INDEX_MEDIA_TYPE, referrers_tag
+from testsupport.referrers_api import ReferrersApiProxy
+from testsupport.registries import Registry, free_port
+
+from .conftest import RunInvoke, oras_path
+
+PACK = "messaging-provider-bundle"
+REPO = f"acme/greentic-packs/{PACK}"
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+def env_for(host: str, **extra: str) -> dict[str, str]:
+    return {"OCI_REGISTRY": host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **extra}
+
+
+def lock_entry(repo: Path) -> dict[str, Any]:
+    return json.loads((repo / "packs.lock.json").read_text())["packs"][0]  # type: ignore[no-any-return]
+
+
+def discover(host: str, digest: str) -> list[dict[str, Any]]:
+    """What the real oras lists as the referrers of the pack's manifest."""
+    out = subprocess.run(
+        [oras_path(), "discover", "--plain-http", "--format", "json", f"{host}/{REPO}@{digest}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    return json.loads(out)["referrers"]  # type: ignore[no-any-return]
+
+
+def sbom_referrers(host: str, digest: str) -> list[dict[str, Any]]:
+    return [r for r in discover(host, digest) if r["artifactType"] == CYCLONEDX_MEDIA_TYPE]
+
+
+def raw(url: str, accept: str = MANIFEST_TYPE) -> requests.Response:
+    return requests.get(url, headers={"Accept": accept}, timeout=10)
+
+
+def sbom_cbor_files(gtpack: Path) -> dict[str, str]:
+    with zipfile.ZipFile(gtpack) as zf:
+        return {f["path"]: f["hash_blake3"] for f in cbor2.loads(zf.read("sbom.cbor"))["files"]}
+
+
+def check_published_sbom(host: str, repo: Path, pack_digest: str) -> dict[str, Any]:
+    """Exactly one CycloneDX referrer, the lockfile's, listing every file of sbom.cbor with its BLAKE3 hash."""
+    [found] = sbom_referrers(host, pack_digest)
+    entry = lock_entry(repo)
+    assert found["digest"] == entry["sbom_digest"]
+    manifest = raw(f"http://{host}/v2/{REPO}/manifests/{found['digest']}")
+    assert "sha256:" + hashlib.sha256(manifest.content).hexdigest() == found["digest"]
+    doc = json.loads(manifest.content)
+    assert doc["subject"]["digest"] == pack_digest
+    [layer] = doc["layers"]
+    assert layer["mediaType"] == CYCLONEDX_MEDIA_TYPE
+    document = raw(f"http://{host}/v2/{REPO}/blobs/{layer['digest']}").content
+    assert document == (repo / "dist" / "packs" / f"{PACK}.cdx.json").read_bytes()
+    bom = json.loads(document)
+    listed = {c["name"]: c["hashes"][0] for c in bom["components"]}
+    expected = sbom_cbor_files(repo / "dist" / "packs" / f"{PACK}.gtpack")
+    assert {name: h["content"] for name, h in listed.items()} == expected
+    assert {h["alg"] for h in listed.values()} == {"BLAKE3"}
+    return found
+
+
+def test_release_attaches_exactly_one_sbom_by_the_tag_schema_and_a_rerun_adds_nothing(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    dry = run_invoke(project_copy, "release", "--dry-run", **env_for(registry.host, **client))
+    assert dry.returncode == 0, dry.stderr
+    predicted = lock_entry(project_copy)["sbom_digest"]
+    assert predicted.startswith("sha256:")
+    assert f"(referrer digest {predicted})" in dry.stdout
+    assert registry.storage_files() == 0
+
+    first = run_invoke(project_copy, "release", **env_for(registry.host, **client))
+    assert first.returncode == 0, first.stderr
+    entry = lock_entry(project_copy)
+    assert entry["sbom_digest"] == predicted  # the same on both transports: the dry run knows no transport
+    assert f"sbom {registry.host}/{REPO}:1.2.3: attached {predicted}" in first.stdout
+    found = check_published_sbom(registry.host, project_copy, entry["digest"])
+    assert found["annotations"]["org.opencontainers.image.created"] == "2026-01-02T03:04:05Z"
+    # the fallback: an index under sha256-<hex>, as oras-go writes it
+    index = raw(f"{registry.url}/v2/{REPO}/manifests/{referrers_tag(entry['digest'])}", INDEX_MEDIA_TYPE)
+    assert index.status_code == 200
+    assert [m["digest"] for m in index.json()["manifests"]] == [predicted]
+
+    files_before = registry.storage_files()
+    again = run_invoke(project_copy, "release", **env_for(registry.host, **client))
+    assert again.returncode == 0, again.stderr
+    assert f"sbom {registry.host}/{REPO}:1.2.3: already attached {predicted}" in again.stdout
+    assert registry.storage_files() == files_before
+    assert len(sbom_referrers(registry.host, entry["digest"])) == 1
+
+    verified = run_invoke(project_copy, "verify", **env_for(registry.host, **client))
+    assert verified.returncode == 0, verified.stderr
+    assert f"sbom {predicted[:19]}, " in verified.stdout
+
+
+@pytest.fixture
+def api_registry(registry: Registry) -> Iterator[ReferrersApiProxy]:
+    proxy = ReferrersApiProxy(registry.port)
+    yield proxy
+    proxy.close()
+
+
+def test_a_registry_with_the_referrers_api_needs_no_index(
+    client: dict[str, str],
+    project_copy: Path,
+    run_invoke: RunInvoke,
+    registry: Registry,
+    api_registry: ReferrersApiProxy,
+) -> None:
+    host = api_registry.host
+    first = run_invoke(project_copy, "release", **env_for(host, **client))
+    assert first.returncode == 0, first.stdout + first.stderr
+    entry = lock_entry(project_copy)
+    check_published_sbom(host, project_copy, entry["digest"])
+    assert api_registry.referrers[(REPO, entry["digest"])][0]["digest"] == entry["sbom_digest"]
+    # nothing was tagged sha256-<hex>: the registry's API indexes referrers itself
+    tag_schema = f"{registry.url}/v2/{REPO}/manifests/{referrers_tag(entry['digest'])}"
+    assert raw(tag_schema, INDEX_MEDIA_TYPE).status_code == 404
+    tags = raw(f"{registry.url}/v2/{REPO}/tags/list").json()["tags"]
+    assert tags == ["1.2.3"]
+
+    again = run_invoke(project_copy, "release", **env_for(host, **client))
+    assert again.returncode == 0, again.stderr
+    assert "already attached" in again.stdout
+    assert len(sbom_referrers(host, entry["digest"])) == 1
+    assert not [path for method, path in api_registry.seen if method == "PUT" and "/manifests/sha256-" in path]
+
+
+def test_same_referrer_bytes_on_both_transports(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+    """One build pushed by each transport to its own fresh registry: the same referrer manifest, byte for byte.
+
+    The oras transport runs `oras attach` (oras composes the manifest), the built-in client puts the
+    bytes `referrers.compose_sbom_referrer` composed.
+    """
+    port = free_port()  # the SBOM names the pack's repository (its purl): one host for both registries
+    built = run_invoke(project_copy, "build", **env_for(f"127.0.0.1:{port}"))
+    assert built.returncode == 0, built.stderr
+    served = []
+    for client in ({"OCI_CLIENT": "python"}, {"OCI_CLIENT": "oras", "ORAS_BIN": oras_path()}):
+        fresh = Registry(tmp_path / client["OCI_CLIENT"], port=port).start()
+        try:
+            pushed = run_invoke(project_copy, "push", **env_for(fresh.host, **client))
+            assert pushed.returncode == 0, pushed.stderr
+            [found] = sbom_referrers(fresh.host, lock_entry_digest(project_copy, fresh.host))
+            served.append(fresh.raw_manifest(REPO, found["digest"]).content)
+        finally:
+            fresh.stop()
+    assert served[0] == served[1]
+
+
+def lock_entry_digest(repo: Path, host: str) -> str:
+    record = json.loads((repo / "dist" / "packs" / "records" / f"{PACK}.published.json").read_text())
+    assert record["reference"].startswith(host)
+    return str(record["digest"])
+
+
+def test_a_pack_published_without_an_sbom_gets_one_beside_the_referrers_of_others(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    """As by an earlier publisher: the pack alone, then someone attaches a signature; the next run adds the SBOM."""
+    built = run_invoke(project_copy, "build", **env_for(registry.host))
+    assert built.returncode == 0, built.stderr
+    out = project_copy / "dist" / "packs"
+    subprocess.run(  # the exact built manifest, copied by oras from a layout, as the pack alone
+        [oras_path(), "push", "--plain-http", "--artifact-type", "application/vnd.greentic.gtpack.v1+zip",
+         "--annotation-file", str(_annotations(out)), f"{registry.host}/{REPO}:1.2.3",
+         f"{PACK}.gtpack:application/vnd.greentic.gtpack.v1+zip"],
+        check=True, capture_output=True, timeout=60, cwd=out,
+    )  # fmt: skip
+    pack_digest = json.loads((out / "records" / f"{PACK}.built.json").read_text())["manifest_descriptor"]["digest"]
+    assert raw(f"{registry.url}/v2/{REPO}/manifests/1.2.3").headers["Docker-Content-Digest"] == pack_digest
+    (tmp_path_sig := out / "sig.json").write_text('{"signature": "by someone else"}')
+    subprocess.run(
+        [oras_path(), "attach", "--plain-http", "--artifact-type", "application/vnd.example.signature",
+         f"{registry.host}/{REPO}@{pack_digest}", f"{tmp_path_sig.name}:application/json"],
+        check=True, capture_output=True, timeout=60, cwd=out,
+    )  # fmt: skip
+    [other] = discover(registry.host, pack_digest)
+
+    pushed = run_invoke(project_copy, "push", **env_for(registry.host, **client))
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"already published {registry.host}/{REPO}:1.2.3 digest={pack_digest}" in pushed.stdout
+    assert f"sbom {registry.host}/{REPO}:1.2.3: attached" in pushed.stdout
+    listed = discover(registry.host, pack_digest)
+    assert listed[0]["digest"] == other["digest"]  # kept, first: the SBOM was appended after it
+    assert sorted(r["artifactType"] for r in listed) == [CYCLONEDX_MEDIA_TYPE, "application/vnd.example.signature"]
+    locked = run_invoke(project_copy, "lock", **env_for(registry.host, **client))
+    assert locked.returncode == 0, locked.stderr
+    check_published_sbom(registry.host, project_copy, pack_digest)
+
+
+def _annotations(out: Path) -> Path:
+    """The built manifest's annotations as an oras annotation file, so `oras push` writes the same manifest."""
+    manifest = json.loads((out / f"{PACK}.manifest.json").read_text())
+    path = out / "annotations.json"
+    path.write_text(json.dumps({"$manifest": manifest["annotations"]}))
+    return path
