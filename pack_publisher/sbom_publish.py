@@ -88,10 +88,14 @@ def ensure_attached(
     subject, digest = referrer.subject.digest, referrer.descriptor.digest
     if not fresh and lists(transport.referrers(repository, subject), digest):
         return "already attached"
-    for _ in range(ATTACH_ATTEMPTS):
+    request = AttachRequest(repository=repository, referrer=referrer, document=document)
+    for attempt in range(ATTACH_ATTEMPTS):
         # NotFound: oras-go deleting the old index another writer deleted first; look, then try again
         with contextlib.suppress(NotFound):
-            transport.attach(AttachRequest(repository=repository, referrer=referrer, document=document))
+            if attempt == 0:
+                transport.attach(request)
+            else:  # stored but not listed: its manifest was already there, or another writer dropped it
+                transport.index_referrer(request)
         if lists(transport.referrers(repository, subject), digest):
             return "attached"
     raise PublisherError(

@@ -218,3 +218,51 @@ def _annotations(out: Path) -> Path:
     path = out / "annotations.json"
     path.write_text(json.dumps({"$manifest": manifest["annotations"]}))
     return path
+
+
+def test_verify_reports_a_missing_or_other_sbom_and_a_rerun_attaches_it_again(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    assert run_invoke(project_copy, "release", **env_for(registry.host, **client)).returncode == 0
+    entry = lock_entry(project_copy)
+    index_url = f"{registry.url}/v2/{REPO}/manifests/{referrers_tag(entry['digest'])}"
+    index_digest = raw(index_url, INDEX_MEDIA_TYPE).headers["Docker-Content-Digest"]
+    assert requests.delete(f"{registry.url}/v2/{REPO}/manifests/{index_digest}", timeout=10).status_code == 202
+    assert discover(registry.host, entry["digest"]) == []
+
+    missing = run_invoke(project_copy, "verify", **env_for(registry.host, **client))
+    assert missing.returncode == 1
+    assert f"MISMATCH {PACK}: SBOM referrer {entry['sbom_digest']} is not among the referrers of" in missing.stdout
+
+    again = run_invoke(project_copy, "release", **env_for(registry.host, **client))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"sbom {registry.host}/{REPO}:1.2.3: attached {entry['sbom_digest']}" in again.stdout
+    assert len(sbom_referrers(registry.host, entry["digest"])) == 1
+    assert run_invoke(project_copy, "verify", **env_for(registry.host, **client)).returncode == 0
+
+    lock = json.loads((project_copy / "packs.lock.json").read_text())
+    lock["packs"][0]["sbom_digest"] = "sha256:" + "0" * 64
+    (project_copy / "other.lock.json").write_text(json.dumps(lock))
+    other = run_invoke(project_copy, "verify", "--lock", "other.lock.json", **env_for(registry.host, **client))
+    assert other.returncode == 1
+    assert f"MISMATCH {PACK}: SBOM referrer sha256:{'0' * 64} is not among the referrers" in other.stdout
+
+
+def test_a_pack_without_sbom_cbor_is_published_with_a_warning_and_no_sbom(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    stale = project_copy / "dist" / "packs" / f"{PACK}.cdx.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")  # from an earlier build: must not pass for this one's
+    env = env_for(registry.host, FAKE_GREENTIC_PACK_MODE="no-sbom", **client)
+    result = run_invoke(project_copy, "release", **env)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: pack {PACK!r}: the archive holds no sbom.cbor; no SBOM is written or attached" in result.stderr
+    assert "sbom " not in result.stdout
+    assert not stale.exists()
+    entry = lock_entry(project_copy)
+    assert entry["sbom_digest"] is None
+    assert discover(registry.host, entry["digest"]) == []
+    verified = run_invoke(project_copy, "verify", **env)
+    assert verified.returncode == 0, verified.stderr
+    assert "no sbom.cbor, so no SBOM" in verified.stdout

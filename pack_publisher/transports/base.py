@@ -90,6 +90,14 @@ class Transport(Protocol):
         """Push a referrer (blobs, then the manifest by digest) so that `referrers` lists it."""
         ...
 
+    def index_referrer(self, request: AttachRequest) -> None:
+        """Add an attached referrer to its subject's tag-schema index (for registries without the API).
+
+        For a referrer `attach` left unlisted: its manifest was already stored (oras then pushes nothing,
+        so indexes nothing), or another writer of the index dropped the entry.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

@@ -438,6 +438,11 @@ class HttpTransport:
 
         attach(self, request)
 
+    def index_referrer(self, request: AttachRequest) -> None:
+        from .http_referrers import update_index
+
+        update_index(self, request.repository, request.referrer)
+
 
 def _is_json_object(body: bytes) -> bool:
     try:

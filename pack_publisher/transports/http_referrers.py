@@ -5,37 +5,25 @@ Listing asks the referrers API (`GET /v2/<name>/referrers/<digest>`); a registry
 
 Attaching uploads the blobs, then puts the manifest by its digest. A registry with the referrers API
 answers that with an `OCI-Subject` header and indexes the referrer itself: nothing more to do.
-Otherwise the tag-schema index is updated by read-modify-write: read it, add the referrer (keeping
-every entry others attached), read it again and write only if nobody changed it meanwhile, then read
-it back. Registries such as distribution 2.8 have no conditional `PUT` (`If-Match`), so a writer that
-slips in between the second read and the write can still drop the entry: the read after the write
-finds that, and the whole cycle runs again, a bounded number of times. Every other writer does the same
-for its own entry, so no referrer is lost for good.
+Otherwise the tag-schema index is updated by read-modify-write (`referrers_index.update_index`).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..descriptor import digest_of
-from ..errors import PublisherError
-from ..referrers import INDEX_MEDIA_TYPE, Referrer, lists, parse_index, referrers_tag, with_referrer
+from ..referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag
 from .base import MAX_MANIFEST_BYTES, AttachRequest, NotFound, together
+from .referrers_index import IndexState
+from .referrers_index import update_index as update_index_with
 
 if TYPE_CHECKING:
     from .http import HttpTransport
 
-INDEX_ATTEMPTS = 5  # read-modify-write cycles before giving up on an index other writers keep changing
 NO_API = (404, 405)  # how registries without the referrers API answer its URL (distribution 2.8: 404)
-
-
-@dataclass(frozen=True)
-class IndexState:
-    digest: str | None  # None: no index under the tag yet
-    entries: list[dict[str, Any]]
 
 
 def _scope(repository: str, action: str) -> str:
@@ -100,19 +88,9 @@ def attach(t: HttpTransport, request: AttachRequest) -> None:
 
 
 def update_index(t: HttpTransport, repository: str, referrer: Referrer) -> None:
-    """Add `referrer` to its subject's tag-schema index by read-modify-write, retried while others write it."""
-    tag = referrers_tag(referrer.subject.digest)
-    for _ in range(INDEX_ATTEMPTS):
-        before = read_index(t, repository, tag)
-        updated = with_referrer(before.entries, referrer)
-        if updated is None:
-            return  # listed already (an earlier run, or this one's previous cycle)
-        if read_index(t, repository, tag).digest != before.digest:
-            continue  # another writer changed it since it was read: start over from what it holds now
-        t._put_manifest(repository, tag, updated, INDEX_MEDIA_TYPE)
-        if lists(read_index(t, repository, tag).entries, referrer.descriptor.digest):
-            return
-    raise PublisherError(
-        f"{t.registry}/{repository}:{tag}: the referrers index kept changing under other writers "
-        f"({INDEX_ATTEMPTS} attempts); run again to attach {referrer.descriptor.short}"
-    )
+    """Add `referrer` to its subject's tag-schema index (see `referrers_index`)."""
+
+    def write(tag: str, index: bytes) -> None:
+        t._put_manifest(repository, tag, index, INDEX_MEDIA_TYPE)
+
+    update_index_with(functools.partial(read_index, t, repository), write, referrer, f"{t.registry}/{repository}")

@@ -33,10 +33,12 @@ from typing import IO, Any
 from .. import cleanup
 from ..commands import Commands
 from ..credentials import Credentials
-from ..descriptor import Descriptor, is_digest
+from ..descriptor import Descriptor, digest_of, is_digest
 from ..errors import AccessError, PublisherError
 from ..redact import Redactor
+from ..referrers import INDEX_MEDIA_TYPE, parse_index
 from .base import AttachRequest, FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory
+from .referrers_index import IndexState, update_index
 from .retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 
 MIN_UPLOAD_RATE = 256 * 1024  # bytes/s below which an upload command is cut off (wall clock, on average)
@@ -119,23 +121,32 @@ class OrasTransport:
         timeout: float | None = None,
         open_sink: SinkFactory | None = None,
         cwd: Path | None = None,
+        stdin: bytes | None = None,
     ) -> bytes:
         """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per attempt."""
         seconds = timeout or self._small_timeout()
 
         def attempt() -> bytes:
             if open_sink is None:
-                return self._once(args, operation, seconds, None, cwd)
+                return self._once(args, operation, seconds, None, cwd, stdin)
             with open_sink() as sink:
-                return self._once(args, operation, seconds, sink, cwd)
+                return self._once(args, operation, seconds, sink, cwd, stdin)
 
         return retrying(self.policy, self.registry, operation, attempt, attempt_seconds=seconds)
 
     def _once(
-        self, args: list[str], operation: str, timeout: float, sink: IO[bytes] | None, cwd: Path | None = None
+        self,
+        args: list[str],
+        operation: str,
+        timeout: float,
+        sink: IO[bytes] | None,
+        cwd: Path | None = None,
+        stdin: bytes | None = None,
     ) -> bytes:
         try:
-            done = self.commands.run([self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env, cwd=cwd)
+            done = self.commands.run(
+                [self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env, cwd=cwd, stdin=stdin
+            )
         except OSError as exc:
             raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
         if done.expired:
@@ -274,6 +285,39 @@ class OrasTransport:
                 f"{self.registry}/{request.repository}: oras attached {attached}, not the composed "
                 f"{referrer.descriptor.digest} (another oras version?)"
             )
+
+    def index_referrer(self, request: AttachRequest) -> None:
+        """The tag-schema index by read-modify-write with `oras manifest fetch` and `oras manifest push`.
+
+        `oras attach` of a referrer whose manifest the registry already holds pushes nothing, so oras-go
+        indexes nothing: a referrer stored but missing from the index (removed from it by another writer,
+        or left by a run stopped in between) is added here.
+        """
+        repository = request.repository
+
+        def read(tag: str) -> IndexState:
+            try:
+                data = self.fetch_manifest(repository, tag).data
+            except NotFound:
+                return IndexState(None, [])
+            return IndexState(digest_of(data), parse_index(data, f"{self.registry}/{repository}:{tag}"))
+
+        def write(tag: str, index: bytes) -> None:
+            self._run(
+                [
+                    "manifest",
+                    "push",
+                    "--media-type",
+                    INDEX_MEDIA_TYPE,
+                    *self._remote(),
+                    self._ref(repository, tag),
+                    "-",
+                ],
+                f"writing the referrers index {repository}:{tag}",
+                stdin=index,
+            )
+
+        update_index(read, write, request.referrer, f"{self.registry}/{repository}")
 
     def close(self) -> None:
         return None
