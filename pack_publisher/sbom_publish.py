@@ -130,12 +130,8 @@ def verify_sbom(
     registry.blob_to_file(repository, layer, target)
     published = sbom.files_of_cyclonedx(target.read_bytes(), f"SBOM {layer.short}")
     if published != files:
-        missing = sorted({f.path for f in files} ^ {f.path for f in published})
-        changed = sorted(
-            {f.path for f in files} & {f.path for f in published} - {f.path for f in set(files) & set(published)}
-        )
-        detail = (
-            f"files only on one side: {', '.join(missing[:3])}" if missing else f"differs for {', '.join(changed[:3])}"
-        )
-        raise PublisherError(f"SBOM {found} does not match the archive's sbom.cbor ({detail})")
+        archived, listed_files = {f.path: f for f in files}, {f.path: f for f in published}
+        differing = sorted(p for p in archived.keys() | listed_files.keys() if archived.get(p) != listed_files.get(p))
+        shown = ", ".join(differing[:3]) + (f" and {len(differing) - 3} more" if len(differing) > 3 else "")
+        raise PublisherError(f"SBOM {found} does not match the archive's sbom.cbor (it differs for {shown})")
     return f"sbom {found[:19]}, {len(files)} files"

@@ -18,7 +18,10 @@ import cbor2
 import pytest
 import requests
 
-from pack_publisher.referrers import CYCLONEDX_MEDIA_TYPE, INDEX_MEDIA_TYPE, referrers_tag
+from pack_publisher.descriptor import Descriptor, describe
+from pack_publisher.referrers import CYCLONEDX_MEDIA_TYPE, INDEX_MEDIA_TYPE, compose_sbom_referrer, referrers_tag
+from pack_publisher.transports.base import AttachRequest
+from pack_publisher.transports.http import HttpTransport
 from testsupport.referrers_api import ReferrersApiProxy
 from testsupport.registries import Registry, free_port
 
@@ -266,3 +269,35 @@ def test_a_pack_without_sbom_cbor_is_published_with_a_warning_and_no_sbom(
     verified = run_invoke(project_copy, "verify", **env)
     assert verified.returncode == 0, verified.stderr
     assert "no sbom.cbor, so no SBOM" in verified.stdout
+
+
+def test_verify_reports_an_sbom_whose_hashes_differ_from_the_archive(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
+    """Someone attaches another CycloneDX document to the pack; a lockfile pinning it fails verify."""
+    assert run_invoke(project_copy, "release", **env_for(registry.host, **client)).returncode == 0
+    entry = lock_entry(project_copy)
+    document = json.loads((project_copy / "dist" / "packs" / f"{PACK}.cdx.json").read_text())
+    tampered = next(c for c in document["components"] if c["name"] == "manifest.cbor")
+    tampered["hashes"][0]["content"] = "0" * 64
+    forged = tmp_path / "forged.cdx.json"
+    forged.write_text(json.dumps(document))
+    pushed = raw(f"{registry.url}/v2/{REPO}/manifests/1.2.3")
+    subject = Descriptor(MANIFEST_TYPE, entry["digest"], len(pushed.content))
+    referrer = compose_sbom_referrer(
+        describe(CYCLONEDX_MEDIA_TYPE, forged.read_bytes()), forged.name, subject, "2026-01-02T03:04:05Z"
+    )
+    HttpTransport(registry.host, None, True).attach(AttachRequest(repository=REPO, referrer=referrer, document=forged))
+    assert len(sbom_referrers(registry.host, entry["digest"])) == 2
+
+    lock = json.loads((project_copy / "packs.lock.json").read_text())
+    lock["packs"][0]["sbom_digest"] = referrer.descriptor.digest
+    (project_copy / "forged.lock.json").write_text(json.dumps(lock))
+    result = run_invoke(project_copy, "verify", "--lock", "forged.lock.json", **env_for(registry.host, **client))
+    assert result.returncode == 1
+    assert (
+        f"MISMATCH {PACK}: SBOM {referrer.descriptor.digest} does not match the archive's sbom.cbor "
+        "(it differs for manifest.cbor)"
+    ) in result.stdout
+    # the lockfile of the release still verifies: it pins the publisher's own SBOM
+    assert run_invoke(project_copy, "verify", **env_for(registry.host, **client)).returncode == 0
