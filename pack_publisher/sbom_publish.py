@@ -26,6 +26,7 @@ from .referrers import CYCLONEDX_MEDIA_TYPE, Referrer, check_sbom_referrer, comp
 from .run import Run
 from .transports.base import AttachRequest, NotFound
 
+MAX_SBOM_BYTES = 16 * 1024 * 1024  # far above the SBOM of a 64 MiB pack; read whole by verify
 ATTACH_ATTEMPTS = 3  # attach-and-list cycles: another writer of the referrers index may drop the entry once
 
 
@@ -104,9 +105,7 @@ def ensure_attached(
     )
 
 
-def verify_sbom(
-    registry: VerifiedRegistry, repository: str, digest: str, gtpack: Path, pinned: str | None, scratch: Path
-) -> str:
+def verify_sbom(registry: VerifiedRegistry, repository: str, digest: str, gtpack: Path, pinned: str | None) -> str:
     """Check the pack's SBOM referrer against the archive's sbom.cbor; what was found, for the `ok` line."""
     files = sbom.read_sbom(gtpack)
     if files is None:
@@ -126,6 +125,8 @@ def verify_sbom(
         )
     found = str(listed[0].get("digest"))
     layer = check_sbom_referrer(registry.manifest(repository, found), found, digest)
+    if layer.size > MAX_SBOM_BYTES:
+        raise PublisherError(f"SBOM {found} is {layer.size} bytes, over the {MAX_SBOM_BYTES}-byte limit")
     target = gtpack.with_suffix(".cdx.json")
     registry.blob_to_file(repository, layer, target)
     published = sbom.files_of_cyclonedx(target.read_bytes(), f"SBOM {layer.short}")

@@ -56,7 +56,7 @@ def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], sc
     pinned_sbom = entry.get("sbom_digest")
     if pinned_sbom is not None and not is_digest(pinned_sbom):
         raise PublisherError(f"sbom_digest {str(pinned_sbom)[:80]!r} is not a sha256 manifest digest")
-    found = verify_sbom(registry, repository, digest, target, pinned_sbom, scratch)
+    found = verify_sbom(registry, repository, digest, target, pinned_sbom)
     return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes; {found})"
 
 
