@@ -25,7 +25,8 @@ from pack_publisher.transports.http import HttpTransport
 from testsupport.referrers_api import ReferrersApiProxy
 from testsupport.registries import Registry, free_port
 
-from .conftest import RunInvoke, oras_path
+from .conftest import RunInvoke, git, oras_path
+from .test_publish import add_pack
 
 PACK = "messaging-provider-bundle"
 REPO = f"acme/greentic-packs/{PACK}"
@@ -301,3 +302,25 @@ def test_verify_reports_an_sbom_whose_hashes_differ_from_the_archive(
     ) in result.stdout
     # the lockfile of the release still verifies: it pins the publisher's own SBOM
     assert run_invoke(project_copy, "verify", **env_for(registry.host, **client)).returncode == 0
+
+
+def test_every_pack_gets_exactly_one_sbom_when_pushed_side_by_side(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    for name in ("second-pack", "third-pack"):
+        add_pack(project_copy, name)
+    git(project_copy, "add", "-A")
+    git(project_copy, "commit", "-qm", "more packs")
+    result = run_invoke(project_copy, "release", "--jobs", "3", **env_for(registry.host, **client))
+    assert result.returncode == 0, result.stdout + result.stderr
+    entries = json.loads((project_copy / "packs.lock.json").read_text())["packs"]
+    assert len(entries) == 3
+    for entry in entries:
+        pinned = f"{registry.host}/acme/greentic-packs/{entry['name']}@{entry['digest']}"
+        out = subprocess.run(
+            [oras_path(), "discover", "--plain-http", "--format", "json", pinned],
+            check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        [found] = json.loads(out)["referrers"]
+        assert (found["artifactType"], found["digest"]) == (CYCLONEDX_MEDIA_TYPE, entry["sbom_digest"])
+    assert len({e["sbom_digest"] for e in entries}) == 3
