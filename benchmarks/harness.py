@@ -295,13 +295,15 @@ _LINE = re.compile(
     r"^(plan \S+: .+|published \S+ digest=sha256:[0-9a-f]{64} tags=\S+ \(via .+\)|"
     r"already published \S+ digest=sha256:[0-9a-f]{64} tags=\S+ \(via .+\)|\d+ of \d+ pack\(s\) .+|"
     r"all \d+ pack\(s\) can be pulled anonymously from \S+|"
-    r"still uploading \S+: .+ elapsed, .+)$"  # a long upload's heartbeat (runtime/progress.py)
+    r"still uploading \S+: .+ elapsed, .+|"  # a long upload's heartbeat (runtime/progress.py)
+    r"sbom \S+: (already )?attached sha256:[0-9a-f]{64})$"  # the SBOM referrer's line after each result
 )
 
 
 def whole_lines(stdout: str, packs: int) -> bool:
-    """Every line is one known line, with one plan line and one result line per pack (none merged)."""
+    """Every line is one known line, with one plan line, one result line and one SBOM line per pack (none merged)."""
     lines = stdout.splitlines()
     plans = sum(1 for line in lines if line.startswith("plan "))
     results = sum(1 for line in lines if line.startswith(("published ", "already published ")))
-    return plans == packs and results == packs and all(_LINE.match(line) for line in lines)
+    sboms = sum(1 for line in lines if line.startswith("sbom "))
+    return plans == packs and results == packs and sboms == packs and all(_LINE.match(line) for line in lines)

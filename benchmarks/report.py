@@ -288,9 +288,11 @@ def targets(results: dict[str, Any], ratio: dict[str, Stat], all_rss: float) -> 
             for n, size in processes["fresh layout blobs"]
             if size == max(s for _, s in processes["fresh layout blobs"])
         )
-        ok = processes["fresh"] <= 3 and processes["re-run"] <= 2 and links >= 2
+        # the pack: resolve, `oras cp`, read back (2 once published); its SBOM referrer (docs/sbom.md):
+        # `oras attach` and `oras discover` to prove it is listed (`oras discover` alone once attached)
+        ok = processes["fresh"] <= 5 and processes["re-run"] <= 3 and links >= 2
         rows.append(
-            f"| oras: <= 3 processes per fresh pack, <= 2 per published one, no copy into the layout | "
+            f"| oras: <= 5 processes per fresh pack, <= 3 per published one (SBOM included), no copy into the layout | "
             f"{processes['fresh']:.1f} and {processes['re-run']:.1f}; archive link count {links} | {verdict(ok)} |"
         )
     large = results["large"]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pack_publisher.config.environment import child_environment
-from pack_publisher.registry.options import PublishOptions
+from pack_publisher.registry.connect import PublishOptions
 from pack_publisher.runtime.processes import Commands
 from testsupport.inprocess import run_in_process
 from testsupport.oras import real_oras

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.commands import pullability
+from pack_publisher.commands import consumers as pullability
 from pack_publisher.config.environment import child_environment
 from pack_publisher.oci import signing
 from pack_publisher.runtime.errors import ConfigError

@@ -3,6 +3,7 @@ persistent ones fail in bounded time with one clear line, and nothing false is e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, referrers_tag
 from testsupport.fault_proxy import FaultProxy, Rule
 from testsupport.registries import Registry, free_port
 
@@ -41,16 +43,26 @@ def assert_registry_consistent(registry: Registry, project: Path) -> None:
     catalog = registry.raw_get("/v2/_catalog").json()["repositories"] or []
     for repository in catalog:
         for tag in registry.raw_get(f"/v2/{repository}/tags/list").json().get("tags") or []:
-            manifest = registry.raw_manifest(repository, tag)
-            assert manifest.status_code == 200
-            doc = manifest.json()
-            for blob in [doc["config"], *doc["layers"]]:
-                assert registry.raw_head(f"/v2/{repository}/blobs/{blob['digest']}") == 200, (tag, blob)
+            if tag.startswith("sha256-"):  # a referrers index (the SBOM's): every referrer it lists is whole
+                index = registry.raw_manifest(repository, tag, INDEX_MEDIA_TYPE)
+                assert index.status_code == 200
+                referrers = [m["digest"] for m in index.json()["manifests"]]
+            else:
+                referrers = [tag]
+            for reference in referrers:
+                manifest = registry.raw_manifest(repository, reference)
+                assert manifest.status_code == 200
+                doc = manifest.json()
+                for blob in [doc["config"], *doc["layers"]]:
+                    assert registry.raw_head(f"/v2/{repository}/blobs/{blob['digest']}") == 200, (tag, blob)
     lock = project / "packs.lock.json"
     if lock.exists():
         for entry in json.loads(lock.read_text())["packs"]:
             repository, tag = entry["oci_ref"].split("/", 1)[1].rsplit(":", 1)
             assert registry.raw_manifest(repository, tag).headers["Docker-Content-Digest"] == entry["digest"]
+            if entry.get("sbom_digest"):
+                index = registry.raw_manifest(repository, referrers_tag(entry["digest"]), INDEX_MEDIA_TYPE)
+                assert entry["sbom_digest"] in [m["digest"] for m in index.json()["manifests"]]
 
 
 TRANSIENT = [
@@ -113,15 +125,26 @@ def test_persistent_error_fails_fast_with_one_line(
     assert not (project_copy / "packs.lock.json").exists()
     assert_registry_consistent(registry, project_copy)
 
-    # the fault clears: a re-run uploads only what is missing (the manifest), no blob again
+    # the fault clears: a re-run uploads only what is missing (the manifest), no blob of the pack again;
+    # then the SBOM, which the failed run never reached: its document, its referrer and the referrers index
     proxy.clear()
     proxy.seen.clear()
     again = run_invoke(project_copy, "release", **env_for(proxy, **client))
     assert again.returncode == 0, again.stdout + again.stderr
     if client["OCI_CLIENT"] == "python":
         assert "(via built-in client, 0 blob(s) uploaded)" in again.stdout
-    assert not [s for s in proxy.seen if s[0] in ("POST", "PATCH") or "/blobs/uploads/" in s[1]]
-    assert [s for s in proxy.seen if s[0] == "PUT"] == [("PUT", f"/v2/{REPO}/manifests/1.2.3", "forward")]
+    document = (project_copy / "dist" / "packs" / f"{PACK}.cdx.json").read_bytes()
+    document_digest = "sha256:" + hashlib.sha256(document).hexdigest()
+    uploads = [s[1] for s in proxy.seen if s[0] == "PUT" and "/blobs/uploads/" in s[1]]
+    assert len(uploads) == 1 and document_digest.split(":")[1] in uploads[0]  # the SBOM's, nothing of the pack
+    assert not [s for s in proxy.seen if s[0] == "PATCH"]
+    entry = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]
+    manifests = [s[1] for s in proxy.seen if s[0] == "PUT" and "/manifests/" in s[1]]
+    assert manifests == [
+        f"/v2/{REPO}/manifests/1.2.3",
+        f"/v2/{REPO}/manifests/{entry['sbom_digest']}",
+        f"/v2/{REPO}/manifests/{referrers_tag(entry['digest'])}",
+    ]
     assert_registry_consistent(registry, project_copy)
 
 

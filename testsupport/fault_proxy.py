@@ -140,12 +140,14 @@ class FaultProxy:
         payload = response.read()
         req.send_response(response.status)
         for key, value in response.getheaders():
-            if key.lower() in HOP_BY_HOP or key.lower() == "content-length":
+            # a HEAD answer keeps its Content-Length: the size of what a GET sends (oras resolves sizes so)
+            if key.lower() in HOP_BY_HOP or (key.lower() == "content-length" and method != "HEAD"):
                 continue
             if rule and rule.action == "bad-digest" and key.lower() == "docker-content-digest":
                 value = "sha256:" + "f" * 64
             req.send_header(key, value)
-        req.send_header("Content-Length", str(len(payload)))
+        if method != "HEAD":
+            req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         if method != "HEAD":
             if rule and rule.action == "cut":

@@ -231,10 +231,10 @@ class Registry:
             return {"Authorization": f"Bearer {answer.json()['token']}"}
         return {}
 
-    def raw_manifest(self, repository: str, reference: str) -> requests.Response:
+    def raw_manifest(self, repository: str, reference: str, accept: str = MANIFEST_ACCEPT) -> requests.Response:
         return requests.get(
             f"{self.url}/v2/{repository}/manifests/{reference}",
-            headers={"Accept": MANIFEST_ACCEPT, **self._auth(repository)},
+            headers={"Accept": accept, **self._auth(repository)},
             timeout=10,
         )
 

@@ -84,7 +84,7 @@ def open_run(
     from pack_publisher.config.environment import child_environment, in_ci, read_environment
     from pack_publisher.config.run import Run
     from pack_publisher.config.settings import resolve_settings
-    from pack_publisher.registry.options import secret_values
+    from pack_publisher.registry.connect import secret_values
 
     given = {k: v for k, v in flags.items() if v is not None}
     existing = c.config.get(_CONFIG_KEY)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pack_publisher.commands import preflight
+from pack_publisher.commands import consumers, preflight
 from pack_publisher.commands.select import select_packs
 from pack_publisher.config.run import Run
 from pack_publisher.oci import manifest as artifact
@@ -116,6 +116,7 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
     )
     manifest_path = s.out_dir / f"{pack.name}.manifest.json"
     records.write_atomic(manifest_path, composed.manifest)
+    prepared = consumers.prepare(run, pack.name, gtpack, facts, composed)
     built = BuiltPack(
         name=pack.name,
         pack_id=facts.pack_id,
@@ -128,6 +129,8 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
         reference=s.reference(pack.name),
         dirty=dirty,
         gtpack_mtime_ns=gtpack.stat().st_mtime_ns,
+        sbom=prepared[0] if prepared else None,
+        sbom_referrer=prepared[1].descriptor if prepared else None,
     )
     records.save(s.out_dir, built)
     return built

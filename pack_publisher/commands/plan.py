@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pack_publisher.commands import consumers
 from pack_publisher.config.run import Run
 from pack_publisher.oci.descriptor import describe
 from pack_publisher.oci.manifest import VERSION, Artifact
 from pack_publisher.oci.manifest_changes import Changes, compare
 from pack_publisher.oci.plan import LATEST, Held, PackPlan, Seen, is_prerelease, plan_pack
+from pack_publisher.oci.referrers import Referrer
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import each
@@ -26,6 +28,7 @@ class Planned:
     built: BuiltPack
     artifact: Artifact
     plan: PackPlan
+    sbom: Referrer | None = None  # the SBOM's referrer manifest, attached after the pack is proven
 
 
 def load_artifact(built: BuiltPack) -> Artifact:
@@ -106,6 +109,7 @@ def plan_all(
                 pack,
                 artifact,
                 plan_pack(settings.version, artifact.descriptor.digest, seen, latest=latest, force=force),
+                consumers.load_referrer(pack, artifact),
             )
         except PublisherError as exc:
             return f"FAILED {pack.name}: {run.redact(exc.message)}"
@@ -173,6 +177,8 @@ def dry_run(
     for one, plan in zip(built, plans, strict=True):
         held = f"holds {plan.version.old}; " if plan.version.old else ""
         run.say(f"{plan.verdict()} {one.reference} ({held}manifest digest {one.manifest_descriptor.digest})")
+        if one.sbom_referrer is not None and not plan.refused:
+            run.say(f"would attach the SBOM {one.name}.cdx.json to it (referrer digest {one.sbom_referrer.digest})")
     refused = [one.name for one, plan in zip(built, plans, strict=True) if plan.refused]
     if refused:
         raise PublisherError(f"a push would be refused for {', '.join(refused)} (see the plan above)")
@@ -186,6 +192,7 @@ def dry_run(
             replaced=plan.replaced,
             transport="none (dry run)",
             dry_run=True,
+            sbom_digest=one.sbom_referrer.digest if one.sbom_referrer else None,
         )
         records.save(s.out_dir, record)
         planned.append(record)

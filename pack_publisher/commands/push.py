@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
-from pack_publisher.commands import preflight, pullability
+from pack_publisher.commands import consumers, preflight
 from pack_publisher.commands.build import load_built
 from pack_publisher.commands.plan import CONSULT_JOBS, Planned, dry_run, plan_all
 from pack_publisher.commands.select import select_packs
@@ -37,6 +37,7 @@ class PackResult:
     status: str  # "published", "already published" or "failed"
     record: PublishedPack | None = None
     error: str | None = None
+    sbom_line: str | None = None  # what became of the SBOM referrer, shown after the result line
 
 
 def push_packs(run: Run, names: list[str] | None, *, force: bool) -> None:
@@ -44,8 +45,8 @@ def push_packs(run: Run, names: list[str] | None, *, force: bool) -> None:
     preflight.check(run, building=False, pushing=True)
     with preflight.registry_access(run) as access:
         results = publish(run, load_built(run, select_packs(run, names)), access, force=force)
-    refused = pullability.check_published(run, [r.record for r in results if r.record is not None])
-    pullability.enforce(run, refused, lock_written=False)
+    refused = consumers.check_published(run, [r.record for r in results if r.record is not None])
+    consumers.enforce(run, refused, lock_written=False)
 
 
 def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, force: bool) -> list[PackResult]:
@@ -119,6 +120,8 @@ def push_all(
         for outcome in each(run.settings.jobs, planned, write):  # in pack order, as each is proven
             result = outcome.result() if isinstance(outcome, Future) else outcome
             run.say(result_line(result))
+            if result.sbom_line:
+                run.say(result.sbom_line)
             results.append(result)
     except BaseException:
         proofs.shutdown(wait=False, cancel_futures=True)  # Ctrl-C never waits for a stalled read-back
@@ -153,6 +156,12 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
     registry.check_landed(served)  # every tag it should serve, read back, whether written now or before
     status = "published" if plan.writes else "already published"
+    sbom_line = None
+    if planned.sbom is not None:
+        attached = consumers.ensure_attached(
+            registry, repository, planned.sbom, consumers.document_path(built), fresh=bool(plan.writes)
+        )
+        sbom_line = f"sbom {built.reference}: {attached} {planned.sbom.descriptor.digest}"
     record = PublishedPack.of(
         built,
         digest=digest,
@@ -162,9 +171,10 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
         transport=registry.name,
         uploaded_blobs=uploaded,
         already_published=not plan.writes,
+        sbom_digest=planned.sbom.descriptor.digest if planned.sbom else None,
     )
     records.save(settings.out_dir, record)
-    return PackResult(built.name, built.reference, status, record=record)
+    return PackResult(built.name, built.reference, status, record=record, sbom_line=sbom_line)
 
 
 def result_line(result: PackResult) -> str:

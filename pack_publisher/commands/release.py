@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pack_publisher.commands import preflight, pullability
+from pack_publisher.commands import consumers, preflight
 from pack_publisher.commands.build import build
 from pack_publisher.commands.lock import lock
 from pack_publisher.commands.push import publish
@@ -24,6 +24,6 @@ def release(run: Run, names: list[str] | None, changed_since: str, *, force: boo
             return
         built = build(run, selected, builder_path or "", release=True)
         results = publish(run, built, access, force=force)
-    refused = pullability.check_published(run, [r.record for r in results if r.record is not None])
+    refused = consumers.check_published(run, [r.record for r in results if r.record is not None])
     lock(run, selected)
-    pullability.enforce(run, refused, lock_written=True)
+    consumers.enforce(run, refused, lock_written=True)

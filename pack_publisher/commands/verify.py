@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pack_publisher.commands.consumers import verify_sbom
 from pack_publisher.oci.descriptor import is_digest
 from pack_publisher.oci.manifest import check_pack_manifest
 from pack_publisher.oci.names import REGISTRY_RE, pack_name_problem
-from pack_publisher.registry.connect import connect
-from pack_publisher.registry.options import PublishOptions
+from pack_publisher.registry.connect import PublishOptions, connect
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
@@ -56,7 +56,11 @@ def verify_pack(registry: VerifiedRegistry, name: str, entry: dict[str, Any], sc
     target = scratch / f"{name}.gtpack"
     registry.blob_to_file(repository, layer, target)
     facts = archive.inspect_gtpack(target)
-    return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes)"
+    pinned_sbom = entry.get("sbom_digest")
+    if pinned_sbom is not None and not is_digest(pinned_sbom):
+        raise PublisherError(f"sbom_digest {str(pinned_sbom)[:80]!r} is not a sha256 manifest digest")
+    found = verify_sbom(registry, repository, digest, target, pinned_sbom)
+    return f"ok {entry['oci_ref']} @ {digest} (pack {facts.pack_id} {facts.version}, {facts.size} bytes; {found})"
 
 
 def _selected(lock_path: Path, packs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:

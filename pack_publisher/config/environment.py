@@ -28,7 +28,7 @@ from pack_publisher.oci.names import (
     REPOSITORY_PATH_RE,
     semver_problem,
 )
-from pack_publisher.registry.options import PublishOptions
+from pack_publisher.registry.connect import PublishOptions
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.redact import withheld_from_children
 

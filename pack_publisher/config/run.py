@@ -14,7 +14,7 @@ from typing import Any
 
 from pack_publisher.config.environment import EnvSettings, child_environment, options_of
 from pack_publisher.config.settings import Settings
-from pack_publisher.registry.options import PublishOptions, secret_values
+from pack_publisher.registry.connect import PublishOptions, secret_values
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.printer import Printer
 from pack_publisher.runtime.processes import Commands

@@ -25,7 +25,7 @@ from pack_publisher.oci.names import (
     Reference,
     semver_problem,
 )
-from pack_publisher.registry.options import PublishOptions, secret_values
+from pack_publisher.registry.connect import PublishOptions, secret_values
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.sources.git import Git, describe_origin, remote_slug

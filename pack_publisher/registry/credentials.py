@@ -20,7 +20,7 @@ from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
 
 if TYPE_CHECKING:
-    from pack_publisher.registry.options import PublishOptions
+    from pack_publisher.registry.connect import PublishOptions
 
 HELPER_TIMEOUT_SECONDS = 30
 

@@ -4,24 +4,20 @@ Why not oras-py: its push cannot set `artifactType`, reads whole files into memo
 HTTP 500 for over two minutes, fails against Basic-auth registries and raises bare ValueErrors
 (see shared/docs/oci-publishing.md). The protocol subset needed here is a few requests.
 
-Every answer is read with a size cap and a wall-clock deadline (the status line and headers within one
-read timeout, see `connections`; the body under `HttpTransport._stream`), so a registry that
-trickles bytes or sends a huge body cannot hold or swamp a release.
-
+Every answer is read with a size cap and a wall-clock deadline (headers: `connections`; the body:
+`HttpTransport._stream`), so a registry that trickles bytes or sends a huge body cannot hold a release.
 Nothing here reads the environment: the caller passes the CA bundle and a snapshot of the proxy
-variables (`proxies.PROXY_VARIABLES`), and `proxies.proxies_for` decides from that snapshot alone.
+variables (`connections.proxies_for` decides from it alone).
 
-One transport serves every thread of a run (planning, pushing, reading back, and within a pack its two
-blob uploads and its read-back and blob checks, side by side with `runtime.parallel.together`): each request runs
-on a requests session of its own (sessions are not shared between threads) taken from the transport's
-pool, so connections and tokens are kept and reused from one phase to the next.
+One transport serves every thread of a run: each request runs on a requests session of its own taken
+from the transport's pool (`connections.SessionPool`), so connections and tokens carry over from
+planning to pushing to reading back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -38,11 +34,12 @@ from pack_publisher import __version__
 from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
 from pack_publisher.oci.manifest import MANIFEST_MEDIA_TYPE
 from pack_publisher.registry.auth import Authenticator, retry_after_seconds
-from pack_publisher.registry.connections import CHUNK, SessionPool, root_cause, timeout_text
+from pack_publisher.registry.connections import CHUNK, CountedFile, SessionPool, root_cause, timeout_text
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 from pack_publisher.registry.transport import (
     MAX_MANIFEST_BYTES,
+    AttachRequest,
     FetchedManifest,
     NotFound,
     PushOutcome,
@@ -325,7 +322,7 @@ class HttpTransport:
         def body() -> bytes | IO[bytes]:
             if isinstance(source, bytes):
                 return source
-            return _CountedFile(source, on_sent) if on_sent is not None else source.open("rb")
+            return CountedFile(source, on_sent) if on_sent is not None else source.open("rb")
 
         def attempt() -> None:
             start = self._send("POST", self._url(repository, "blobs/uploads/"), scope)
@@ -348,36 +345,46 @@ class HttpTransport:
         self._retrying(f"uploading blob {blob.short} to {repository}", attempt)
         return True
 
-    def _put_manifest(self, repository: str, tag: str, manifest: bytes) -> None:
-        """Upload the manifest bytes unchanged under `tag` (what landed is read back and checked above)."""
+    def _put_manifest(
+        self, repository: str, tag: str, manifest: bytes, media_type: str = MANIFEST_MEDIA_TYPE
+    ) -> str | None:
+        """Upload the manifest bytes unchanged under `tag` (what landed is read back and checked above).
 
-        def attempt() -> None:
+        Returns the registry's `OCI-Subject` header: set by registries with the referrers API when the
+        manifest has a subject.
+        """
+
+        def attempt() -> str | None:
             response = self._send(
                 "PUT",
                 self._url(repository, f"manifests/{tag}"),
                 _scope(repository, "push"),
                 body=lambda: manifest,
-                headers={"Content-Type": MANIFEST_MEDIA_TYPE},
+                headers={"Content-Type": media_type},
             )
             if response.status_code not in (200, 201):
                 raise self._fail(f"uploading the manifest for tag {tag}", response)
             self._finish(response)
+            return response.headers.get("OCI-Subject")
 
-        self._retrying(f"uploading the manifest {repository}:{tag}", attempt)
+        return self._retrying(f"uploading the manifest {repository}:{tag}", attempt)  # type: ignore[no-any-return]
 
+    # --- referrers (the OCI 1.1 referrers API, else the tag schema): see http_referrers --------------
 
-class _CountedFile(io.FileIO):
-    """An archive opened for one upload attempt, telling how far it has been read (so, roughly, sent)."""
+    def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
+        from pack_publisher.registry.http_referrers import referrers
 
-    def __init__(self, path: Path, on_sent: Callable[[int], None]) -> None:
-        super().__init__(path, "rb")
-        self._on_sent = on_sent
-        on_sent(0)
+        return referrers(self, repository, subject)
 
-    def read(self, size: int | None = -1) -> bytes:
-        chunk = super().read(size)
-        self._on_sent(self.tell())
-        return chunk
+    def attach(self, request: AttachRequest) -> None:
+        from pack_publisher.registry.http_referrers import attach
+
+        attach(self, request)
+
+    def index_referrer(self, request: AttachRequest) -> None:
+        from pack_publisher.registry.http_referrers import update_index
+
+        update_index(self, request.repository, request.referrer)
 
 
 def _is_json_object(body: bytes) -> bool:

@@ -30,10 +30,19 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from pack_publisher.oci.descriptor import Descriptor, is_digest
+from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
+from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, parse_index
 from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.referrers_index import IndexState, update_index
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
-from pack_publisher.registry.transport import FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory
+from pack_publisher.registry.transport import (
+    AttachRequest,
+    FetchedManifest,
+    NotFound,
+    PushOutcome,
+    PushRequest,
+    SinkFactory,
+)
 from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import AccessError, PublisherError
 from pack_publisher.runtime.processes import Commands
@@ -118,21 +127,33 @@ class OrasTransport:
         *,
         timeout: float | None = None,
         open_sink: SinkFactory | None = None,
+        cwd: Path | None = None,
+        stdin: bytes | None = None,
     ) -> bytes:
         """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per attempt."""
         seconds = timeout or self._small_timeout()
 
         def attempt() -> bytes:
             if open_sink is None:
-                return self._once(args, operation, seconds, None)
+                return self._once(args, operation, seconds, None, cwd, stdin)
             with open_sink() as sink:
-                return self._once(args, operation, seconds, sink)
+                return self._once(args, operation, seconds, sink, cwd, stdin)
 
         return retrying(self.policy, self.registry, operation, attempt, attempt_seconds=seconds)
 
-    def _once(self, args: list[str], operation: str, timeout: float, sink: IO[bytes] | None) -> bytes:
+    def _once(
+        self,
+        args: list[str],
+        operation: str,
+        timeout: float,
+        sink: IO[bytes] | None,
+        cwd: Path | None = None,
+        stdin: bytes | None = None,
+    ) -> bytes:
         try:
-            done = self.commands.run([self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env)
+            done = self.commands.run(
+                [self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env, cwd=cwd, stdin=stdin
+            )
         except OSError as exc:
             raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
         if done.expired:
@@ -222,6 +243,88 @@ class OrasTransport:
         finally:
             cleanup.remove_folder(work)
         return PushOutcome(uploaded_blobs=None)
+
+    def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
+        """`oras discover`: the referrers API when the registry has it, else the tag schema (oras decides)."""
+        ref = self._ref(repository, subject)
+        out = self._run(
+            ["discover", "--format", "json", *self._remote(), ref],
+            f"listing the referrers of {repository}@{subject[:19]}",
+        )
+        try:
+            found = json.loads(out)["referrers"] or []
+            if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+                raise TypeError("referrers is not a list of descriptors")
+        except (ValueError, KeyError, TypeError):
+            raise PublisherError(f"{self.registry}: oras printed no referrers list for {ref}") from None
+        return found
+
+    def attach(self, request: AttachRequest) -> None:
+        """`oras attach` of the document, run in its folder so the layer title is its bare file name.
+
+        oras composes the manifest itself; the digest it reports must be the one composed here
+        (`referrers.compose_sbom_referrer`), else the prediction (dry run, lockfile) would be wrong.
+        """
+        referrer = request.referrer
+        annotations = [f"--annotation={key}={value}" for key, value in sorted(referrer.annotations.items())]
+        out = self._run(
+            [
+                "attach",
+                "--artifact-type",
+                referrer.artifact_type,
+                *annotations,
+                "--format",
+                "json",
+                *self._remote(),
+                self._ref(request.repository, referrer.subject.digest),
+                f"{request.document.name}:{referrer.layer.media_type}",
+            ],
+            f"attaching {referrer.descriptor.short} to {request.repository}@{referrer.subject.short}",
+            timeout=self._small_timeout() + referrer.layer.size / MIN_UPLOAD_RATE,
+            cwd=request.document.parent,
+        )
+        try:
+            attached = str(json.loads(out)["digest"])
+        except (ValueError, KeyError, TypeError):
+            raise PublisherError(f"{self.registry}: oras attach printed no digest") from None
+        if attached != referrer.descriptor.digest:
+            raise PublisherError(
+                f"{self.registry}/{request.repository}: oras attached {attached}, not the composed "
+                f"{referrer.descriptor.digest} (another oras version?)"
+            )
+
+    def index_referrer(self, request: AttachRequest) -> None:
+        """The tag-schema index by read-modify-write with `oras manifest fetch` and `oras manifest push`.
+
+        `oras attach` of a referrer whose manifest the registry already holds pushes nothing, so oras-go
+        indexes nothing: a referrer stored but missing from the index (removed from it by another writer,
+        or left by a run stopped in between) is added here.
+        """
+        repository = request.repository
+
+        def read(tag: str) -> IndexState:
+            try:
+                data = self.fetch_manifest(repository, tag).data
+            except NotFound:
+                return IndexState(None, [])
+            return IndexState(digest_of(data), parse_index(data, f"{self.registry}/{repository}:{tag}"))
+
+        def write(tag: str, index: bytes) -> None:
+            self._run(
+                [
+                    "manifest",
+                    "push",
+                    "--media-type",
+                    INDEX_MEDIA_TYPE,
+                    *self._remote(),
+                    self._ref(repository, tag),
+                    "-",
+                ],
+                f"writing the referrers index {repository}:{tag}",
+                stdin=index,
+            )
+
+        update_index(read, write, request.referrer, f"{self.registry}/{repository}")
 
     def close(self) -> None:
         self.config.remove()  # the run's private registry config goes with the transport

@@ -11,16 +11,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol
 
 from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.oci.manifest import Artifact
+from pack_publisher.oci.referrers import Referrer
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what oras accepts; a bigger "manifest" is not one of ours
 
 # Opens a fresh sink for one download attempt (a retry starts again from an empty sink).
 SinkFactory = Callable[[], AbstractContextManager[BinaryIO]]
-T = TypeVar("T")
 
 
 class NotFound(Exception):
@@ -43,6 +43,15 @@ class PushRequest:
     artifact: Artifact
     # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
     on_sent: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class AttachRequest:
+    """A referrer to attach to a pushed manifest: its exact manifest bytes and the document it carries."""
+
+    repository: str
+    referrer: Referrer
+    document: Path  # the layer's bytes (the SBOM file); its name is the layer title
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,22 @@ class Transport(Protocol):
 
     def push(self, request: PushRequest) -> PushOutcome:
         """Blobs first (skipping those present), then the manifest bytes under every tag."""
+        ...
+
+    def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
+        """The descriptors of the manifests referring to `subject`: the referrers API, else the tag schema."""
+        ...
+
+    def attach(self, request: AttachRequest) -> None:
+        """Push a referrer (blobs, then the manifest by digest) so that `referrers` lists it."""
+        ...
+
+    def index_referrer(self, request: AttachRequest) -> None:
+        """Add an attached referrer to its subject's tag-schema index (for registries without the API).
+
+        For a referrer `attach` left unlisted: its manifest was already stored (oras then pushes nothing,
+        so indexes nothing), or another writer of the index dropped the entry.
+        """
         ...
 
     def close(self) -> None: ...

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from pack_publisher.runtime import cleanup
@@ -62,6 +63,7 @@ class Commands:
         stdin: bytes | None = None,
         stdout: IO[bytes] | bool = True,
         env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> Completed:
         """Run `argv` to its end or its deadline; `stdout` True captures, False discards, a file receives.
 
@@ -77,6 +79,7 @@ class Commands:
                 stdout=subprocess.PIPE if stdout is not False else subprocess.DEVNULL,
                 stderr=stderr,
                 env=dict(env) if env is not None else self.env,
+                cwd=cwd,  # None: this process's folder
                 start_new_session=True,  # so a deadline or Ctrl-C kills it and anything it started
             )
             cleanup.track(process)

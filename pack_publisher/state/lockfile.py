@@ -66,6 +66,7 @@ def render(settings: LockTarget, published: list[PublishedPack], sign: Signer | 
                 "tags": p.tags,  # the tags serving this digest after the push
                 "replaced": p.replaced,  # tag -> the digest this push moved it from
                 "revision": p.git_sha + ("-dirty" if p.dirty else ""),
+                "sbom_digest": p.sbom_digest,  # the CycloneDX SBOM's referrer manifest (None: the pack has none)
             }
             for p in sorted(published, key=lambda p: p.name)
         ],

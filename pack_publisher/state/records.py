@@ -37,6 +37,8 @@ class BuiltPack(BaseModel):
     reference: str  # <registry>/<org>/<repo>/<pack>:<version>: the build is for this target only
     dirty: bool = False  # built from uncommitted changes in the pack's folder
     gtpack_mtime_ns: int | None = None  # with layer.size: a push refuses a plainly edited archive up front
+    sbom: Descriptor | None = None  # OUT_DIR/<pack>.cdx.json (None: the archive holds no sbom.cbor)
+    sbom_referrer: Descriptor | None = None  # the manifest attaching it to `manifest_descriptor`
 
 
 class PublishedPack(BaseModel):
@@ -61,6 +63,7 @@ class PublishedPack(BaseModel):
     uploaded_blobs: int | None = 0  # None when the transport (oras) does not say
     already_published: bool = False
     dry_run: bool = False
+    sbom_digest: str | None = None  # the SBOM referrer's manifest digest (attached, or predicted in a dry run)
 
     @classmethod
     def of(
@@ -75,6 +78,7 @@ class PublishedPack(BaseModel):
         uploaded_blobs: int | None = 0,
         already_published: bool = False,
         dry_run: bool = False,
+        sbom_digest: str | None = None,
     ) -> PublishedPack:
         """The record of publishing (or planning to publish) `built`: its identity, plus the outcome."""
         return cls(
@@ -95,6 +99,7 @@ class PublishedPack(BaseModel):
             uploaded_blobs=uploaded_blobs,
             already_published=already_published,
             dry_run=dry_run,
+            sbom_digest=sbom_digest,
         )
 
 

@@ -9,7 +9,8 @@ FAKE_GREENTIC_PACK_MODE makes it misbehave for tests: fail, no-output, corrupt, 
 echo (prints FAKE_GREENTIC_PACK_ECHO on stderr, then fails), echo-env (prints its environment, then
 fails), linger (builds, but leaves a child holding stderr open and writes its pid to
 FAKE_GREENTIC_PACK_PIDFILE), hang (never exits), and one mode per archive reader rule broken: traversal,
-duplicate, oversize, no-manifest, sbom-mismatch.
+duplicate, oversize, no-manifest, sbom-mismatch; no-sbom writes an archive without sbom.cbor (as builders
+before the SBOM did).
 FAKE_GREENTIC_PACK_FAIL_FOR (comma-separated pack ids) fails only for those packs.
 FAKE_GREENTIC_PACK_DELAY (seconds) makes every build take that long, as a real Rust/WASM build does.
 FAKE_GREENTIC_PACK_LOG names a file to which it appends its argv as one JSON line.
@@ -111,6 +112,8 @@ def break_rule(mode: str, files: list[tuple[str, bytes]]) -> list[tuple[str, byt
         return [*files[:-1], ("assets/huge.bin", b"\0" * (16 * 1024 * 1024 + 1))]
     if mode == "no-manifest":
         return files[1:]
+    if mode == "no-sbom":
+        return [(name, data) for name, data in files if name != "sbom.cbor"]
     if mode == "sbom-mismatch":
         return [(name, data + b"tampered" if name == "pack.lock.cbor" else data) for name, data in files]
     return files

@@ -1,0 +1,97 @@
+"""Referrers on the built-in client, by the distribution spec (v1.1): list them, attach one.
+
+Listing asks the referrers API (`GET /v2/<name>/referrers/<digest>`); a registry without it answers
+404 (distribution 2.8, GHCR), and then the tag-schema index (`<name>:sha256-<hex>`) is read.
+
+Attaching uploads the blobs, then puts the manifest by its digest. A registry with the referrers API
+answers that with an `OCI-Subject` header and indexes the referrer itself: nothing more to do.
+Otherwise the tag-schema index is updated by read-modify-write (`referrers_index.update_index`).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pack_publisher.oci.descriptor import digest_of
+from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag
+from pack_publisher.registry.referrers_index import IndexState
+from pack_publisher.registry.referrers_index import update_index as update_index_with
+from pack_publisher.registry.transport import MAX_MANIFEST_BYTES, AttachRequest, NotFound
+from pack_publisher.runtime.parallel import together
+
+if TYPE_CHECKING:
+    from pack_publisher.registry.http import HttpTransport
+
+NO_API = (404, 405)  # how registries without the referrers API answer its URL (distribution 2.8: 404)
+
+
+def _scope(repository: str, action: str) -> str:
+    return f"repository:{repository}:{'pull' if action == 'pull' else 'pull,push'}"
+
+
+def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str, Any]] | None:
+    """The referrers API's answer, or None when the registry has no such API."""
+
+    def attempt() -> list[dict[str, Any]] | None:
+        url = t._url(repository, f"referrers/{subject}")
+        response = t._send("GET", url, _scope(repository, "pull"), headers={"Accept": INDEX_MEDIA_TYPE})
+        if response.status_code in NO_API:
+            response.close()
+            return None
+        if response.status_code != 200:
+            raise t._fail(f"listing the referrers of {subject[:19]}", response)
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        body = t._read(response, MAX_MANIFEST_BYTES, "the referrers list", t.policy.read_timeout)
+        if kind != INDEX_MEDIA_TYPE:
+            return None  # not the API (a catch-all page): the tag schema decides
+        return parse_index(body, f"{t.registry}/{repository}: the referrers of {subject[:19]}")
+
+    return t._retrying(f"listing the referrers of {repository}@{subject[:19]}", attempt)  # type: ignore[no-any-return]
+
+
+def read_index(t: HttpTransport, repository: str, tag: str) -> IndexState:
+    """The tag-schema index under `tag`, with the digest of the bytes read (None when there is none)."""
+
+    def attempt() -> IndexState:
+        url = t._url(repository, f"manifests/{tag}")
+        response = t._send("GET", url, _scope(repository, "pull"), headers={"Accept": INDEX_MEDIA_TYPE})
+        if response.status_code == 404:
+            response.close()
+            raise NotFound(tag)
+        if response.status_code != 200:
+            raise t._fail(f"reading the referrers index {tag}", response)
+        body = t._read(response, MAX_MANIFEST_BYTES, f"the referrers index {tag}", t.policy.read_timeout)
+        return IndexState(digest_of(body), parse_index(body, f"{t.registry}/{repository}:{tag}"))
+
+    try:
+        return t._retrying(f"reading {repository}:{tag}", attempt)  # type: ignore[no-any-return]
+    except NotFound:
+        return IndexState(None, [])
+
+
+def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str, Any]]:
+    found = _api_referrers(t, repository, subject)
+    if found is not None:
+        return found
+    return read_index(t, repository, referrers_tag(subject)).entries
+
+
+def attach(t: HttpTransport, request: AttachRequest) -> None:
+    referrer, repository = request.referrer, request.repository
+    sources: dict[str, Path | bytes] = {referrer.blobs[0].digest: b"{}", referrer.layer.digest: request.document}
+    together([functools.partial(t._upload_blob, repository, blob, sources[blob.digest]) for blob in referrer.blobs])
+    subject_header = t._put_manifest(repository, referrer.descriptor.digest, referrer.manifest)
+    if subject_header:  # the registry indexes referrers itself (the referrers API)
+        return
+    update_index(t, repository, referrer)
+
+
+def update_index(t: HttpTransport, repository: str, referrer: Referrer) -> None:
+    """Add `referrer` to its subject's tag-schema index (see `referrers_index`)."""
+
+    def write(tag: str, index: bytes) -> None:
+        t._put_manifest(repository, tag, index, INDEX_MEDIA_TYPE)
+
+    update_index_with(functools.partial(read_index, t, repository), write, referrer, f"{t.registry}/{repository}")
