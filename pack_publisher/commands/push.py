@@ -10,7 +10,7 @@ more than the registry holds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import cast
@@ -24,7 +24,7 @@ from pack_publisher.oci.descriptor import file_digest
 from pack_publisher.registry.transport import PushRequest
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
-from pack_publisher.runtime.parallel import each, together
+from pack_publisher.runtime.parallel import beside, each, together
 from pack_publisher.runtime.progress import SentBytes
 from pack_publisher.state import records
 from pack_publisher.state.records import BuiltPack, PublishedPack
@@ -85,7 +85,14 @@ def push_all(
     was uploaded to prove it.
     """
     planned = plan_all(run, built, registry, latest=latest, force=force)
-    proofs = ThreadPoolExecutor(max_workers=max(run.settings.jobs, CONSULT_JOBS), thread_name_prefix="prove")
+    with beside(max(run.settings.jobs, CONSULT_JOBS), "prove") as prove_beside:
+        return _apply(run, registry, planned, prove_beside)
+
+
+def _apply(
+    run: Run, registry: VerifiedRegistry, planned: list[Planned], prove_beside: Callable[..., Future[PackResult]]
+) -> list[PackResult]:
+    """Write each pack (up to `jobs` at once), prove it beside the next writes, report in pack order."""
 
     def failed(item: Planned, exc: PublisherError) -> PackResult:
         return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
@@ -113,20 +120,15 @@ def push_all(
             return failed(item, PublisherError(f"pack {built.name!r}: cannot read {built.gtpack}: {exc.strerror}"))
         except PublisherError as exc:
             return failed(item, exc)
-        return proofs.submit(prove, item, uploaded)
+        return prove_beside(prove, item, uploaded)
 
     results = []
-    try:
-        for outcome in each(run.settings.jobs, planned, write):  # in pack order, as each is proven
-            result = outcome.result() if isinstance(outcome, Future) else outcome
-            run.say(result_line(result))
-            if result.sbom_line:
-                run.say(result.sbom_line)
-            results.append(result)
-    except BaseException:
-        proofs.shutdown(wait=False, cancel_futures=True)  # Ctrl-C never waits for a stalled read-back
-        raise
-    proofs.shutdown(wait=True)
+    for outcome in each(run.settings.jobs, planned, write):  # in pack order, as each is proven
+        result = outcome.result() if isinstance(outcome, Future) else outcome
+        run.say(result_line(result))
+        if result.sbom_line:
+            run.say(result.sbom_line)
+        results.append(result)
     return results
 
 

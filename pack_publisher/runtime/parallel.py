@@ -1,14 +1,16 @@
 """Work side by side, the one way this code uses threads.
 
 `each` maps work over items with a bounded pool (builds, plans, pushes); `together` runs a few
-independent calls of one item at once (a pack's uploads and checks). Ctrl-C never waits for either.
+independent calls of one item at once (a pack's uploads and checks); `beside` runs work in the
+background of a loop (a pack's read-back beside the next pack's writes). Ctrl-C never waits for any.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -57,3 +59,19 @@ def together(calls: Sequence[Callable[[], T]]) -> list[T]:
         if failure is not None:
             raise failure
     return results
+
+
+@contextmanager
+def beside(jobs: int, name: str) -> Iterator[Callable[..., Future[Any]]]:
+    """A `submit(fn, *args)` running up to `jobs` calls in the background until the block ends.
+
+    The block's end waits for them; leaving it by an exception (Ctrl-C) cancels what has not started
+    and waits for nothing.
+    """
+    executor = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix=name)
+    try:
+        yield executor.submit
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
