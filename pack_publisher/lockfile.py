@@ -12,6 +12,7 @@ from typing import Any
 from .errors import ConfigError
 from .oci_names import pack_name_problem
 from .records import PublishedPack, write_atomic
+from .safe_files import check_writable_kind, read_regular
 from .settings import Settings
 
 DRY_RUN_DIGEST = "DRY_RUN"
@@ -99,19 +100,15 @@ def check_writable_target(path: Path, packs_dir: Path, *, dry_run: bool = False)
         raise ConfigError(f"LOCK_FILE: {path} is inside PACKS_DIR {packs_dir}; write the lockfile elsewhere")
     if path.is_dir():
         raise ConfigError(f"LOCK_FILE: {path} is a directory")
+    check_writable_kind(path, "LOCK_FILE")  # a FIFO or a device is never opened, let alone replaced
     _probe_folder(path)
+    refusal = f"LOCK_FILE: {path} exists and is not a packs lockfile; not overwriting it (move it or set LOCK_FILE)"
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_LOCKFILE_BYTES + 1)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ConfigError(f"LOCK_FILE: cannot read {path} ({exc.strerror})") from None
+        data = read_regular(path, MAX_LOCKFILE_BYTES, "LOCK_FILE")
+    except ConfigError as exc:
+        raise ConfigError(refusal if "over" in exc.message else exc.message) from None
     if not data:
         return
-    refusal = f"LOCK_FILE: {path} exists and is not a packs lockfile; not overwriting it (move it or set LOCK_FILE)"
-    if len(data) > MAX_LOCKFILE_BYTES:
-        raise ConfigError(refusal)
     try:
         existing = read(str(path), data)
     except ConfigError:
@@ -153,13 +150,9 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
     entries: list[dict[str, Any]] = []
     dirty = False
     for path in files:
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(MAX_LOCKFILE_BYTES + 1)  # a link to /dev/zero must not fill the memory
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the lock fragment ({exc.strerror})") from None
-        if len(data) > MAX_LOCKFILE_BYTES:
-            raise ConfigError(f"{path}: over {MAX_LOCKFILE_BYTES} bytes, not a lock fragment")
+        data = read_regular(path, MAX_LOCKFILE_BYTES, "--merge")  # a link to /dev/zero must not fill the memory
+        if data is None:
+            raise ConfigError(f"{path}: the lock fragment vanished while merging")
         fragment = read(str(path), data)
         dirty = dirty or fragment.get("dirty") is True
         if first is None:

@@ -29,6 +29,7 @@ from .oci_names import (
     semver_problem,
 )
 from .redact import is_secret_env_name
+from .safe_files import lock_file_path
 
 # The environment variable each field is read from, for error messages.
 ENV_NAMES = {
@@ -157,10 +158,12 @@ class EnvSettings(BaseSettings):
     def _version(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        problem = semver_problem(value.strip())
+        if value != value.strip():  # a tag is taken as written: "1.2.3\n" is not 1.2.3 (README)
+            raise ValueError(f"{value!r} has white space around it; set the bare version, e.g. {value.strip()!r}")
+        problem = semver_problem(value)
         if problem:
             raise ValueError(problem)
-        return value.strip()
+        return value
 
     @field_validator("source_date_epoch")
     @classmethod
@@ -423,7 +426,7 @@ def resolve_settings(
         packs_dir=(root / env.packs_dir).resolve(),
         out_dir=(root / env.out_dir).resolve(),
         stage_dir=(root / env.stage_dir).resolve(),
-        lock_file=(root / env.lock_file).resolve(),
+        lock_file=lock_file_path(root, env.lock_file),
         dry_run=env.dry_run,
         builder_override=env.packc,
         publish=options_of(env),

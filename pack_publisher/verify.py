@@ -20,6 +20,7 @@ from .descriptor import is_digest
 from .errors import AccessError, ConfigError, PublisherError
 from .oci_names import REGISTRY_RE, pack_name_problem
 from .redact import Redactor
+from .safe_files import read_regular
 from .settings import PublishOptions
 from .transports import Transports
 
@@ -63,10 +64,9 @@ def verify(
     report: Report,
     commands: Commands,
 ) -> None:
-    try:
-        data = lock_path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{lock_path}: cannot read the lockfile ({exc.strerror})") from None
+    data = read_regular(lock_path, lockfile.MAX_LOCKFILE_BYTES, "lockfile")  # no FIFO, device or endless file
+    if data is None:
+        raise ConfigError(f"{lock_path}: cannot read the lockfile (No such file or directory)")
     content = lockfile.read(str(lock_path), data)
     packs = content["packs"]
     if not packs:

@@ -10,16 +10,14 @@ from types import TracebackType
 
 from ..commands import Commands
 from ..credentials import Credentials, resolve_credentials
-from ..errors import ConfigError
+from ..errors import AccessError, ConfigError
 from ..redact import Redactor
 from ..settings import PublishOptions
+from .auth import is_loopback
 from .base import NotFound, PushOutcome, PushRequest, Transport
 from .retry import RetryPolicy
 
 __all__ = ["NotFound", "PushOutcome", "PushRequest", "Transport", "Transports", "find_oras"]
-
-
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 def find_oras(options: PublishOptions) -> str | None:
@@ -42,7 +40,7 @@ def chosen_oras(options: PublishOptions) -> str | None:
 def check_plain_http(registry: str, options: PublishOptions, credentials: Credentials | None) -> None:
     """Credentials in clear text only to this machine, unless OCI_PLAIN_HTTP_CREDENTIALS=1 says so too."""
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    if credentials is None or not options.uses_plain_http(registry) or host in LOOPBACK_HOSTS:
+    if credentials is None or not options.uses_plain_http(registry) or is_loopback(host):
         return
     if not options.plain_http_credentials:
         raise ConfigError(
@@ -87,6 +85,8 @@ class Transports:
         if oras is not None:
             from .oras import OrasTransport, PrivateRegistryConfig
 
+            if credentials is not None:  # where a token realm would take them, decided before oras has them
+                probe_token_realm(registry, credentials, plain_http, policy, options, redactor)
             self._config = PrivateRegistryConfig(registry, credentials)
             env = dict(options.child_env)
             if options.oras_experimental:
@@ -98,7 +98,14 @@ class Transports:
             from .http import HttpTransport
 
             self._transport = HttpTransport(
-                registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
+                registry,
+                credentials,
+                plain_http,
+                policy,
+                ca_bundle=options.ca_bundle,
+                proxy_env=options.proxy_env,
+                redactor=redactor,
+                plain_http_credentials=options.plain_http_credentials,
             )
 
     def get(self) -> Transport:
@@ -115,3 +122,41 @@ class Transports:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def probe_token_realm(
+    registry: str,
+    credentials: Credentials,
+    plain_http: bool,
+    policy: RetryPolicy,
+    options: PublishOptions,
+    redactor: Redactor,
+) -> None:
+    """Answer the registry's challenge once with the built-in client before oras is handed the credentials.
+
+    oras sends them to whatever token realm the registry names, over plain HTTP too; the built-in
+    client's rules (`auth.Authenticator`) refuse a realm that may not have them, and a token the service
+    answers joins the redactor (and is refused with control characters) before anything else sees it.
+    """
+    from dataclasses import replace
+
+    from .http import HttpTransport
+
+    probe = HttpTransport(
+        registry,
+        credentials,
+        plain_http,
+        replace(policy, attempts=1),
+        ca_bundle=options.ca_bundle,
+        proxy_env=options.proxy_env,
+        redactor=redactor,
+        plain_http_credentials=options.plain_http_credentials,
+    )
+    try:
+        probe.answer_challenge()
+    except AccessError as exc:
+        if " failed after " not in exc.message:  # a refusal, not an outage (see `retry.retrying`)
+            raise
+        # unreachable or failing now: oras meets the same registry and reports that in its own words
+    finally:
+        probe.close()

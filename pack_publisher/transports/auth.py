@@ -9,6 +9,7 @@ secret this side knows (the password, the Basic header, each token) in text a re
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 import time
@@ -19,11 +20,12 @@ from urllib.parse import urlsplit
 import requests
 
 from ..credentials import Credentials
-from ..errors import AccessError, PublisherError
+from ..errors import EXIT_USAGE, AccessError, PublisherError
 from ..redact import Redactor
 from .retry import TRANSIENT_STATUS, Transient
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a header value can carry unchanged
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 # Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
 ReadBody = Callable[[requests.Response, int], bytes]
@@ -56,14 +58,20 @@ class Authenticator:
         tls: bool,
         get: Callable[..., requests.Response],
         read: ReadBody | None = None,
+        *,
+        redactor: Redactor | None = None,
+        plain_http_credentials: bool = False,
     ) -> None:
+        """`redactor`: the run's (every token joins it as it arrives); `plain_http_credentials`: the
+        OCI_PLAIN_HTTP_CREDENTIALS opt-in, which alone lets credentials go to a plain-HTTP realm elsewhere."""
         self.registry = registry
         self.credentials = credentials
         self.tls = tls
+        self.plain_http_credentials = plain_http_credentials
         self._get = get  # the client's GET (its session, proxies and timeouts)
         self._read = read or self._read_capped  # the client's reader (with its deadline)
         self._headers: dict[str, str] = {}  # scope -> Authorization header value
-        self.redact = Redactor()
+        self.redact = redactor if redactor is not None else Redactor()
         if credentials is not None:
             self.redact.add_credentials(credentials.username, credentials.password.get_secret_value())
 
@@ -95,8 +103,7 @@ class Authenticator:
                     f"{self.registry}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
                     "or log in with `oras login` / `docker login`"
                 )
-            pair = f"{creds.username}:{creds.password.get_secret_value()}".encode()
-            self._headers[scope] = "Basic " + base64.b64encode(pair).decode()
+            self._headers[scope] = basic_header(creds)
             return
         if scheme != "bearer" or "realm" not in params:
             raise PublisherError(f"{self.registry}: unsupported auth challenge {scheme!r}")
@@ -108,12 +115,22 @@ class Authenticator:
             raise PublisherError(
                 f"{self.registry}: the registry sends credentials to a token realm over plain HTTP ({realm}); refused"
             )
-        query: dict[str, str] = {"scope": params.get("scope") or scope}
+        clear_text = parts.scheme != "https" and not is_loopback(parts.hostname or "")
+        if creds is not None and clear_text and not self.plain_http_credentials:  # the registry's own rule
+            raise PublisherError(
+                f"{self.registry}: the registry asks for the credentials at a token realm over plain HTTP on "
+                f"another host ({realm}); refused: use TLS, or set OCI_PLAIN_HTTP_CREDENTIALS=1 to accept that",
+                EXIT_USAGE,
+            )
+        query: dict[str, str] = {}
+        if params.get("scope") or scope:
+            query["scope"] = params.get("scope") or scope
         if "service" in params:
             query["service"] = params["service"]
-        auth = (creds.username, creds.password.get_secret_value()) if creds else None
+        # UTF-8, as oras and the Basic path send them: requests would encode the pair as Latin-1
+        headers = {"Authorization": basic_header(creds)} if creds else {}
         try:
-            response = self._get(realm, params=query, auth=auth, allow_redirects=False)
+            response = self._get(realm, params=query, headers=headers, allow_redirects=False)
         except requests.Timeout:
             raise Transient("token service: timed out") from None
         except requests.RequestException as exc:
@@ -127,8 +144,30 @@ class Authenticator:
             token = _token_of(self._read(response, MAX_TOKEN_ANSWER_BYTES))
         if not token:
             raise PublisherError(f"{self.registry}: the token service answered without a token")
-        self.redact.add(token)
+        self.redact.add(token)  # before any use: nothing said about it from here on can show it
+        if not _TOKEN_TEXT.fullmatch(token):
+            raise AccessError(
+                f"{self.registry}: the token service answered a token with control characters or spaces "
+                "(it cannot go in a header); refused"
+            )
         self._headers[scope] = f"Bearer {token}"
+
+
+def basic_header(credentials: Credentials) -> str:
+    """The Basic Authorization value, the pair encoded as UTF-8 (any password, `pässwörd` too)."""
+    pair = f"{credentials.username}:{credentials.password.get_secret_value()}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine: `localhost` or a loopback address (127.0.0.0/8, ::1), brackets allowed."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _token_of(body: bytes) -> str | None:

@@ -44,6 +44,7 @@ from ..artifact import MANIFEST_MEDIA_TYPE
 from ..credentials import Credentials
 from ..descriptor import Descriptor, digest_of, is_digest
 from ..errors import AccessError, ConfigError, PublisherError
+from ..redact import Redactor
 from .auth import Authenticator, retry_after_seconds
 from .base import MAX_MANIFEST_BYTES, FetchedManifest, NotFound, PushOutcome, PushRequest, SinkFactory, together
 from .retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
@@ -82,9 +83,12 @@ class HttpTransport:
         *,
         ca_bundle: str | None = None,
         proxy_env: Mapping[str, str] | None = None,
+        redactor: Redactor | None = None,
+        plain_http_credentials: bool = False,
     ) -> None:
         """`ca_bundle`: a CA bundle file or folder (None: the system's). `proxy_env`: the proxy variables
-        (any of `PROXY_VARIABLES`) as the caller read them; None or empty: no proxy."""
+        (any of `PROXY_VARIABLES`) as the caller read them; None or empty: no proxy. `redactor`: the run's,
+        which every token joins; `plain_http_credentials`: OCI_PLAIN_HTTP_CREDENTIALS (see `Authenticator`)."""
         self.registry = registry
         self.base = f"{'http' if plain_http else 'https'}://{registry}"
         self.policy = policy or RetryPolicy()
@@ -96,7 +100,15 @@ class HttpTransport:
         self._idle: list[requests.Session] = []  # sessions no thread holds, last used first (warm connections)
         self._sessions: list[requests.Session] = []
         self._held = threading.local()  # the session this thread holds for its current operation
-        self.auth = Authenticator(registry, credentials, not plain_http, self._get_token, self._read_token_answer)
+        self.auth = Authenticator(
+            registry,
+            credentials,
+            not plain_http,
+            self._get_token,
+            self._read_token_answer,
+            redactor=redactor,
+            plain_http_credentials=plain_http_credentials,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -277,6 +289,15 @@ class HttpTransport:
     def _retrying(self, operation: str, attempt: Callable[[], Any]) -> Any:
         with self._holding_session():
             return retrying(self.policy, self.registry, operation, attempt)
+
+    def answer_challenge(self) -> None:
+        """Ask the API root and answer its auth challenge, if any (what oras would do with the credentials)."""
+
+        def attempt() -> None:
+            response = self._send("GET", f"{self.base}/v2/", "")
+            response.close()
+
+        self._retrying("checking where the credentials go", attempt)
 
     # --- the storage primitives -------------------------------------------------------------------
 
