@@ -6,7 +6,9 @@ from the registry before anyone may record it. Transports only move bytes (see `
 
 What proves a pack landed (`check_landed`): the first tag is read back and its bytes hash to the
 composed manifest's digest (so it names exactly our blobs), every other tag resolves to that digest,
-and every blob the manifest names is in the repository. The last part is proven in one of two ways:
+and the registry serves the layer with its digest and size (a HEAD checked against the descriptor: a
+registry answering 200 with `Content-Length: 0` for a blob it threw away, and accepting the manifest,
+is caught; issue #21). The config blob (2 bytes, `{}`) is proven in one of two ways:
 
 - the built-in client asks (`HEAD` on each blob), side by side with the read-back, so it costs no
   extra round trip;
@@ -118,13 +120,21 @@ class VerifiedRegistry:
                 got = served.digest if served else "nothing"
                 raise PublisherError(f"after the push, {repository}:{tag} serves {got}, not {expected}")
 
-        def blob_present(blob: Descriptor) -> None:
-            if not self.transport.blob_exists(repository, blob.digest):
+        def blob_served(blob: Descriptor) -> None:
+            served = self.transport.blob_served(repository, blob.digest)
+            if served is None:
                 raise PublisherError(f"after the push, blob {blob.short} is missing from {repository}")
+            if served != (blob.digest, blob.size):
+                raise PublisherError(
+                    f"after the push, {repository} says it serves blob {blob.short} as {served[0][:19]}, "
+                    f"{served[1]} bytes, not {blob.size} bytes: the registry does not hold it"
+                )
 
         checks: list[Callable[[], None]] = [read_back, *(partial(tag_serves, tag) for tag in others)]
-        if self.transport.cheap_blob_checks:  # else the registry's MANIFEST_BLOB_UNKNOWN rule (module docstring)
-            checks += [partial(blob_present, blob) for blob in request.artifact.blobs]
+        # the layer always (a registry may accept a manifest naming a blob it threw away); the config blob
+        # too where a check costs no process of its own
+        blobs = request.artifact.blobs if self.transport.cheap_blob_checks else [request.artifact.layer]
+        checks += [partial(blob_served, blob) for blob in blobs]
         together(checks)
 
     def close(self) -> None:

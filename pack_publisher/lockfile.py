@@ -58,7 +58,9 @@ def write(settings: Settings, published: list[PublishedPack]) -> None:
     try:
         write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
     except OSError as exc:
-        raise ConfigError(f"LOCK_FILE: cannot write {settings.lock_file} ({exc.strerror})") from None
+        done = [p.pinned_reference for p in published if p.pinned_reference]
+        already = f"; already published: {', '.join(done)} (re-run `invoke lock` to complete it)" if done else ""
+        raise ConfigError(f"LOCK_FILE: cannot write {settings.lock_file} ({exc.strerror}){already}") from None
 
 
 def read(path_text: str, data: bytes) -> dict[str, Any]:

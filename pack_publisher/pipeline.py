@@ -226,7 +226,7 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
         ),
     )
     manifest_path = s.out_dir / f"{pack.name}.manifest.json"
-    records.write_atomic(manifest_path, composed.manifest)
+    records.write_file(manifest_path, composed.manifest)
     built = BuiltPack(
         name=pack.name,
         pack_id=facts.pack_id,

@@ -352,6 +352,21 @@ class HttpTransport:
 
         return bool(self._retrying(f"checking blob {digest[:19]} in {repository}", attempt))
 
+    def blob_served(self, repository: str, digest: str) -> tuple[str, int] | None:
+        def attempt() -> tuple[str, int] | None:
+            response = self._send("HEAD", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))
+            self._finish(response)
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self._fail(f"checking blob {digest[:19]}", response)
+            size = response.headers.get("Content-Length", "")
+            if not size.isdigit():
+                raise PublisherError(f"{self.registry}: blob {digest[:19]} in {repository}: the registry says no size")
+            return response.headers.get("Docker-Content-Digest") or digest, int(size)
+
+        return self._retrying(f"checking blob {digest[:19]} in {repository}", attempt)  # type: ignore[no-any-return]
+
     def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
         def attempt() -> None:
             response = self._send("GET", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))

@@ -1,0 +1,314 @@
+"""Hostile round three (issue #21): credentials never in clear text or on disk, archives judged by their
+real bytes, lying registries caught, every input bounded. Publishing cases run on both transports (the
+`client` fixture: the built-in client and the real oras CLI) against a real docker-registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from pack_publisher import archive
+from pack_publisher.errors import PublisherError
+from testsupport.fault_proxy import FaultProxy, Rule
+from testsupport.hostile import HostileServer, reply
+from testsupport.registries import PASSWORD, USER, Registry
+
+from .conftest import RunInvoke, clean_env
+from .gtpacks import good_files, write
+from .test_faults import children_running
+from .test_release_proofs import files_holding
+
+PACK = "messaging-provider-bundle"
+REPO = f"acme/greentic-packs/{PACK}"
+
+
+def env_for(host: str, **extra: str) -> dict[str, str]:
+    return {"OCI_REGISTRY": host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **extra}
+
+
+def last_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+# --- 12: PACK_VERSION is taken as written -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.2.3\n", "1.2.3 ", " 1.2.3", "1.2.3\t"])
+def test_pack_version_with_white_space_is_refused(project_copy: Path, run_invoke: RunInvoke, version: str) -> None:
+    result = run_invoke(project_copy, "release", "--dry-run", OCI_ORG="acme", PACK_VERSION=version)
+    assert result.returncode == 2
+    assert last_error(result).startswith(f"error: PACK_VERSION: {version!r} has white space around it")
+
+
+# --- 8, 9: lockfiles are regular files, read capped, and LOCK_FILE does not follow links out ------------
+
+
+def test_verify_refuses_what_is_not_a_regular_file(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+    fifo = tmp_path / "lock.fifo"
+    os.mkfifo(fifo)
+    for target, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device"), (tmp_path, "a directory")):
+        started = time.monotonic()
+        result = run_invoke(project_copy, "verify", "--lock", str(target), OCI_REGISTRY="127.0.0.1:1")
+        assert time.monotonic() - started < 30
+        assert result.returncode == 2
+        assert kind in last_error(result), result.stderr
+
+
+def test_verify_caps_what_it_reads(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    with big.open("wb") as fh:
+        fh.truncate(17 * 1024 * 1024)  # sparse: costs no disk, reads as 17 MiB of zeros
+    result = run_invoke(project_copy, "verify", "--lock", str(big), OCI_REGISTRY="127.0.0.1:1")
+    assert result.returncode == 2
+    assert "over 16777216 bytes" in last_error(result)
+
+
+def test_lock_file_naming_a_fifo_or_device_is_refused(project_copy: Path, run_invoke: RunInvoke) -> None:
+    os.mkfifo(project_copy / "lock.fifo")
+    for target in ("lock.fifo", "/dev/null"):
+        result = run_invoke(
+            project_copy, "release", "--dry-run", OCI_ORG="acme", PACK_VERSION="1.2.3", LOCK_FILE=target
+        )
+        assert result.returncode == 2, result.stderr
+        assert "not a regular file" in last_error(result)
+
+
+@pytest.mark.parametrize("how", ["file-link", "folder-link"])
+def test_lock_file_link_out_of_the_repository_is_not_followed(
+    project_copy: Path, run_invoke: RunInvoke, tmp_path: Path, how: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if how == "file-link":
+        (project_copy / "packs.lock.json").symlink_to(outside / "packs.lock.json")
+        target = "packs.lock.json"
+    else:
+        (project_copy / "locks").symlink_to(outside)
+        target = "locks/packs.lock.json"
+    result = run_invoke(project_copy, "release", "--dry-run", OCI_ORG="acme", PACK_VERSION="1.2.3", LOCK_FILE=target)
+    assert result.returncode == 2
+    assert last_error(result).startswith("error: LOCK_FILE: ")
+    assert list(outside.iterdir()) == []
+
+
+# --- 3: archives judged by their real bytes -------------------------------------------------------------
+
+
+def _patch_declared(path: Path, name: str, size: int, crc: int) -> None:
+    """Rewrite the size and CRC an entry declares (local header and central directory), keeping its data."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        local, central = zf.getinfo(name).header_offset, zf.start_dir
+    while (
+        data[central + 46 : central + 46 + int.from_bytes(data[central + 28 : central + 30], "little")] != name.encode()
+    ):
+        central = data.index(b"PK\x01\x02", central + 4)
+    for at in (local + 14, central + 16):  # CRC-32, compressed size, uncompressed size: only the last two move
+        data[at : at + 4] = crc.to_bytes(4, "little")
+        data[at + 8 : at + 12] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def _bomb(tmp_path: Path, entries: dict[str, int], declared: int = 1000) -> Path:
+    """A valid pack plus deflated entries of zeros (name -> real size), each declaring `declared` bytes."""
+    path = tmp_path / "bomb.gtpack"
+    write(path, good_files())
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, size in entries.items():
+            zf.writestr(name, b"\0" * size)
+    for name in entries:
+        _patch_declared(path, name, declared, zlib.crc32(b"\0" * declared))  # what zipfile would check
+    return path
+
+
+def test_an_entry_inflating_past_its_declared_size_is_refused(tmp_path: Path) -> None:
+    path = _bomb(tmp_path, {"assets/bomb.bin": 17 * 1024 * 1024})
+    with pytest.raises(PublisherError, match=r"entry 'assets/bomb.bin' inflates to over 16 MiB \(it declares 1000"):
+        archive.inspect_gtpack(path)
+
+
+def test_entries_under_the_entry_cap_declaring_less_are_refused_at_the_first(tmp_path: Path) -> None:
+    path = _bomb(tmp_path, {f"assets/{i}.bin": 15 * 1024 * 1024 for i in range(5)})
+    with pytest.raises(PublisherError, match=r"entry 'assets/0.bin' holds 15728640 bytes, but declares 1000$"):
+        archive.inspect_gtpack(path)
+
+
+def test_an_entry_holding_more_than_declared_is_refused_under_the_caps(tmp_path: Path) -> None:
+    path = _bomb(tmp_path, {"assets/small.bin": 5000})
+    with pytest.raises(PublisherError, match="holds 5000 bytes, but declares 1000"):
+        archive.inspect_gtpack(path)
+
+
+def test_too_many_entries_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "many.gtpack"
+    write(path, good_files())
+    with zipfile.ZipFile(path, "a") as zf:
+        for i in range(archive.MAX_ENTRIES):
+            zf.writestr(f"assets/{i}", b"")
+    with pytest.raises(PublisherError, match="entries, over the 65535-entry limit"):
+        archive.inspect_gtpack(path)
+
+
+# --- 1, 5, 6: token realms, tokens, passwords ------------------------------------------------------------
+
+
+def _bearer(realm: str) -> HostileServer:
+    return HostileServer(reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="s"'}))
+
+
+def test_a_plain_http_realm_on_another_host_gets_no_credentials(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke
+) -> None:
+    realm = "http://auth.remote.example/token"  # never resolved: refused before any request
+    with _bearer(realm) as registry:
+        result = run_invoke(
+            project_copy, "release", **env_for(registry.host, **client, OCI_USERNAME="u", OCI_PASSWORD=PASSWORD)
+        )
+    assert result.returncode in (1, 2), result.stdout + result.stderr  # oras: at preflight; built-in: when planning
+    output = result.stdout + result.stderr
+    assert "token realm over plain HTTP on another host (http://auth.remote.example/token); refused" in output
+    assert PASSWORD not in result.stdout + result.stderr
+    assert not (project_copy / "packs.lock.json").exists()
+
+
+@pytest.mark.parametrize("token", ["tok\nen-1234567890", "tok\r\nX-Injected: 1-abcdef", "tok\ten-abcdef1234"])
+def test_a_token_with_control_characters_is_refused_and_never_shown(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, token: str
+) -> None:
+    def service(req: BaseHTTPRequestHandler) -> None:
+        reply(200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode())(req)
+
+    with HostileServer(service) as realm, _bearer(f"http://{realm.host}/token") as registry:
+        result = run_invoke(
+            project_copy, "release", **env_for(registry.host, **client, OCI_USERNAME="u", OCI_PASSWORD=PASSWORD)
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "token with control characters" in output
+    for part in (token, *token.split()):
+        assert part not in output or len(part) < 4
+    assert not (project_copy / "packs.lock.json").exists()
+
+
+def test_a_password_outside_latin_1_logs_in(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, token_registry: Registry
+) -> None:
+    password = "pässwörd-Ωμέγα-密码"
+    assert token_registry.token_server is not None
+    token_registry.token_server.users[USER] = password
+    env = env_for(token_registry.host, **client, OCI_USERNAME=USER, OCI_PASSWORD=password)
+    result = run_invoke(project_copy, "release", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    token_registry.token_server.users[USER] = PASSWORD  # the independent read below logs in as the fixture
+    digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
+    assert token_registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
+
+
+# --- 4: a registry claiming a blob it threw away ---------------------------------------------------------
+
+
+def test_a_registry_claiming_a_thrown_away_layer_fails_the_pack(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    proxy = FaultProxy(registry.port)
+    try:
+        env = env_for(proxy.host, **client)
+        assert run_invoke(project_copy, "release", **env).returncode == 0
+        layer = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["gtpack_sha256"]
+        (project_copy / "packs.lock.json").unlink()
+        proxy.add(Rule("HEAD", rf"/blobs/{layer}$", "claim", times=None))
+        result = run_invoke(project_copy, "release", **env)
+    finally:
+        proxy.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAILED {PACK}: after the push, {REPO} says it serves blob" in result.stdout
+    assert "0 bytes" in result.stdout
+    assert not (project_copy / "packs.lock.json").exists()
+
+
+# --- 7: a full disk after the registry has the pack -------------------------------------------------------
+
+FULL_DISK = """
+import errno, os
+_fsync = os.fsync
+def fsync(fd):
+    if "/records/" in os.readlink(f"/proc/self/fd/{fd}"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _fsync(fd)
+os.fsync = fsync
+"""
+
+
+def test_a_full_disk_while_recording_says_what_is_published(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
+    env = env_for(registry.host, **client)
+    assert run_invoke(project_copy, "build", **env).returncode == 0
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK)  # every record write now ends in ENOSPC, as a full disk
+    result = run_invoke(project_copy, "push", **env, PYTHONPATH=str(hooks))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(f"FAILED {PACK}"))
+    assert f"cannot write {project_copy}/dist/packs/records/{PACK}.published.json (No space left on device)" in line
+    assert f"{registry.host}/{REPO}@sha256:" in line and "is already published" in line and "re-run" in line
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 200
+    again = run_invoke(project_copy, "release", **env)  # the disk has room again: the re-run completes it
+    assert again.returncode == 0 and "already published" in again.stdout
+
+
+# --- 2: the oras child never holds a credential on disk, and dies with its parent --------------------------
+
+
+def test_kill_9_during_an_oras_upload_leaves_no_credential_and_no_oras(
+    project_copy: Path, builder_bin: Path, basic_registry: Registry, tmp_path: Path, oras_bin: str
+) -> None:
+    proxy = FaultProxy(basic_registry.port)
+    proxy.add(Rule("PUT", r"/blobs/uploads/", "stall", times=None, stall_seconds=30))
+    home, scratch = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    scratch.mkdir()
+    env = env_for(proxy.host, OCI_CLIENT="oras", ORAS_BIN=oras_bin, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "release"],
+        cwd=project_copy,
+        env=clean_env(builder_bin, home, TMPDIR=str(scratch), **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(s[2] == "stall" for s in proxy.seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(s[2] == "stall" for s in proxy.seen), "the push never reached the stalled upload"
+        assert children_running(f" {proxy.host}/"), "no oras command was uploading"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while children_running(f" {proxy.host}/") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not children_running(f" {proxy.host}/"), "an oras process outlived its parent"
+        assert files_holding(PASSWORD, home, project_copy, scratch) == []
+    finally:
+        proxy.close()
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.fixture
+def oras_bin() -> str:
+    from .conftest import oras_path
+
+    return oras_path()
