@@ -312,3 +312,71 @@ def oras_bin() -> str:
     from .conftest import oras_path
 
     return oras_path()
+
+
+# --- 10, 11: oras tells tampering from outages, and survives what the built-in client survives ----------
+
+
+def test_a_registry_serving_another_manifest_is_a_mismatch(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    env = env_for(registry.host, **client)
+    assert run_invoke(project_copy, "release", **env).returncode == 0
+    digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
+    hexdigest = digest.split(":")[1]
+    [data] = (registry.folder / "storage").rglob(f"blobs/sha256/{hexdigest[:2]}/{hexdigest}/data")
+    manifest = json.loads(data.read_bytes())
+    manifest["annotations"]["org.opencontainers.image.version"] = "6.6.6"  # another manifest, same place
+    data.write_bytes(json.dumps(manifest).encode())
+    result = run_invoke(project_copy, "verify", **env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"MISMATCH {PACK}: " in result.stdout
+    assert "failed after" not in result.stdout + result.stderr  # not retried as an outage
+
+
+KINDS = [  # each kind of request of a push, failing once in turn
+    Rule("HEAD", r"/blobs/sha256:", "status", status=503),
+    Rule("POST", r"/blobs/uploads/$", "status", status=429),
+    Rule("PUT", r"/blobs/uploads/.", "status", status=500),
+    Rule("HEAD", r"/manifests/", "status", status=503),
+    Rule("PUT", r"/manifests/", "status", status=502),
+]
+
+
+@pytest.mark.parametrize("body", ["json", "html"], ids=["registry-json", "gateway-html"])
+def test_each_kind_of_request_failing_once_is_survived(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, body: str
+) -> None:
+    proxy = FaultProxy(registry.port)
+    rules = [proxy.add(Rule(r.method, r.path, r.action, status=r.status, body=body)) for r in KINDS]
+    try:
+        result = run_invoke(project_copy, "release", **env_for(proxy.host, **client))
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [rule.fired for rule in rules] == [1] * len(rules), "a fault did not fire: the test proves nothing"
+    digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
+    assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
+
+
+def test_a_token_expiring_during_the_upload_is_renewed(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, token_registry: Registry
+) -> None:
+    assert token_registry.token_server is not None
+    proxy = FaultProxy(token_registry.port)
+    challenge = (
+        f'Bearer realm="{token_registry.token_server.url}",service="test-registry",'
+        f'scope="repository:{REPO}:pull,push",error="invalid_token"'
+    )
+    expired = proxy.add(
+        Rule("PUT", r"/blobs/uploads/.", "status", status=401, body="json", headers={"WWW-Authenticate": challenge})
+    )
+    try:
+        env = env_for(proxy.host, **client, OCI_USERNAME=USER, OCI_PASSWORD=PASSWORD)
+        result = run_invoke(project_copy, "release", **env)
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expired.fired == 1
+    digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
+    assert token_registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
