@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 
 from pack_publisher import archive
+from pack_publisher.commands import Completed
 from pack_publisher.errors import PublisherError
+from pack_publisher.redact import Redactor
+from pack_publisher.transports.oras import OrasTransport, PrivateRegistryConfig
+from pack_publisher.transports.retry import RetryPolicy
 from testsupport.fault_proxy import FaultProxy, Rule
 from testsupport.hostile import HostileServer, reply
 from testsupport.registries import PASSWORD, USER, Registry
@@ -380,3 +384,44 @@ def test_a_token_expiring_during_the_upload_is_renewed(
     assert expired.fired == 1
     digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
     assert token_registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
+
+
+class ScriptedCommands:
+    """Stands in for the command runner only: each oras command ends as the next scripted stderr says
+    (lines the real oras 1.3.3 printed behind the fault proxy); the clock is driven, nothing sleeps."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        self.started = 0
+
+    def run(self, argv: list[str], **_: object) -> Completed:
+        self.started += 1
+        error = self.errors.pop(0) if self.errors else ""
+        return Completed(1 if error else 0, b"", error, False)
+
+
+HOST = "127.0.0.1:5000"
+ONE_FAULT_EACH = [
+    f'Error response from registry: HEAD "http://{HOST}/v2/a/b/blobs/sha256:ab": response status code 503: '
+    "Service Unavailable",
+    "Error response from registry: toomanyrequests: injected 429",
+    f'Error from destination registry for "{HOST}/a/b:1.0": unknown: injected 500',
+    f'Error response from registry: HEAD "http://{HOST}/v2/a/b/manifests/sha256:cd": response status code 502: '
+    "Bad Gateway",
+    "Error response from registry: unavailable: injected 503",
+]
+
+
+def test_one_fault_on_each_request_kind_does_not_exhaust_an_oras_command() -> None:
+    from .test_retry import FakeClock
+
+    clock = FakeClock()
+    commands = ScriptedCommands(list(ONE_FAULT_EACH))
+    config = PrivateRegistryConfig(HOST, None)
+    try:
+        oras = OrasTransport("oras", HOST, config, None, True, commands, {}, Redactor(), RetryPolicy(clock=clock))  # type: ignore[arg-type]
+        oras._run(["cp", "layout:1.0", f"{HOST}/a/b:1.0"], "copying", timeout=16.0)
+    finally:
+        config.remove()
+    assert commands.started == len(ONE_FAULT_EACH) + 1
+    assert clock.now < RetryPolicy().total_seconds  # within the time budget that bounds it

@@ -164,8 +164,8 @@ class FaultProxy:
                 value = "sha256:" + "f" * 64
             req.send_header(key, value)
         # a HEAD answer has no body to count: the size the registry gave is passed on as it is
-        length = response.getheader("Content-Length", "0") if method == "HEAD" else str(len(payload))
-        req.send_header("Content-Length", length)
+        size = str(response.getheader("Content-Length") or 0) if method == "HEAD" else str(len(payload))
+        req.send_header("Content-Length", size)
         req.end_headers()
         if method != "HEAD":
             if rule and rule.action == "cut":
