@@ -13,16 +13,11 @@ is caught; issue #21). The config blob (2 bytes, `{}`) is proven in one of two w
 - the built-in client asks (`HEAD` on each blob), side by side with the read-back, so it costs no
   extra round trip;
 - the oras transport relies on the registry: a registry stores a manifest only when every blob it
-  names is in the repository, and refuses it otherwise (`MANIFEST_BLOB_UNKNOWN`). docker-registry
-  checks this on every manifest `PUT`, also when the same manifest is put again under another tag
-  after one of its blobs was deleted (`invoke bench` checks this each run, see docs/benchmarks.md);
-  GHCR checks it too (public reports show it answering "unknown blob" to manifest pushes).
-  A tag that serves our manifest is therefore backed by its blobs, and an extra
-  `oras blob fetch --descriptor` per blob (a process and a round trip each: two of the five processes
-  a fresh pack took) proves nothing more. The one case it would catch is a blob deleted by hand
-  (`DELETE /v2/<name>/blobs/<digest>`, which distribution allows when deletes are enabled) after its
-  manifest was accepted, found by a re-run that pushes nothing: the built-in client (both blobs) and
-  `invoke verify` (the layer, downloaded and hashed) still catch that one.
+  names is in the repository, and refuses it otherwise (`MANIFEST_BLOB_UNKNOWN`; docker-registry and
+  GHCR check this on every manifest `PUT`, see docs/benchmarks.md). That rule alone is not enough for
+  the layer: a registry that says it holds a blob it threw away (or a re-run that pushes nothing,
+  after a blob was deleted by hand) is caught only by asking, so the layer costs one
+  `oras blob fetch --descriptor` (a HEAD) per pack, side by side with the read-back.
 
 The checks of one pack run side by side (`transports.base.together`): their order never mattered,
 only that all of them pass before the pack is recorded.

@@ -425,3 +425,16 @@ def test_one_fault_on_each_request_kind_does_not_exhaust_an_oras_command() -> No
         config.remove()
     assert commands.started == len(ONE_FAULT_EACH) + 1
     assert clock.now < RetryPolicy().total_seconds  # within the time budget that bounds it
+
+
+def test_a_docker_config_that_is_a_fifo_or_device_is_refused(tmp_path: Path) -> None:
+    from pack_publisher.credentials import _from_docker_config
+    from pack_publisher.errors import ConfigError
+
+    from .conftest import runner
+
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
+        with pytest.raises(ConfigError, match=f"DOCKER_CONFIG: {path} is {kind}, not a regular file"):
+            _from_docker_config(runner(), path, "127.0.0.1:5000")

@@ -162,7 +162,7 @@ def basic_header(credentials: Credentials) -> str:
 def is_loopback(host: str) -> bool:
     """True for this machine: `localhost` or a loopback address (127.0.0.0/8, ::1), brackets allowed."""
     name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost":  # only the name itself: a subdomain of it resolves however DNS says
         return True
     try:
         return ipaddress.ip_address(name).is_loopback

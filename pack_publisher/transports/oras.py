@@ -4,19 +4,25 @@ Publishing writes the OCI image layout itself (the archive hard-linked, the exac
 composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so
 there is no second composition to compare and no copy of the archive. Each primitive is one oras
 process, and a process costs far more than a request (start-up, a new connection, its own auth), so a
-pack takes as few as the proofs allow: a fresh pack three (resolve, `cp`, read back), an already
-published one two (resolve, read back); see `pack_publisher.content` for why blobs need no process
-of their own.
+pack takes as few as the proofs allow: a fresh pack four (resolve, `cp`, read back beside the layer's
+check), an already published one three; see `pack_publisher.content` for why only the layer is asked.
 
-Credentials live in a private registry config for the run (`--registry-config`, a 0600 file in a
-0700 temporary folder, removed on every exit path); the user's Docker config is never written, and
-never read by oras (credentials found there, helpers included, were resolved once and written to
-the private file). It is written directly rather than by `oras login`: on a fresh config file,
-login hands the password to a native credential store it detects on PATH, outside the folder.
+Credentials live in a private registry config for the run (`--registry-config`): on Linux an
+anonymous in-memory file passed as `/dev/fd/N` (never on a disk), elsewhere a 0600 file in a 0700
+folder removed on every exit path and swept by the next run if this one was killed outright. The
+user's Docker config is never written, and never read by oras (credentials found there, helpers
+included, were resolved once and written to the private config). It is written directly rather than
+by `oras login`: on a fresh config file, login hands the password to a native credential store it
+detects on PATH. Before oras gets the credentials, the registry's challenge is answered once by the
+built-in client (`transports.probe_token_realm`), whose rules decide where they may go. Each oras
+command dies with this process (`commands.Commands.run`).
 
 oras reports everything on stderr as text; the classification below reads only its stable parts
-(`response status code NNN`, oras-go's `<ref>: not found`, Go's network error texts), and anything
-it cannot place is a final error, never "not found".
+(`response status code NNN`, the registry's error codes as oras prints them, oras-go's
+`<ref>: not found`, Go's network error texts), and anything it cannot place is a final error, never
+"not found". A digest mismatch while reading is tampering (final); a 401 after the credentials were
+accepted is an expired token (one more command). A command is many requests, so its attempts are
+bounded by the time budget (at most `WHOLE_COMMAND_ATTEMPTS`), not by one request's count.
 """
 
 from __future__ import annotations
