@@ -178,7 +178,8 @@ def write(path: Path, command: str, machine: str, oras: str | None, results: dic
             f"Counted with a shim as `ORAS_BIN`, `invoke push --jobs 4` of {counts[-1]} packs through the proxy:",
             f"fresh **{processes['fresh']:.1f}** per pack ({', '.join(processes['fresh calls'])}), already",
             f"published **{processes['re-run']:.1f}** per pack ({', '.join(processes['re-run calls'])}); the seed",
-            "loop runs 2. The layout `oras cp` reads holds the archive as a hard link (link counts of its blobs",
+            "loop runs 2 (and proves less: the layer's own check is one of ours). The layout `oras cp` reads",
+            "holds the archive as a hard link (link counts of its blobs",
             f"while `cp` ran: {sorted(set(links))}; the archive's is 2), so nothing is copied.",
             "",
         ]
@@ -287,9 +288,10 @@ def targets(results: dict[str, Any], ratio: dict[str, Stat], all_rss: float) -> 
             for n, size in processes["fresh layout blobs"]
             if size == max(s for _, s in processes["fresh layout blobs"])
         )
-        ok = processes["fresh"] <= 3 and processes["re-run"] <= 2 and links >= 2
+        # one more than before issue #21: the layer's own check (a registry may claim a blob it threw away)
+        ok = processes["fresh"] <= 4 and processes["re-run"] <= 3 and links >= 2
         rows.append(
-            f"| oras: <= 3 processes per fresh pack, <= 2 per published one, no copy into the layout | "
+            f"| oras: <= 4 processes per fresh pack, <= 3 per published one, no copy into the layout | "
             f"{processes['fresh']:.1f} and {processes['re-run']:.1f}; archive link count {links} | {verdict(ok)} |"
         )
     large = results["large"]

@@ -45,5 +45,5 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert text.count("HTTP 400 MANIFEST_BLOB_UNKNOWN") == 2
     if real_oras():
         assert "## 2. oras processes per pack" in text
-        assert "no copy into the layout | 3.0 and 2.0; archive link count 2 | met |" in text
+        assert "no copy into the layout | 4.0 and 3.0; archive link count 2 | met |" in text
         assert "| packs | run | seed loop | built-in --jobs 1 |" in text

@@ -438,3 +438,35 @@ def test_a_docker_config_that_is_a_fifo_or_device_is_refused(tmp_path: Path) -> 
     for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
         with pytest.raises(ConfigError, match=f"DOCKER_CONFIG: {path} is {kind}, not a regular file"):
             _from_docker_config(runner(), path, "127.0.0.1:5000")
+
+
+def test_the_oras_config_lives_in_memory_on_linux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    from pack_publisher.credentials import Credentials
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    config = PrivateRegistryConfig(HOST, Credentials("bot", SecretStr(PASSWORD), "test"))
+    try:
+        assert config.folder is None and str(config.path).startswith("/dev/fd/")
+        assert json.loads(config.path.read_text())["auths"][HOST]["auth"]  # what oras reads through the path
+        assert config.pass_fds and not os.get_inheritable(config.pass_fds[0])  # handed to oras commands alone
+        assert list(tmp_path.iterdir()) == []  # nothing on a disk
+    finally:
+        config.remove()
+    assert config.pass_fds == ()
+
+
+def test_the_fallback_folder_of_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
+    from pack_publisher.transports.oras import CONFIG_PREFIX, sweep_stale
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"{CONFIG_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{CONFIG_PREFIX}{os.getpid()}-def"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "config.json").write_text('{"auths": {}}')
+    sweep_stale(tmp_path, CONFIG_PREFIX)
+    assert not stale.exists()
+    assert live.exists()
