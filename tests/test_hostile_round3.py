@@ -246,8 +246,9 @@ def test_a_registry_claiming_a_thrown_away_layer_fails_the_pack(
 FULL_DISK = """
 import errno, os
 _fsync = os.fsync
+_full = os.environ.get("FULL_DISK_UNDER", "/records/")
 def fsync(fd):
-    if "/records/" in os.readlink(f"/proc/self/fd/{fd}"):
+    if _full in os.readlink(f"/proc/self/fd/{fd}"):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return _fsync(fd)
 os.fsync = fsync
@@ -470,3 +471,38 @@ def test_the_fallback_folder_of_a_killed_run_is_swept_by_the_next(tmp_path: Path
     sweep_stale(tmp_path, CONFIG_PREFIX)
     assert not stale.exists()
     assert live.exists()
+
+
+def test_a_full_disk_while_writing_the_lockfile_says_what_is_published(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
+    env = env_for(registry.host, **client)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK)
+    result = run_invoke(project_copy, "release", **env, PYTHONPATH=str(hooks), FULL_DISK_UNDER="/.packs.lock.json.")
+    assert result.returncode == 2
+    error = last_error(result)
+    assert error.startswith(f"error: LOCK_FILE: cannot write {project_copy}/packs.lock.json (No space left on device)")
+    assert f"already published: {registry.host}/{REPO}@sha256:" in error and "re-run `invoke lock`" in error
+    assert not (project_copy / "packs.lock.json").exists()
+    again = run_invoke(project_copy, "lock", **env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
+    assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == digest
+
+
+def test_a_full_disk_while_writing_a_manifest_at_build(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, tmp_path: Path
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FULL_DISK)
+    env = env_for(registry.host, PYTHONPATH=str(hooks), FULL_DISK_UNDER=f"/.{PACK}.manifest.json.")
+    result = run_invoke(project_copy, "release", **env)
+    assert result.returncode == 1
+    assert last_error(result) == (
+        f"error: cannot write {project_copy}/dist/packs/{PACK}.manifest.json (No space left on device); "
+        "nothing was published: free space and re-run"
+    )
+    assert registry.storage_files() == 0

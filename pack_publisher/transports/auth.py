@@ -147,8 +147,8 @@ class Authenticator:
         self.redact.add(token)  # before any use: nothing said about it from here on can show it
         if not _TOKEN_TEXT.fullmatch(token):
             raise AccessError(
-                f"{self.registry}: the token service answered a token with control characters or spaces "
-                "(it cannot go in a header); refused"
+                f"{self.registry}: the token service answered a token with control characters, spaces or "
+                "non-ASCII characters (it cannot go in a header as it is); refused"
             )
         self._headers[scope] = f"Bearer {token}"
 
