@@ -10,10 +10,10 @@ from types import TracebackType
 
 from ..commands import Commands
 from ..credentials import Credentials, resolve_credentials
-from ..errors import AccessError, ConfigError
+from ..errors import ConfigError, PublisherError
 from ..redact import Redactor
 from ..settings import PublishOptions
-from .auth import is_loopback
+from .auth import RealmRefused, TokenRefused, is_loopback
 from .base import NotFound, PushOutcome, PushRequest, Transport
 from .retry import RetryPolicy
 
@@ -154,9 +154,9 @@ def probe_token_realm(
     )
     try:
         probe.answer_challenge()
-    except AccessError as exc:
-        if " failed after " not in exc.message:  # a refusal, not an outage (see `retry.retrying`)
-            raise
-        # unreachable or failing now: oras meets the same registry and reports that in its own words
+    except (RealmRefused, TokenRefused):
+        raise
+    except PublisherError:
+        pass  # unreachable, failing, or the credentials refused: oras meets the same and says so per pack
     finally:
         probe.close()

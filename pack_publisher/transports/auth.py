@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..credentials import Credentials
-from ..errors import EXIT_USAGE, AccessError, PublisherError
+from ..errors import AccessError, ConfigError, PublisherError
 from ..redact import Redactor
 from .retry import TRANSIENT_STATUS, Transient
 
@@ -29,6 +29,14 @@ _TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a header value 
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 # Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
 ReadBody = Callable[[requests.Response, int], bytes]
+
+
+class RealmRefused(ConfigError):
+    """The registry names a token realm the credentials may not go to (see `Authenticator.answer`)."""
+
+
+class TokenRefused(AccessError):
+    """The token service answered a token that cannot be used as it is."""
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -112,15 +120,14 @@ class Authenticator:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise PublisherError(f"{self.registry}: the auth challenge names an invalid token realm {realm!r}")
         if self.tls and parts.scheme != "https":
-            raise PublisherError(
+            raise RealmRefused(
                 f"{self.registry}: the registry sends credentials to a token realm over plain HTTP ({realm}); refused"
             )
         clear_text = parts.scheme != "https" and not is_loopback(parts.hostname or "")
         if creds is not None and clear_text and not self.plain_http_credentials:  # the registry's own rule
-            raise PublisherError(
+            raise RealmRefused(
                 f"{self.registry}: the registry asks for the credentials at a token realm over plain HTTP on "
-                f"another host ({realm}); refused: use TLS, or set OCI_PLAIN_HTTP_CREDENTIALS=1 to accept that",
-                EXIT_USAGE,
+                f"another host ({realm}); refused: use TLS, or set OCI_PLAIN_HTTP_CREDENTIALS=1 to accept that"
             )
         query: dict[str, str] = {}
         if params.get("scope") or scope:
@@ -146,7 +153,7 @@ class Authenticator:
             raise PublisherError(f"{self.registry}: the token service answered without a token")
         self.redact.add(token)  # before any use: nothing said about it from here on can show it
         if not _TOKEN_TEXT.fullmatch(token):
-            raise AccessError(
+            raise TokenRefused(
                 f"{self.registry}: the token service answered a token with control characters, spaces or "
                 "non-ASCII characters (it cannot go in a header as it is); refused"
             )
