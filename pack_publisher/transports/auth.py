@@ -2,8 +2,11 @@
 
 `Basic` challenges get the credentials; `Bearer` challenges send them to the token realm the registry
 names (the GHCR flow) and cache the token. Credentials never go to a realm over plain HTTP when the
-registry itself is reached over TLS, and never follow a redirect of the realm. `redact` masks every
-secret this side knows (the password, the Basic header, each token) in text a registry sends back.
+registry itself is reached over TLS, nor to a plain-HTTP realm off this machine without the
+OCI_PLAIN_HTTP_CREDENTIALS opt-in (the registry's own rule), and never follow a redirect of the realm;
+they go as UTF-8 (any password). `redact` (the run's redactor) masks every secret this side knows (the
+password, the Basic header, each token as it arrives, before any use) in text a registry sends back;
+a token a header cannot carry as it is (control characters, spaces, non-ASCII) is refused.
 """
 
 from __future__ import annotations
