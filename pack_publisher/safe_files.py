@@ -65,10 +65,8 @@ def check_writable_kind(path: Path, what: str) -> None:
     """An existing `path` to be replaced must be a regular file (not a FIFO, device, socket or folder)."""
     try:
         mode = path.lstat().st_mode
-    except FileNotFoundError:
+    except OSError:  # absent, or its folder cannot hold it: the folder's own check says why
         return
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot look at {path} ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
         raise ConfigError(f"{what}: {path} is {kind_of(mode)}, not a regular file; not writing there")
 
