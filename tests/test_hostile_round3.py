@@ -506,3 +506,36 @@ def test_a_full_disk_while_writing_a_manifest_at_build(
         "nothing was published: free space and re-run"
     )
     assert registry.storage_files() == 0
+
+
+@pytest.mark.parametrize("opt_in", [False, True], ids=["refused", "opted-in"])
+def test_the_plain_http_credentials_opt_in_covers_a_realm_elsewhere(opt_in: bool) -> None:
+    """The control: with OCI_PLAIN_HTTP_CREDENTIALS=1 the same realm is asked, with UTF-8 credentials."""
+    import base64
+
+    import requests
+    from pydantic import SecretStr
+
+    from pack_publisher.credentials import Credentials
+    from pack_publisher.errors import ConfigError
+    from pack_publisher.transports.auth import Authenticator
+
+    asked: list[dict[str, object]] = []
+
+    def get(url: str, **kwargs: object) -> requests.Response:
+        asked.append({"url": url, **kwargs})
+        raise requests.ConnectionError("not really sent")
+
+    creds = Credentials("üser", SecretStr("pässwörd"), "test")
+    auth = Authenticator("127.0.0.1:5000", creds, False, get, plain_http_credentials=opt_in)
+    challenge = 'Bearer realm="http://auth.remote.example/token",service="s"'
+    if not opt_in:
+        with pytest.raises(ConfigError, match="token realm over plain HTTP on another host"):
+            auth.answer(challenge, "repository:a:pull")
+        assert asked == []
+        return
+    with pytest.raises(Exception, match="token service unreachable"):
+        auth.answer(challenge, "repository:a:pull")
+    [request] = asked
+    expected = "Basic " + base64.b64encode("üser:pässwörd".encode()).decode()
+    assert request["headers"] == {"Authorization": expected}
