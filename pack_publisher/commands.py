@@ -140,7 +140,8 @@ def _die_with_parent() -> Callable[[], None] | None:
     """Code for the child, between fork and exec: be killed when the parent dies (Linux only).
 
     Ctrl-C and SIGTERM are handled by `cleanup`; this covers a parent killed outright (`kill -9`, the
-    OOM killer), which would otherwise leave oras uploading with the run's credentials.
+    OOM killer), which would otherwise leave oras uploading with the run's credentials. The signal
+    follows the thread that started the child, which here waits for it to end (`Commands.run`).
     """
     if _LIBC is None:
         return None
