@@ -258,7 +258,7 @@ COUNTING_SHIM = """#!/bin/sh
 printf '%s\\n' "$1${2:+ $2}" >> "{log}"
 if [ "$1" = cp ]; then
   for arg in "$@"; do
-    case "$arg" in */layout:*) stat -c 'blob %h %s' "${arg%:*}"/blobs/sha256/* >> "{log}" ;; esac
+    case "$arg" in */layout:*) stat -c 'layout-blob %h %s' "${arg%:*}"/blobs/sha256/* >> "{log}" ;; esac
   done
 fi
 exec "{oras}" "$@"
@@ -280,7 +280,7 @@ def oras_calls(log: Path) -> tuple[list[str], list[tuple[int, int]]]:
     """(the subcommands run, (link count, size) of each layout blob `cp` read)."""
     calls, blobs = [], []
     for line in log.read_text().splitlines():
-        if line.startswith("blob "):
+        if line.startswith("layout-blob "):  # not "blob fetch", a subcommand
             _, links, size = line.split()
             blobs.append((int(links), int(size)))
         elif line:

@@ -178,7 +178,8 @@ def write(path: Path, command: str, machine: str, oras: str | None, results: dic
             f"Counted with a shim as `ORAS_BIN`, `invoke push --jobs 4` of {counts[-1]} packs through the proxy:",
             f"fresh **{processes['fresh']:.1f}** per pack ({', '.join(processes['fresh calls'])}), already",
             f"published **{processes['re-run']:.1f}** per pack ({', '.join(processes['re-run calls'])}); the seed",
-            "loop runs 2. The layout `oras cp` reads holds the archive as a hard link (link counts of its blobs",
+            "loop runs 2 (and proves less: the layer's own check is one of ours). The layout `oras cp` reads",
+            "holds the archive as a hard link (link counts of its blobs",
             f"while `cp` ran: {sorted(set(links))}; the archive's is 2), so nothing is copied.",
             "",
         ]
@@ -288,11 +289,13 @@ def targets(results: dict[str, Any], ratio: dict[str, Stat], all_rss: float) -> 
             for n, size in processes["fresh layout blobs"]
             if size == max(s for _, s in processes["fresh layout blobs"])
         )
-        # the pack: resolve, `oras cp`, read back (2 once published); its SBOM referrer (docs/sbom.md):
-        # `oras attach` and `oras discover` to prove it is listed (`oras discover` alone once attached)
-        ok = processes["fresh"] <= 5 and processes["re-run"] <= 3 and links >= 2
+        # the pack: resolve, `oras cp`, read back and the layer's own check (a registry may claim a blob it
+        # threw away), 3 once published; its SBOM referrer (docs/sbom.md): `oras attach` and `oras discover`
+        # to prove it is listed (`oras discover` alone once attached)
+        ok = processes["fresh"] <= 6 and processes["re-run"] <= 4 and links >= 2
         rows.append(
-            f"| oras: <= 5 processes per fresh pack, <= 3 per published one (SBOM included), no copy into the layout | "
+            "| oras: <= 6 processes per fresh pack, <= 4 per published one (layer check and SBOM included), "
+            f"no copy into the layout | "
             f"{processes['fresh']:.1f} and {processes['re-run']:.1f}; archive link count {links} | {verdict(ok)} |"
         )
     large = results["large"]

@@ -51,5 +51,5 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert text.count("HTTP 400 MANIFEST_BLOB_UNKNOWN") == 2
     if real_oras():
         assert "## 2. oras processes per pack" in text
-        assert "no copy into the layout | 5.0 and 3.0; archive link count 2 | met |" in text
+        assert "no copy into the layout | 6.0 and 4.0; archive link count 2 | met |" in text
         assert "| packs | run | seed loop | built-in --jobs 1 |" in text

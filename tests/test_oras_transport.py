@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from pack_publisher.registry.credentials import Credentials
-from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
+from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig, Unauthorized
 from pack_publisher.registry.retry import Transient
 from pack_publisher.registry.transport import NotFound
-from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.redact import Redactor
 from testsupport.registries import Registry
 
@@ -40,11 +40,11 @@ CASES = [
     (NOT_FOUND, NotFound),
     (f"Error response from registry: {HEAD}: response status code 503: Service Unavailable", Transient),
     (f"Error response from registry: {HEAD}: response status code 404: Not Found", PublisherError),
-    (f"Error response from registry: {HEAD}: response status code 401: Unauthorized", AccessError),
+    (f"Error response from registry: {HEAD}: response status code 401: Unauthorized", Unauthorized),
     (f"Error: failed to resolve digest: {HEAD}: read tcp 127.0.0.1:1->{HOST}: connection reset by peer", Transient),
     (f"Error: failed to resolve digest: {HEAD}: dial tcp {HOST}: connect: connection refused", Transient),
-    (f"Error: {HEAD}: invalid response; digest mismatch in Docker-Content-Digest", Transient),
-    (f'Error from destination registry for "{HOST}/a/b:1.0": unauthorized: authentication required', AccessError),
+    (f"Error: {HEAD}: invalid response; digest mismatch in Docker-Content-Digest", PublisherError),  # tampering
+    (f'Error from destination registry for "{HOST}/a/b:1.0": unauthorized: authentication required', Unauthorized),
     ("Error: something oras has never said before", PublisherError),
 ]
 
@@ -62,7 +62,9 @@ def test_not_found_inside_another_error_is_not_absent(transport: OrasTransport) 
 
 
 def test_private_registry_config_is_private_and_removed() -> None:
-    config = PrivateRegistryConfig(HOST, Credentials("bot", SecretStr(CANARY), "test"))
+    """The fallback where no in-memory file can be made (not Linux): a 0600 file in a 0700 folder."""
+    config = PrivateRegistryConfig(HOST, Credentials("bot", SecretStr(CANARY), "test"), in_memory=False)
+    assert config.folder is not None
     assert config.folder.stat().st_mode & 0o777 == 0o700
     assert config.path.stat().st_mode & 0o777 == 0o600
     assert json.loads(config.path.read_text())["auths"][HOST]["auth"]

@@ -28,7 +28,7 @@ BUILT_IN_ONLY = ["requests", "urllib3"]
 MODELS = {
     "pack_publisher.state.records": ["BuiltPack", "PublishedPack"],
     "pack_publisher.config.environment": ["EnvSettings"],
-    "pack_publisher.registry.options": ["PublishOptions"],
+    "pack_publisher.registry.connect": ["PublishOptions"],
     "pack_publisher.config.settings": ["Settings"],
     "pack_publisher.sources.packs": ["PackMeta"],
 }
@@ -85,8 +85,8 @@ def test_models_are_built_on_first_use() -> None:
     assert found["built"] == {name: False for names in MODELS.values() for name in names}
     used = imported_after(
         "from pack_publisher.commands import push\nfrom pack_publisher.config import environment\n"
-        "from pack_publisher.registry import options\nenvironment.read_environment()\n"
-        "options.PublishOptions.model_json_schema()"
+        "from pack_publisher.registry import connect\nenvironment.read_environment()\n"
+        "connect.PublishOptions.model_json_schema()"
     )
     built = used["built"]
     assert built["EnvSettings"] is True and built["PublishOptions"] is True  # type: ignore[index]

@@ -1,11 +1,13 @@
 """A programmable HTTP proxy between the publisher and a real registry, for fault-injection tests.
 
 Rules match a method and a path pattern and fire a given number of times (or forever):
-`status` (answer 500/502/503/504 or 429 with Retry-After, without forwarding), `reset` (read half
+`status` (answer 500/502/503/504 or 429 with Retry-After, without forwarding, with a gateway's HTML
+page or the registry's JSON error body), `reset` (read half
 of the request body, then reset the connection), `stall` (wait past the client's timeout, then
 close), `cut` (forward, then send only half of the response body), `bad-digest` (forward, but
 report a wrong Docker-Content-Digest), `html` (answer 200 with an HTML page), `delay` (wait
-`stall_seconds`, then forward).
+`stall_seconds`, then forward), `claim` (answer 200 with `Content-Length: 0`, as a registry that
+threw a blob away but still says it holds it).
 The Host header is passed through, so the registry's Location headers point back at the proxy.
 
 `LatencyProxy` is the fixed-latency mode the benchmarks use: a registry across a network, 20 ms away.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import re
 import socket
 import struct
@@ -26,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .serving import serve_in_thread
 
+# The registry's own error codes for a status (distribution's errcode), as its JSON error bodies carry them.
+REGISTRY_ERROR_CODES = {401: "UNAUTHORIZED", 429: "TOOMANYREQUESTS", 500: "UNKNOWN", 503: "UNAVAILABLE"}
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
 
 
@@ -38,6 +43,8 @@ class Rule:
     status: int = 503
     retry_after: str | None = None
     stall_seconds: float = 30.0
+    body: str = "html"  # for `status`: "html" (a gateway's page) or "json" (the registry's own error answer)
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers of a `status` answer
     fired: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -117,12 +124,25 @@ class FaultProxy:
             return
         if rule and rule.action == "delay":
             time.sleep(rule.stall_seconds)
+        if rule and rule.action == "claim":  # "I hold it": 200, nothing behind it (a blob thrown away)
+            req.send_response(200)
+            req.send_header("Docker-Content-Digest", path.rsplit("/", 1)[-1].split("?")[0])
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+            return
         if rule and rule.action in ("status", "html"):
             code = 200 if rule.action == "html" else rule.status
             page = b"<html><body><h1>Bad gateway</h1></body></html>"
+            kind = "text/html"
+            if rule.action == "status" and rule.body == "json":
+                error = REGISTRY_ERROR_CODES.get(code, "UNKNOWN")
+                page = json.dumps({"errors": [{"code": error, "message": f"injected {code}"}]}).encode()
+                kind = "application/json"
             req.send_response(code)
-            req.send_header("Content-Type", "text/html")
+            req.send_header("Content-Type", kind)
             req.send_header("Content-Length", str(len(page)))
+            for key, value in rule.headers.items():
+                req.send_header(key, value)
             if rule.retry_after is not None:
                 req.send_header("Retry-After", rule.retry_after)
             req.end_headers()

@@ -115,7 +115,10 @@ def build_one(run: Run, pack: packs.PackSource, builder_path: str, dirty: bool) 
         ),
     )
     manifest_path = s.out_dir / f"{pack.name}.manifest.json"
-    records.write_atomic(manifest_path, composed.manifest)
+    try:
+        records.write_file(manifest_path, composed.manifest)
+    except records.WriteFailed as exc:
+        raise PublisherError(f"{exc.message}; nothing was published: free space and re-run") from None
     prepared = consumers.prepare(run, pack.name, gtpack, facts, composed)
     built = BuiltPack(
         name=pack.name,

@@ -39,26 +39,30 @@ from pack_publisher.oci.referrers import (
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import AttachRequest, NotFound
 from pack_publisher.registry.verified import VerifiedRegistry
-from pack_publisher.runtime.errors import PublisherError
-from pack_publisher.sources import sbom
-from pack_publisher.sources.archive import ArchiveFacts
-from pack_publisher.state.records import BuiltPack, write_atomic
+from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.state.records import BuiltPack, PublishedPack, write_atomic
 
 if TYPE_CHECKING:
     from pack_publisher.registry.http import HttpTransport
-from pack_publisher.runtime.errors import AccessError
-from pack_publisher.state.records import PublishedPack
+    from pack_publisher.sources.archive import ArchiveFacts
 
 MAX_SBOM_BYTES = 16 * 1024 * 1024  # far above the SBOM of a 64 MiB pack; read whole by verify
 ATTACH_ATTEMPTS = 3  # attach-and-list cycles: another writer of the referrers index may drop the entry once
+
+
+def sbom_file_name(pack: str) -> str:
+    """The SBOM's file name beside the archive, and its title in the registry."""
+    return f"{pack}.cdx.json"
 
 
 def prepare(
     run: Run, name: str, gtpack: Path, facts: ArchiveFacts, pack: Artifact
 ) -> tuple[Descriptor, Referrer] | None:
     """Write OUT_DIR/<pack>.cdx.json from the archive's sbom.cbor and compose its referrer; None without one."""
+    from pack_publisher.sources import sbom  # cbor2 and the archive reader: only where an SBOM is read
+
     s = run.settings
-    path = gtpack.parent / sbom.file_name(name)
+    path = gtpack.parent / sbom_file_name(name)
     files = sbom.read_sbom(gtpack)
     if files is None:
         path.unlink(missing_ok=True)  # an SBOM of an earlier build must not pass for this one's
@@ -79,7 +83,7 @@ def prepare(
 
 
 def document_path(built: BuiltPack) -> Path:
-    return built.gtpack.parent / sbom.file_name(built.name)
+    return built.gtpack.parent / sbom_file_name(built.name)
 
 
 def load_referrer(built: BuiltPack, pack: Artifact) -> Referrer | None:
@@ -130,6 +134,8 @@ def ensure_attached(
 
 def verify_sbom(registry: VerifiedRegistry, repository: str, digest: str, gtpack: Path, pinned: str | None) -> str:
     """Check the pack's SBOM referrer against the archive's sbom.cbor; what was found, for the `ok` line."""
+    from pack_publisher.sources import sbom  # cbor2 and the archive reader: only where an SBOM is read
+
     files = sbom.read_sbom(gtpack)
     if files is None:
         if pinned:

@@ -175,7 +175,13 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
         already_published=not plan.writes,
         sbom_digest=planned.sbom.descriptor.digest if planned.sbom else None,
     )
-    records.save(settings.out_dir, record)
+    try:
+        records.save(settings.out_dir, record)
+    except records.WriteFailed as exc:  # the registry has it: say so, and that a re-run records it
+        raise PublisherError(
+            f"{exc.message}; {record.pinned_reference} is already published (tags {','.join(plan.tags)}), "
+            "but not recorded: free space and re-run to complete it (nothing is pushed again)"
+        ) from None
     return PackResult(built.name, built.reference, status, record=record, sbom_line=sbom_line)
 
 

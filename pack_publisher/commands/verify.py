@@ -21,6 +21,7 @@ from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import Redactor
+from pack_publisher.runtime.safe_files import read_regular
 from pack_publisher.sources import archive
 from pack_publisher.state import lockfile
 
@@ -85,10 +86,9 @@ def verify(
 ) -> None:
     """Check the packs of the lockfile at `lock_path` (those named in `selected`, else all) against the registry,
     then each one's `components[]` entry; with `trust` (--trusted-key) its signature."""
-    try:
-        data = lock_path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{lock_path}: cannot read the lockfile ({exc.strerror})") from None
+    data = read_regular(lock_path, lockfile.MAX_LOCKFILE_BYTES, "lockfile")  # no FIFO, device or endless file
+    if data is None:
+        raise ConfigError(f"{lock_path}: cannot read the lockfile (No such file or directory)")
     content = lockfile.read(str(lock_path), data)
     packs = content["packs"]
     if not packs:

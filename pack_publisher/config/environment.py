@@ -169,10 +169,12 @@ class EnvSettings(BaseModel):
     def _version(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        problem = semver_problem(value.strip())
+        if value != value.strip():  # a tag is taken as written: "1.2.3\n" is not 1.2.3 (README)
+            raise ValueError(f"{value!r} has white space around it; set the bare version, e.g. {value.strip()!r}")
+        problem = semver_problem(value)
         if problem:
             raise ValueError(problem)
-        return value.strip()
+        return value
 
     @field_validator("source_date_epoch")
     @classmethod

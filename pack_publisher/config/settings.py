@@ -28,6 +28,7 @@ from pack_publisher.oci.names import (
 from pack_publisher.registry.connect import PublishOptions, secret_values
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.safe_files import lock_file_path
 from pack_publisher.sources.git import Git, describe_origin, remote_slug
 
 LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
@@ -214,7 +215,7 @@ def resolve_settings(
         packs_dir=(root / env.packs_dir).resolve(),
         out_dir=(root / env.out_dir).resolve(),
         stage_dir=(root / env.stage_dir).resolve(),
-        lock_file=(root / env.lock_file).resolve(),
+        lock_file=lock_file_path(root, env.lock_file),
         dry_run=env.dry_run,
         builder_override=env.packc,
         publish=options_of(env),

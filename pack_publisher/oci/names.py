@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 
@@ -89,3 +90,14 @@ class Reference:
     @property
     def uri(self) -> str:
         return f"oci://{self}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine: `localhost` or a loopback address (127.0.0.0/8, ::1), brackets allowed."""
+    name = host.strip("[]").lower()
+    if name == "localhost":  # only the name itself: a subdomain of it resolves however DNS says
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -2,8 +2,11 @@
 
 `Basic` challenges get the credentials; `Bearer` challenges send them to the token realm the registry
 names (the GHCR flow) and cache the token. Credentials never go to a realm over plain HTTP when the
-registry itself is reached over TLS, and never follow a redirect of the realm. `redact` masks every
-secret this side knows (the password, the Basic header, each token) in text a registry sends back.
+registry itself is reached over TLS, nor to a plain-HTTP realm off this machine without the
+OCI_PLAIN_HTTP_CREDENTIALS opt-in (the registry's own rule), and never follow a redirect of the realm;
+they go as UTF-8 (any password). `redact` (the run's redactor) masks every secret this side knows (the
+password, the Basic header, each token as it arrives, before any use) in text a registry sends back;
+a token a header cannot carry as it is (control characters, spaces, non-ASCII) is refused.
 """
 
 from __future__ import annotations
@@ -18,15 +21,25 @@ from urllib.parse import urlsplit
 
 import requests
 
+from pack_publisher.oci.names import is_loopback
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.retry import TRANSIENT_STATUS, Transient
-from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
 from pack_publisher.runtime.redact import Redactor
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a header value can carry unchanged
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 # Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
 ReadBody = Callable[[requests.Response, int], bytes]
+
+
+class RealmRefused(ConfigError):
+    """The registry names a token realm the credentials may not go to (see `Authenticator.answer`)."""
+
+
+class TokenRefused(AccessError):
+    """The token service answered a token that cannot be used as it is."""
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -56,14 +69,20 @@ class Authenticator:
         tls: bool,
         get: Callable[..., requests.Response],
         read: ReadBody | None = None,
+        *,
+        redactor: Redactor | None = None,
+        plain_http_credentials: bool = False,
     ) -> None:
+        """`redactor`: the run's (every token joins it as it arrives); `plain_http_credentials`: the
+        OCI_PLAIN_HTTP_CREDENTIALS opt-in, which alone lets credentials go to a plain-HTTP realm elsewhere."""
         self.registry = registry
         self.credentials = credentials
         self.tls = tls
+        self.plain_http_credentials = plain_http_credentials
         self._get = get  # the client's GET (its session, proxies and timeouts)
         self._read = read or self._read_capped  # the client's reader (with its deadline)
         self._headers: dict[str, str] = {}  # scope -> Authorization header value
-        self.redact = Redactor()
+        self.redact = redactor if redactor is not None else Redactor()
         if credentials is not None:
             self.redact.add_credentials(credentials.username, credentials.password.get_secret_value())
 
@@ -95,8 +114,7 @@ class Authenticator:
                     f"{self.registry}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
                     "or log in with `oras login` / `docker login`"
                 )
-            pair = f"{creds.username}:{creds.password.get_secret_value()}".encode()
-            self._headers[scope] = "Basic " + base64.b64encode(pair).decode()
+            self._headers[scope] = basic_header(creds)
             return
         if scheme != "bearer" or "realm" not in params:
             raise PublisherError(f"{self.registry}: unsupported auth challenge {scheme!r}")
@@ -105,15 +123,24 @@ class Authenticator:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise PublisherError(f"{self.registry}: the auth challenge names an invalid token realm {realm!r}")
         if self.tls and parts.scheme != "https":
-            raise PublisherError(
+            raise RealmRefused(
                 f"{self.registry}: the registry sends credentials to a token realm over plain HTTP ({realm}); refused"
             )
-        query: dict[str, str] = {"scope": params.get("scope") or scope}
+        clear_text = parts.scheme != "https" and not is_loopback(parts.hostname or "")
+        if creds is not None and clear_text and not self.plain_http_credentials:  # the registry's own rule
+            raise RealmRefused(
+                f"{self.registry}: the registry asks for the credentials at a token realm over plain HTTP on "
+                f"another host ({realm}); refused: use TLS, or set OCI_PLAIN_HTTP_CREDENTIALS=1 to accept that"
+            )
+        query: dict[str, str] = {}
+        if params.get("scope") or scope:
+            query["scope"] = params.get("scope") or scope
         if "service" in params:
             query["service"] = params["service"]
-        auth = (creds.username, creds.password.get_secret_value()) if creds else None
+        # UTF-8, as oras and the Basic path send them: requests would encode the pair as Latin-1
+        headers = {"Authorization": basic_header(creds)} if creds else {}
         try:
-            response = self._get(realm, params=query, auth=auth, allow_redirects=False)
+            response = self._get(realm, params=query, headers=headers, allow_redirects=False)
         except requests.Timeout:
             raise Transient("token service: timed out") from None
         except requests.RequestException as exc:
@@ -127,8 +154,19 @@ class Authenticator:
             token = _token_of(self._read(response, MAX_TOKEN_ANSWER_BYTES))
         if not token:
             raise PublisherError(f"{self.registry}: the token service answered without a token")
-        self.redact.add(token)
+        self.redact.add(token)  # before any use: nothing said about it from here on can show it
+        if not _TOKEN_TEXT.fullmatch(token):
+            raise TokenRefused(
+                f"{self.registry}: the token service answered a token with control characters, spaces or "
+                "non-ASCII characters (it cannot go in a header as it is); refused"
+            )
         self._headers[scope] = f"Bearer {token}"
+
+
+def basic_header(credentials: Credentials) -> str:
+    """The Basic Authorization value, the pair encoded as UTF-8 (any password, `pässwörd` too)."""
+    pair = f"{credentials.username}:{credentials.password.get_secret_value()}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
 
 
 def _token_of(body: bytes) -> str | None:

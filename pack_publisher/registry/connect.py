@@ -12,11 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from pack_publisher.oci.names import is_loopback
 from pack_publisher.registry.credentials import Credentials, resolve_credentials
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import Transport
 from pack_publisher.registry.verified import VerifiedRegistry
-from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import Redactor
 
@@ -61,9 +62,6 @@ class PublishOptions(BaseModel):
         return self.plain_http or host in {"localhost", "127.0.0.1", "[::1]"}
 
 
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
-
-
 def find_oras(options: PublishOptions) -> str | None:
     if options.oras_bin:
         found = shutil.which(options.oras_bin, path=options.search_path)
@@ -84,7 +82,7 @@ def chosen_oras(options: PublishOptions) -> str | None:
 def check_plain_http(registry: str, options: PublishOptions, credentials: Credentials | None) -> None:
     """Credentials in clear text only to this machine, unless OCI_PLAIN_HTTP_CREDENTIALS=1 says so too."""
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    if credentials is None or not options.uses_plain_http(registry) or host in LOOPBACK_HOSTS:
+    if credentials is None or not options.uses_plain_http(registry) or is_loopback(host):
         return
     if not options.plain_http_credentials:
         raise ConfigError(
@@ -123,6 +121,8 @@ def connect(
     if oras is not None:
         from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
 
+        if credentials is not None:  # where a token realm would take them, decided before oras has them
+            probe_token_realm(registry, credentials, plain_http, policy, options, redactor)
         env = dict(options.child_env)
         if options.oras_experimental:
             env["ORAS_EXPERIMENTAL"] = "1"
@@ -132,6 +132,52 @@ def connect(
         from pack_publisher.registry.http import HttpTransport
 
         transport = HttpTransport(
-            registry, credentials, plain_http, policy, ca_bundle=options.ca_bundle, proxy_env=options.proxy_env
+            registry,
+            credentials,
+            plain_http,
+            policy,
+            ca_bundle=options.ca_bundle,
+            proxy_env=options.proxy_env,
+            redactor=redactor,
+            plain_http_credentials=options.plain_http_credentials,
         )
     return VerifiedRegistry(transport, registry)
+
+
+def probe_token_realm(
+    registry: str,
+    credentials: Credentials,
+    plain_http: bool,
+    policy: RetryPolicy,
+    options: PublishOptions,
+    redactor: Redactor,
+) -> None:
+    """Answer the registry's challenge once with the built-in client before oras is handed the credentials.
+
+    oras sends them to whatever token realm the registry names, over plain HTTP too; the built-in
+    client's rules (`auth.Authenticator`) refuse a realm that may not have them, and a token the service
+    answers joins the redactor (and is refused with control characters) before anything else sees it.
+    """
+    from dataclasses import replace
+
+    from pack_publisher.registry.auth import RealmRefused, TokenRefused
+    from pack_publisher.registry.http import HttpTransport
+
+    probe = HttpTransport(
+        registry,
+        credentials,
+        plain_http,
+        replace(policy, attempts=1),
+        ca_bundle=options.ca_bundle,
+        proxy_env=options.proxy_env,
+        redactor=redactor,
+        plain_http_credentials=options.plain_http_credentials,
+    )
+    try:
+        probe.answer_challenge()
+    except (RealmRefused, TokenRefused):
+        raise
+    except PublisherError:
+        pass  # unreachable, failing, or the credentials refused: oras meets the same and says so per pack
+    finally:
+        probe.close()

@@ -18,11 +18,13 @@ from pydantic import SecretStr
 
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.safe_files import read_regular
 
 if TYPE_CHECKING:
     from pack_publisher.registry.connect import PublishOptions
 
 HELPER_TIMEOUT_SECONDS = 30
+MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024  # far above a real one; a link to /dev/zero must not fill the memory
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,12 @@ def _from_helper(commands: Commands, helper: str, registry: str, path: Path) -> 
 
 
 def _from_docker_config(commands: Commands, path: Path, registry: str) -> Credentials | None:
-    try:
-        config: Any = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = read_regular(path, MAX_DOCKER_CONFIG_BYTES, "DOCKER_CONFIG")  # no FIFO, device or endless file
+    if data is None:
         return None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    try:
+        config: Any = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: not a readable Docker config file ({type(exc).__name__})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: not a Docker config file (expected a JSON object)")

@@ -48,6 +48,7 @@ from pack_publisher.registry.transport import (
 )
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
 from pack_publisher.runtime.parallel import together
+from pack_publisher.runtime.redact import Redactor
 
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_TYPES = {MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE}
@@ -72,16 +73,27 @@ class HttpTransport:
         *,
         ca_bundle: str | None = None,
         proxy_env: Mapping[str, str] | None = None,
+        redactor: Redactor | None = None,
+        plain_http_credentials: bool = False,
     ) -> None:
         """`ca_bundle`: a CA bundle file or folder (None: the system's). `proxy_env`: the proxy variables
-        (any of `PROXY_VARIABLES`) as the caller read them; None or empty: no proxy."""
+        (any of `PROXY_VARIABLES`) as the caller read them; None or empty: no proxy. `redactor`: the run's,
+        which every token joins; `plain_http_credentials`: OCI_PLAIN_HTTP_CREDENTIALS (see `Authenticator`)."""
         self.registry = registry
         self.base = f"{'http' if plain_http else 'https'}://{registry}"
         self.policy = policy or RetryPolicy()
         if ca_bundle and not Path(ca_bundle).exists():
             raise ConfigError(f"the CA bundle {ca_bundle} does not exist")
         self._sessions = SessionPool(ca_bundle or True, dict(proxy_env or {}), USER_AGENT)
-        self.auth = Authenticator(registry, credentials, not plain_http, self._get_token, self._read_token_answer)
+        self.auth = Authenticator(
+            registry,
+            credentials,
+            not plain_http,
+            self._get_token,
+            self._read_token_answer,
+            redactor=redactor,
+            plain_http_credentials=plain_http_credentials,
+        )
 
     def close(self) -> None:
         self._sessions.close()
@@ -222,6 +234,15 @@ class HttpTransport:
         with self._sessions.hold():
             return retrying(self.policy, self.registry, operation, attempt)
 
+    def answer_challenge(self) -> None:
+        """Ask the API root and answer its auth challenge, if any (what oras would do with the credentials)."""
+
+        def attempt() -> None:
+            response = self._send("GET", f"{self.base}/v2/", "")
+            response.close()
+
+        self._retrying("checking where the credentials go", attempt)
+
     # --- the storage primitives -------------------------------------------------------------------
 
     def resolve(self, repository: str, reference: str) -> Descriptor:
@@ -274,6 +295,21 @@ class HttpTransport:
             raise self._fail(f"checking blob {digest[:19]}", response)
 
         return bool(self._retrying(f"checking blob {digest[:19]} in {repository}", attempt))
+
+    def blob_served(self, repository: str, digest: str) -> tuple[str, int] | None:
+        def attempt() -> tuple[str, int] | None:
+            response = self._send("HEAD", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))
+            self._finish(response)
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self._fail(f"checking blob {digest[:19]}", response)
+            size = response.headers.get("Content-Length", "")
+            if not size.isdigit():
+                raise PublisherError(f"{self.registry}: blob {digest[:19]} in {repository}: the registry says no size")
+            return response.headers.get("Docker-Content-Digest") or digest, int(size)
+
+        return self._retrying(f"checking blob {digest[:19]} in {repository}", attempt)  # type: ignore[no-any-return]
 
     def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
         def attempt() -> None:

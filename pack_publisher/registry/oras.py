@@ -4,24 +4,31 @@ Publishing writes the OCI image layout itself (the archive hard-linked, the exac
 composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so
 there is no second composition to compare and no copy of the archive. Each primitive is one oras
 process, and a process costs far more than a request (start-up, a new connection, its own auth), so a
-pack takes as few as the proofs allow: a fresh pack three (resolve, `cp`, read back), an already
-published one two (resolve, read back); see `pack_publisher.content` for why blobs need no process
-of their own.
+pack takes as few as the proofs allow: a fresh pack four (resolve, `cp`, read back beside the layer's
+check), an already published one three; see `pack_publisher.content` for why only the layer is asked.
 
-Credentials live in a private registry config for the run (`--registry-config`, a 0600 file in a
-0700 temporary folder, removed on every exit path); the user's Docker config is never written, and
-never read by oras (credentials found there, helpers included, were resolved once and written to
-the private file). It is written directly rather than by `oras login`: on a fresh config file,
-login hands the password to a native credential store it detects on PATH, outside the folder.
+Credentials live in a private registry config for the run (`--registry-config`): on Linux an
+anonymous in-memory file passed as `/dev/fd/N` (never on a disk), elsewhere a 0600 file in a 0700
+folder removed on every exit path and swept by the next run if this one was killed outright. The
+user's Docker config is never written, and never read by oras (credentials found there, helpers
+included, were resolved once and written to the private config). It is written directly rather than
+by `oras login`: on a fresh config file, login hands the password to a native credential store it
+detects on PATH. Before oras gets the credentials, the registry's challenge is answered once by the
+built-in client (`transports.probe_token_realm`), whose rules decide where they may go. Each oras
+command dies with this process (`commands.Commands.run`).
 
 oras reports everything on stderr as text; the classification below reads only its stable parts
-(`response status code NNN`, oras-go's `<ref>: not found`, Go's network error texts), and anything
-it cannot place is a final error, never "not found".
+(`response status code NNN`, the registry's error codes as oras prints them, oras-go's
+`<ref>: not found`, Go's network error texts), and anything it cannot place is a final error, never
+"not found". A digest mismatch while reading is tampering (final); a 401 after the credentials were
+accepted is an expired token (one more command). A command is many requests, so its attempts are
+bounded by the time budget (at most `WHOLE_COMMAND_ATTEMPTS`), not by one request's count.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -53,30 +60,91 @@ _NOT_FOUND = re.compile(r"^Error response from registry: .*: not found$")
 _STATUS = re.compile(r"response status code (\d{3})")
 _NETWORK = re.compile(
     r"connection reset|connection refused|broken pipe|unexpected EOF|\bEOF\b|i/o timeout|timeout|"
-    r"no such host|server misbehaving|digest mismatch|invalid response|server closed",
+    r"no such host|server misbehaving|invalid response|server closed",
     re.IGNORECASE,
 )
+# Content that is not what was asked for: tampering (or a broken registry), never an outage to retry.
+_TAMPERED = re.compile(r"digest mismatch|size mismatch|mismatched (digest|size)", re.IGNORECASE)
+# The registry's own error codes for 503 / 429 / 500 (its JSON error body): oras prints them without a status.
+_REGISTRY_TRANSIENT = re.compile(r"(?:^|: )(unavailable|toomanyrequests|unknown): ")
 _DENIED = re.compile(r": (unauthorized|denied|forbidden): ")
+_UNAUTHORIZED = re.compile(r"(?:^|: )unauthorized: ")
+WHOLE_COMMAND_ATTEMPTS = 10  # a command is many requests, each may fail once in turn: the time budget bounds it
 _QUERY = re.compile(r"\?[^\"\s]*")  # upload URLs carry long state tokens: not worth showing
 
 
 class PrivateRegistryConfig:
-    """The run's own registry config file for oras; remove() on every exit path."""
+    """The run's own registry config for oras; remove() on every exit path.
 
-    def __init__(self, registry: str, credentials: Credentials | None) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="pack-publisher-oras-"))  # mode 0700
-        cleanup.register_folder(self.folder)
-        self.path = self.folder / "config.json"
+    On Linux it never touches a disk: an anonymous in-memory file (`memfd_create`) that oras opens as
+    `/dev/fd/N`, inherited by each oras command alone, gone when this process ends however it ends.
+    Elsewhere (or `in_memory=False`) a 0600 file in a 0700 folder named after this process; a later run
+    sweeps such folders whose process is gone (`sweep_stale`), so a run killed outright leaves no
+    credentials behind for long.
+    """
+
+    def __init__(self, registry: str, credentials: Credentials | None, *, in_memory: bool = True) -> None:
         auths: dict[str, Any] = {}
         if credentials is not None:
             pair = f"{credentials.username}:{credentials.password.get_secret_value()}"
             auths[registry] = {"auth": base64.b64encode(pair.encode()).decode()}
+        data = json.dumps({"auths": auths}).encode()
+        self.folder: Path | None = None
+        self.fd: int | None = None
+        if in_memory and hasattr(os, "memfd_create") and Path("/dev/fd").is_dir():
+            self.fd = os.memfd_create("pack-publisher-oras-config")  # close-on-exec: only pass_fds hands it on
+            os.write(self.fd, data)
+            self.path = Path(f"/dev/fd/{self.fd}")
+            return
+        sweep_stale(Path(tempfile.gettempdir()), CONFIG_PREFIX)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{CONFIG_PREFIX}{os.getpid()}-"))  # mode 0700
+        cleanup.register_folder(self.folder)
+        self.path = self.folder / "config.json"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"auths": auths}, fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return (self.fd,) if self.fd is not None else ()
 
     def remove(self) -> None:
-        cleanup.remove_folder(self.folder)
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+        if self.folder is not None:
+            cleanup.remove_folder(self.folder)
+
+
+CONFIG_PREFIX = "pack-publisher-oras-"
+LAYOUT_PREFIX = ".oras-layout-"
+
+
+def sweep_stale(parent: Path, prefix: str) -> None:
+    """Remove folders `<prefix><pid>-*` in `parent` whose process no longer runs (a run killed outright)."""
+    try:
+        found = list(parent.glob(f"{prefix}*"))
+    except OSError:
+        return
+    for folder in found:
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+class Unauthorized(AccessError):
+    """A 401: on a command after the credentials were accepted, a token that expired mid-way (retried once)."""
 
 
 class OrasTransport:
@@ -106,6 +174,7 @@ class OrasTransport:
         self.env = env
         self.redact = redactor
         self.policy = policy or RetryPolicy()
+        self._accepted = False  # some command got past the registry's auth: a later 401 is an expired token
 
     # --- running oras -----------------------------------------------------------------------------
 
@@ -132,14 +201,24 @@ class OrasTransport:
     ) -> bytes:
         """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per attempt."""
         seconds = timeout or self._small_timeout()
+        renewed = False
 
         def attempt() -> bytes:
-            if open_sink is None:
-                return self._once(args, operation, seconds, None, cwd, stdin)
-            with open_sink() as sink:
-                return self._once(args, operation, seconds, sink, cwd, stdin)
+            nonlocal renewed
+            try:
+                if open_sink is None:
+                    return self._once(args, operation, seconds, None, cwd, stdin)
+                with open_sink() as sink:
+                    return self._once(args, operation, seconds, sink, cwd, stdin)
+            except Unauthorized as exc:
+                if renewed or not self._accepted:
+                    raise
+                renewed = True  # a new oras command fetches a new token, as the built-in client re-authenticates
+                raise Transient(f"{exc.message} (after the credentials were accepted: trying once more)") from None
 
-        return retrying(self.policy, self.registry, operation, attempt, attempt_seconds=seconds)
+        return retrying(
+            self.policy, self.registry, operation, attempt, attempt_seconds=seconds, attempts=WHOLE_COMMAND_ATTEMPTS
+        )
 
     def _once(
         self,
@@ -152,17 +231,29 @@ class OrasTransport:
     ) -> bytes:
         try:
             done = self.commands.run(
-                [self.oras, *args], timeout=timeout, stdout=sink or True, env=self.env, cwd=cwd, stdin=stdin
+                [self.oras, *args],
+                timeout=timeout,
+                stdout=sink or True,
+                env=self.env,
+                cwd=cwd,
+                stdin=stdin,
+                pass_fds=self.config.pass_fds,
             )
         except OSError as exc:
             raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
         if done.expired:
             raise Transient(f"oras {args[0]} ran over {timeout:.0f} s")
         if done.returncode == 0:
+            self._accepted = True
             return done.stdout
-        raise self._classify(done.stderr_tail, done.returncode, operation)
+        error = self._classify(done.stderr_tail, done.returncode, operation, pushing=args[0] == "cp")
+        if isinstance(error, NotFound):
+            self._accepted = True  # the registry looked: the credentials got through
+        raise error
 
-    def _classify(self, stderr: str, code: int, operation: str) -> Exception:
+    def _classify(self, stderr: str, code: int, operation: str, *, pushing: bool = False) -> Exception:
+        """What oras' error says: NotFound, Transient, a final error (a digest mismatch when reading is
+        tampering: final; when pushing, the registry's answer is retried and the read-back proves content)."""
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("Error")]  # oras may add a hint line after it
         last = (errors or lines or [f"exit {code}"])[-1]
@@ -170,13 +261,21 @@ class OrasTransport:
         status = _STATUS.search(last)
         if _NOT_FOUND.match(last) and status is None:
             return NotFound(cause)
+        if _TAMPERED.search(last) and not pushing:
+            return PublisherError(f"{self.registry}: {operation}: the registry served other content ({cause})")
         if status is not None:
             number = int(status.group(1))
             if number in TRANSIENT_STATUS:
                 return Transient(cause)
-            if number in (401, 403):
+            if number == 401:
+                return Unauthorized(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
+            if number == 403:
                 return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
             return PublisherError(f"{self.registry}: {operation}: {cause}")
+        if _REGISTRY_TRANSIENT.search(last.removeprefix("Error response from registry: ")):
+            return Transient(cause)
+        if _UNAUTHORIZED.search(last.removeprefix("Error response from registry: ")):
+            return Unauthorized(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
         if "credential not found" in last:
             return AccessError(
                 f"{self.registry}: {operation}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
@@ -186,7 +285,7 @@ class OrasTransport:
             return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
         if "x509:" in last or "certificate" in last:
             return AccessError(f"{self.registry}: {operation}: TLS failed ({cause})")
-        if _NETWORK.search(last):
+        if _NETWORK.search(last) or (pushing and _TAMPERED.search(last)):
             return Transient(cause)
         return PublisherError(f"{self.registry}: {operation}: {cause}")
 
@@ -218,6 +317,20 @@ class OrasTransport:
             return False
         return True
 
+    def blob_served(self, repository: str, digest: str) -> tuple[str, int] | None:
+        ref = self._ref(repository, digest)
+        try:
+            out = self._run(
+                ["blob", "fetch", "--descriptor", *self._remote(), ref], f"checking blob {digest[:19]} in {repository}"
+            )
+        except NotFound:
+            return None
+        try:
+            data = json.loads(out)
+            return str(data["digest"]), int(data["size"])
+        except (ValueError, KeyError, TypeError):
+            raise PublisherError(f"{self.registry}: oras printed no descriptor for {ref}") from None
+
     def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
         ref = self._ref(repository, digest)
         self._run(
@@ -228,7 +341,8 @@ class OrasTransport:
         )
 
     def push(self, request: PushRequest) -> PushOutcome:
-        work = Path(tempfile.mkdtemp(prefix=".oras-layout-", dir=request.gtpack.parent))
+        sweep_stale(request.gtpack.parent, LAYOUT_PREFIX)  # left by a run killed outright
+        work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=request.gtpack.parent))
         cleanup.register_folder(work)
         try:
             layout = _write_layout(work, request)

@@ -69,13 +69,20 @@ class Transient(Exception):
 
 
 def retrying(
-    policy: RetryPolicy, registry: str, operation: str, attempt: Callable[[], T], attempt_seconds: float = 0.0
+    policy: RetryPolicy,
+    registry: str,
+    operation: str,
+    attempt: Callable[[], T],
+    attempt_seconds: float = 0.0,
+    attempts: int | None = None,
 ) -> T:
     """Run `attempt` until it succeeds, raises a final error, or the policy's bounds run out.
 
     `attempt_seconds` is how long one attempt may take at most (an oras command's deadline): a retry
-    that could not end within the budget plus one connect timeout is not started.
+    that could not end within the budget plus one connect timeout is not started. `attempts` replaces
+    the policy's count (an oras command is many requests: the time budget bounds it instead).
     """
+    limit = attempts or policy.attempts
     clock = policy.clock
     started = clock.monotonic()
     number = 0
@@ -89,7 +96,7 @@ def retrying(
             late = elapsed + delay + attempt_seconds > policy.total_seconds + (
                 policy.connect_timeout if attempt_seconds else 0.0
             )
-            if number >= policy.attempts or late:
+            if number >= limit or late:
                 raise AccessError(
                     f"{registry}: {operation} failed after {number} attempt(s) in {elapsed:.0f} s: {exc.cause}"
                 ) from None

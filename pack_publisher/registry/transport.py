@@ -74,6 +74,10 @@ class Transport(Protocol):
 
     def blob_exists(self, repository: str, digest: str) -> bool: ...
 
+    def blob_served(self, repository: str, digest: str) -> tuple[str, int] | None:
+        """The digest and size the registry says it serves for a blob (its HEAD answer); None when absent."""
+        ...
+
     def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
         """Stream the blob into a sink from `open_sink` (a new one per attempt); NotFound when absent."""
         ...

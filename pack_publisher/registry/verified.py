@@ -6,21 +6,18 @@ from the registry before anyone may record it. Transports only move bytes (see `
 
 What proves a pack landed (`check_landed`): the first tag is read back and its bytes hash to the
 composed manifest's digest (so it names exactly our blobs), every other tag resolves to that digest,
-and every blob the manifest names is in the repository. The last part is proven in one of two ways:
+and the registry serves the layer with its digest and size (a HEAD checked against the descriptor: a
+registry answering 200 with `Content-Length: 0` for a blob it threw away, and accepting the manifest,
+is caught; issue #21). The config blob (2 bytes, `{}`) is proven in one of two ways:
 
 - the built-in client asks (`HEAD` on each blob), side by side with the read-back, so it costs no
   extra round trip;
 - the oras transport relies on the registry: a registry stores a manifest only when every blob it
-  names is in the repository, and refuses it otherwise (`MANIFEST_BLOB_UNKNOWN`). docker-registry
-  checks this on every manifest `PUT`, also when the same manifest is put again under another tag
-  after one of its blobs was deleted (`invoke bench` checks this each run, see docs/benchmarks.md);
-  GHCR checks it too (public reports show it answering "unknown blob" to manifest pushes).
-  A tag that serves our manifest is therefore backed by its blobs, and an extra
-  `oras blob fetch --descriptor` per blob (a process and a round trip each: two of the five processes
-  a fresh pack took) proves nothing more. The one case it would catch is a blob deleted by hand
-  (`DELETE /v2/<name>/blobs/<digest>`, which distribution allows when deletes are enabled) after its
-  manifest was accepted, found by a re-run that pushes nothing: the built-in client (both blobs) and
-  `invoke verify` (the layer, downloaded and hashed) still catch that one.
+  names is in the repository, and refuses it otherwise (`MANIFEST_BLOB_UNKNOWN`; docker-registry and
+  GHCR check this on every manifest `PUT`, see docs/benchmarks.md). That rule alone is not enough for
+  the layer: a registry that says it holds a blob it threw away (or a re-run that pushes nothing,
+  after a blob was deleted by hand) is caught only by asking, so the layer costs one
+  `oras blob fetch --descriptor` (a HEAD) per pack, side by side with the read-back.
 
 The checks of one pack run side by side (`runtime.parallel.together`): their order never mattered,
 only that all of them pass before the pack is recorded.
@@ -118,13 +115,21 @@ class VerifiedRegistry:
                 got = served.digest if served else "nothing"
                 raise PublisherError(f"after the push, {repository}:{tag} serves {got}, not {expected}")
 
-        def blob_present(blob: Descriptor) -> None:
-            if not self.transport.blob_exists(repository, blob.digest):
+        def blob_served(blob: Descriptor) -> None:
+            served = self.transport.blob_served(repository, blob.digest)
+            if served is None:
                 raise PublisherError(f"after the push, blob {blob.short} is missing from {repository}")
+            if served != (blob.digest, blob.size):
+                raise PublisherError(
+                    f"after the push, {repository} says it serves blob {blob.short} as {served[0][:19]}, "
+                    f"{served[1]} bytes, not {blob.size} bytes: the registry does not hold it"
+                )
 
         checks: list[Callable[[], None]] = [read_back, *(partial(tag_serves, tag) for tag in others)]
-        if self.transport.cheap_blob_checks:  # else the registry's MANIFEST_BLOB_UNKNOWN rule (module docstring)
-            checks += [partial(blob_present, blob) for blob in request.artifact.blobs]
+        # the layer always (a registry may accept a manifest naming a blob it threw away); the config blob
+        # too where a check costs no process of its own
+        blobs = request.artifact.blobs if self.transport.cheap_blob_checks else [request.artifact.layer]
+        checks += [partial(blob_served, blob) for blob in blobs]
         together(checks)
 
     def close(self) -> None:

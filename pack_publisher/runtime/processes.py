@@ -14,15 +14,18 @@ tail) and registration with `cleanup`, so Ctrl-C and SIGTERM stop it too. The ec
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pack_publisher.runtime import cleanup
 
@@ -64,9 +67,12 @@ class Commands:
         stdout: IO[bytes] | bool = True,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> Completed:
         """Run `argv` to its end or its deadline; `stdout` True captures, False discards, a file receives.
 
+        `pass_fds`: descriptors the child inherits (oras reads its registry config from one). On Linux
+        the child is killed when this process dies, even by SIGKILL (`PR_SET_PDEATHSIG`).
         Raises OSError when the program cannot be started (missing, not executable).
         """
         if self.echo:
@@ -81,6 +87,8 @@ class Commands:
                 env=dict(env) if env is not None else self.env,
                 cwd=cwd,  # None: this process's folder
                 start_new_session=True,  # so a deadline or Ctrl-C kills it and anything it started
+                pass_fds=tuple(pass_fds),
+                preexec_fn=_die_with_parent(),
             )
             cleanup.track(process)
             expired = threading.Event()
@@ -120,3 +128,31 @@ def _drain(pipe: IO[bytes], target: IO[bytes] | bool) -> bytes:
         if not isinstance(target, bool):
             target.write(chunk)
     return b""
+
+
+PR_SET_PDEATHSIG = 1
+_LIBC: Any = None
+if sys.platform.startswith("linux"):
+    try:
+        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
+    except OSError:  # no C library to ask: children then end by `cleanup` alone
+        _LIBC = None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Code for the child, between fork and exec: be killed when the parent dies (Linux only).
+
+    Ctrl-C and SIGTERM are handled by `cleanup`; this covers a parent killed outright (`kill -9`, the
+    OOM killer), which would otherwise leave oras uploading with the run's credentials. The signal
+    follows the thread that started the child, which here waits for it to end (`Commands.run`).
+    """
+    if _LIBC is None:
+        return None
+    parent = os.getpid()
+
+    def child() -> None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above: go with it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return child

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 import cbor2
@@ -17,6 +19,9 @@ from pack_publisher.runtime.errors import PublisherError
 
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_ENTRIES = 65_535  # what a zip holds without ZIP64 (the builder never needs it); each entry costs parsing
+LOCAL_HEADER_MAGIC = b"PK\x03\x04"
+LOCAL_HEADER_SIZE = 30
 MANIFEST = "manifest.cbor"
 SBOM = "sbom.cbor"
 CHUNK = 1024 * 1024
@@ -67,6 +72,60 @@ def _check_entry(path: Path, info: zipfile.ZipInfo) -> None:
         raise _bad(path, f"entry {name!r} is {info.file_size} bytes, over the 16 MiB limit")
 
 
+def _real_size(path: Path, fh: BinaryIO, info: zipfile.ZipInfo, total: int) -> int:
+    """Inflate one entry from its own bytes and return its real size, checking its CRC over them.
+
+    Nothing the archive declares is trusted: the inflated bytes are counted against the per-entry and
+    total caps as they come (`total`: the bytes of the entries before it), must end where the entry's
+    compressed data ends, and must be as many as declared (zipfile itself stops at the declared size).
+    """
+    name = info.filename
+    fh.seek(info.header_offset)
+    header = fh.read(LOCAL_HEADER_SIZE)
+    if len(header) != LOCAL_HEADER_SIZE or header[:4] != LOCAL_HEADER_MAGIC:
+        raise _bad(path, f"entry {name!r} has no local header where the directory says")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    fh.seek(info.header_offset + LOCAL_HEADER_SIZE + name_length + extra_length)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    left, size, crc = info.compress_size, 0, 0
+    while left:
+        data = fh.read(min(CHUNK, left))
+        if not data:
+            raise _bad(path, f"entry {name!r} is cut short")
+        left -= len(data)
+        while True:
+            out = inflater.decompress(data, CHUNK) if inflater is not None else data
+            data = inflater.unconsumed_tail if inflater is not None else b""
+            size += len(out)
+            if size > MAX_ENTRY_BYTES:
+                raise _bad(path, f"entry {name!r} inflates to over 16 MiB (it declares {info.file_size} bytes)")
+            if total + size > MAX_TOTAL_BYTES:
+                raise _bad(path, "the entries inflate to over 64 MiB in total")
+            crc = zlib.crc32(out, crc)
+            if not data and len(out) < CHUNK:
+                break
+        if inflater is not None and inflater.eof and (left or inflater.unused_data):
+            raise _bad(path, f"entry {name!r} has data after its end")
+    if inflater is not None and not inflater.eof:
+        raise _bad(path, f"entry {name!r} does not inflate to its end (corrupt data)")
+    if size != info.file_size:
+        raise _bad(path, f"entry {name!r} holds {size} bytes, but declares {info.file_size}")
+    if crc != info.CRC:
+        raise _bad(path, f"entry {name!r} is corrupt (CRC mismatch)")
+    return size
+
+
+def _check_real_bytes(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
+    """Every entry inflated, capped and CRC-checked by what it really holds (see `_real_size`)."""
+    total = 0
+    with path.open("rb") as fh:
+        for info in infos:
+            try:
+                total += _real_size(path, fh, info, total)
+            except zlib.error as exc:
+                raise _bad(path, f"entry {info.filename!r} is corrupt ({exc})") from None
+
+
 def _pack_id(manifest: dict[Any, Any]) -> str:
     pack_id = manifest.get("pack_id")
     if isinstance(pack_id, int) and not isinstance(pack_id, bool):
@@ -111,6 +170,8 @@ def inspect_gtpack(path: Path) -> ArchiveFacts:
         raise _bad(path, f"not a zip archive ({exc})") from None
     with zf:
         infos = zf.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise _bad(path, f"{len(infos)} entries, over the {MAX_ENTRIES}-entry limit")
         seen: set[str] = set()
         for info in infos:  # one pass, linear in the number of entries
             if info.filename in seen:
@@ -123,6 +184,10 @@ def inspect_gtpack(path: Path) -> ArchiveFacts:
         if MANIFEST not in seen:
             raise _bad(path, f"{MANIFEST} is missing")
         try:
+            _check_real_bytes(path, zf, infos)  # before anything is read through zipfile
+        except ZIP_ERRORS as exc:
+            raise _bad(path, f"corrupt entry data ({exc})") from None
+        try:
             manifest = cbor2.loads(zf.read(MANIFEST))
             if not isinstance(manifest, dict):
                 raise ValueError("not a CBOR map")
@@ -132,12 +197,6 @@ def inspect_gtpack(path: Path) -> ArchiveFacts:
                 raise ValueError("version is not a string")
         except (*ZIP_ERRORS, KeyError, TypeError, AttributeError, RecursionError, cbor2.CBORDecodeError) as exc:
             raise _bad(path, f"{MANIFEST} cannot be read: {exc}") from None
-        try:
-            bad = zf.testzip()  # every entry must decompress with a good CRC
-        except ZIP_ERRORS as exc:
-            raise _bad(path, f"corrupt entry data ({exc})") from None
-        if bad is not None:
-            raise _bad(path, f"entry {bad!r} is corrupt (CRC mismatch)")
         if SBOM in seen:
             _check_sbom(path, zf, seen)
         kind = manifest.get("kind")

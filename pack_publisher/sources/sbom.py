@@ -53,11 +53,6 @@ class PackIdentity:
     created: str  # the `org.opencontainers.image.created` annotation, RFC 3339 UTC
 
 
-def file_name(pack: str) -> str:
-    """The SBOM's file name beside the archive, and its title in the registry."""
-    return f"{pack}.cdx.json"
-
-
 def read_sbom(gtpack: Path) -> list[SbomFile] | None:
     """The entries of the archive's `sbom.cbor`, sorted by path; None when the archive holds none."""
     try:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from pack_publisher.oci.names import pack_name_problem
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.safe_files import check_writable_kind, read_regular
 from pack_publisher.state.components import SCHEMA_VERSION, Signer, check_components, components
 from pack_publisher.state.records import PublishedPack, write_atomic
 
@@ -81,7 +82,9 @@ def write(settings: LockTarget, published: list[PublishedPack], sign: Signer | N
     try:
         write_atomic(settings.lock_file, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode())
     except OSError as exc:
-        raise ConfigError(f"LOCK_FILE: cannot write {settings.lock_file} ({exc.strerror})") from None
+        done = [p.pinned_reference for p in published if p.pinned_reference]
+        already = f"; already published: {', '.join(done)} (re-run `invoke lock` to complete it)" if done else ""
+        raise ConfigError(f"LOCK_FILE: cannot write {settings.lock_file} ({exc.strerror}){already}") from None
 
 
 def read(path_text: str, data: bytes) -> dict[str, Any]:
@@ -124,19 +127,15 @@ def check_writable_target(path: Path, packs_dir: Path, *, dry_run: bool = False)
         raise ConfigError(f"LOCK_FILE: {path} is inside PACKS_DIR {packs_dir}; write the lockfile elsewhere")
     if path.is_dir():
         raise ConfigError(f"LOCK_FILE: {path} is a directory")
+    check_writable_kind(path, "LOCK_FILE")  # a FIFO or a device is never opened, let alone replaced
     _probe_folder(path)
+    refusal = f"LOCK_FILE: {path} exists and is not a packs lockfile; not overwriting it (move it or set LOCK_FILE)"
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_LOCKFILE_BYTES + 1)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ConfigError(f"LOCK_FILE: cannot read {path} ({exc.strerror})") from None
+        data = read_regular(path, MAX_LOCKFILE_BYTES, "LOCK_FILE")
+    except ConfigError as exc:
+        raise ConfigError(refusal if "over" in exc.message else exc.message) from None
     if not data:
         return
-    refusal = f"LOCK_FILE: {path} exists and is not a packs lockfile; not overwriting it (move it or set LOCK_FILE)"
-    if len(data) > MAX_LOCKFILE_BYTES:
-        raise ConfigError(refusal)
     try:
         existing = read(str(path), data)
     except ConfigError:
@@ -228,11 +227,7 @@ def merge(fragments_dir: Path, expected: list[str] | None, target: Path, packs_d
 
 
 def _read_fragment(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_LOCKFILE_BYTES + 1)  # a link to /dev/zero must not fill the memory
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the lock fragment ({exc.strerror})") from None
-    if len(data) > MAX_LOCKFILE_BYTES:
-        raise ConfigError(f"{path}: over {MAX_LOCKFILE_BYTES} bytes, not a lock fragment")
+    data = read_regular(path, MAX_LOCKFILE_BYTES, "--merge")  # a link to /dev/zero must not fill the memory
+    if data is None:
+        raise ConfigError(f"{path}: the lock fragment vanished while merging")
     return read(str(path), data)

@@ -119,14 +119,31 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+class WriteFailed(PublisherError):
+    """A record or manifest could not be written (a full disk, a read-only folder): the path and why."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write {path} ({exc.strerror or exc})")
+        self.path = path
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """`write_atomic`, failing as `WriteFailed` (one line naming the path) instead of an OSError."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise WriteFailed(path, exc) from None
+
+
 def record_path(out_dir: Path, name: str, kind: str) -> Path:
     return out_dir / RECORDS_DIR / f"{name}.{kind}.json"
 
 
 def save(out_dir: Path, record: BuiltPack | PublishedPack) -> Path:
+    """Write a record; a disk that refuses it raises `WriteFailed`."""
     kind = "built" if isinstance(record, BuiltPack) else "published"
     path = record_path(out_dir, record.name, kind)
-    write_atomic(path, (record.model_dump_json(indent=2) + "\n").encode())
+    write_file(path, (record.model_dump_json(indent=2) + "\n").encode())
     return path
 
 
