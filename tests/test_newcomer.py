@@ -500,9 +500,15 @@ def test_the_suggested_dry_run_lockfile_is_ignored_by_git() -> None:
 
 
 def documented_commands() -> str:
-    """The first `sh` block of docs/local-round-trip.md, exactly as written."""
+    """The first `sh` block of docs/local-round-trip.md, exactly as written (README's round trip is the same)."""
     text = (PROJECT / "docs" / "local-round-trip.md").read_text(encoding="utf-8")
     return text.split("```sh\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+def test_the_readme_round_trip_is_the_tested_one() -> None:
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## A local round trip") :]
+    assert section.split("```sh\n", 1)[1].split("\n```", 1)[0] + "\n" == documented_commands()
 
 
 def test_the_documented_local_round_trip_works_as_written(
