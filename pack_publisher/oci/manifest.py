@@ -52,18 +52,23 @@ class Artifact:
         return (EMPTY_CONFIG, self.layer)
 
 
+def empty_config() -> dict[str, object]:
+    """The empty config descriptor as oras writes it, its 2 bytes `{}` inline (`data`), for any artifact."""
+    return {
+        "mediaType": EMPTY_CONFIG.media_type,
+        "digest": EMPTY_CONFIG.digest,
+        "size": EMPTY_CONFIG.size,
+        "data": "e30=",
+    }
+
+
 def compose(layer: Descriptor, layer_title: str, annotations: dict[str, str]) -> Artifact:
     """The manifest `oras push --artifact-type T <title>:T` would write, with these annotations."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": GTPACK_MEDIA_TYPE,
-        "config": {
-            "mediaType": EMPTY_CONFIG.media_type,
-            "digest": EMPTY_CONFIG.digest,
-            "size": EMPTY_CONFIG.size,
-            "data": "e30=",
-        },
+        "config": empty_config(),
         "layers": [
             {
                 "mediaType": layer.media_type,

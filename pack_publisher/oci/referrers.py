@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pack_publisher.oci.descriptor import Descriptor, describe
-from pack_publisher.oci.manifest import CREATED, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE, TITLE, go_json
+from pack_publisher.oci.manifest import CREATED, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE, TITLE, empty_config, go_json
 from pack_publisher.runtime.errors import PublisherError
 
 CYCLONEDX_MEDIA_TYPE = "application/vnd.cyclonedx+json"  # the SBOM document, its layer and the artifactType
@@ -59,12 +59,7 @@ def compose_sbom_referrer(sbom: Descriptor, title: str, subject: Descriptor, cre
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": CYCLONEDX_MEDIA_TYPE,
-        "config": {
-            "mediaType": EMPTY_CONFIG.media_type,
-            "digest": EMPTY_CONFIG.digest,
-            "size": EMPTY_CONFIG.size,
-            "data": "e30=",
-        },
+        "config": empty_config(),
         "layers": [
             {"mediaType": sbom.media_type, "digest": sbom.digest, "size": sbom.size, "annotations": {TITLE: title}}
         ],
