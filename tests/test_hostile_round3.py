@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
+from pack_publisher.registry.credentials import PrivateRegistryConfig
+from pack_publisher.registry.oras import OrasTransport
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.processes import Completed
@@ -459,7 +460,8 @@ def test_the_oras_config_lives_in_memory_on_linux(tmp_path: Path, monkeypatch: p
 
 
 def test_the_fallback_folder_of_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
-    from pack_publisher.registry.oras import CONFIG_PREFIX, sweep_stale
+    from pack_publisher.registry.credentials import CONFIG_PREFIX
+    from pack_publisher.runtime.cleanup import sweep_stale
 
     dead = subprocess.Popen(["true"])
     dead.wait()

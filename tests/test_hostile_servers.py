@@ -26,12 +26,12 @@ from pydantic import SecretStr
 from pack_publisher.oci.descriptor import describe
 from pack_publisher.oci.manifest import EMPTY_CONFIG, GTPACK_MEDIA_TYPE, compose
 from pack_publisher.registry.auth import Authenticator
-from pack_publisher.registry.connections import proxies_for
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import PushRequest
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.proxies import proxies_for
 from pack_publisher.runtime.redact import Redactor
 from testsupport.hostile import Answer, HostileServer, Seen, reply
 

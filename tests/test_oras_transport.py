@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pack_publisher.registry.credentials import Credentials
-from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig, Unauthorized
+from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
+from pack_publisher.registry.oras import OrasTransport, Unauthorized
 from pack_publisher.registry.retry import Transient
 from pack_publisher.registry.transport import NotFound
 from pack_publisher.runtime.errors import PublisherError

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pack_publisher.oci.names import is_loopback
-from pack_publisher.registry.credentials import Credentials, resolve_credentials
+from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig, resolve_credentials
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import Transport
 from pack_publisher.registry.verified import VerifiedRegistry
@@ -119,7 +119,7 @@ def connect(
     policy = policy or RetryPolicy(read_timeout=options.timeout)
     transport: Transport
     if oras is not None:
-        from pack_publisher.registry.oras import OrasTransport, PrivateRegistryConfig
+        from pack_publisher.registry.oras import OrasTransport
 
         if credentials is not None:  # where a token realm would take them, decided before oras has them
             probe_token_realm(registry, credentials, plain_http, policy, options, redactor)

@@ -1,10 +1,7 @@
 """The connections the built-in client opens: every hop through the proxy a snapshot of the proxy
-variables names, the status line and headers of every answer under a wall-clock deadline, sessions
-pooled per thread, and archives counted as they are sent.
-
-The proxy choice is hand-written because requests decides from `os.environ` at request time, and
-nothing below the settings may read the environment (the settings pass the variables they read,
-see `PublishOptions.proxy_env`).
+variables names (`runtime.proxies`), the status line and headers of every answer under a wall-clock
+deadline, sessions pooled per thread, archives counted as they are sent, and answers read with a size
+cap and a wall-clock deadline.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import io
-import ipaddress
 import itertools
 import re
 import socket
@@ -21,13 +17,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 import requests
 import requests.adapters
 import urllib3
 import urllib3.connection
 import urllib3.response
+
+from pack_publisher.registry.retry import Clock, Transient
+from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.proxies import proxies_for
 
 CHUNK = 1024 * 1024
 
@@ -290,68 +289,52 @@ class CountedFile(io.FileIO):
         return chunk
 
 
-# --- proxies, from a snapshot of the environment ----------------------------------------------------
+def finish(response: requests.Response) -> None:
+    """Close an answer whose body is not wanted, keeping its connection for the next request.
 
-
-PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-)
-
-
-def proxies_for(url: str, proxy_env: Mapping[str, str]) -> dict[str, str]:
-    """The proxy for `url` as requests' `proxies=` mapping, decided from `proxy_env` alone.
-
-    `https_proxy` or `http_proxy` by the URL's scheme, else `all_proxy`. Of two spellings of one variable
-    the lower-case one wins when it is set, even empty (which turns that proxy off), as in curl and
-    requests. `no_proxy` is a comma-separated list of `*`, host names (each also covering its subdomains;
-    a leading `.` or `*.` is allowed), IP addresses or CIDR ranges, each optionally with `:port`.
+    An answer without a body (to a HEAD, or with `Content-Length: 0`, as registries answer uploads and
+    manifest PUTs) is read to its end first, which hands the connection back to the pool; closing it
+    unread would close the connection, and each request would open a new one (a TCP and a TLS
+    handshake on a real network). Any other body is not waited for: the connection is closed.
     """
-    parts = urlsplit(url)
-    proxy = _variable(proxy_env, f"{parts.scheme}_proxy") or _variable(proxy_env, "all_proxy")
-    if not proxy or _bypassed(parts, _variable(proxy_env, "no_proxy")):
-        return {}
-    return {parts.scheme: proxy}
+    if response.request.method == "HEAD" or response.headers.get("Content-Length") == "0":
+        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
+            response.raw.read()
+    response.close()
 
 
-def _variable(env: Mapping[str, str], lower_name: str) -> str:
-    value = env.get(lower_name)
-    return (value if value is not None else env.get(lower_name.upper(), "")).strip()
+def read_body(
+    registry: str, response: requests.Response, cap: int, what: str, deadline_seconds: float, clock: Clock
+) -> bytes:
+    """The whole body, refusing more than `cap` bytes or longer than `deadline_seconds` however it trickles."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        response.close()
+        raise PublisherError(f"{registry}: {what} is {int(declared)} bytes, over the {cap}-byte limit")
+    chunks: list[bytes] = []
+    total = 0
+    with response:
+        for chunk in stream_body(response, clock, what, deadline_seconds):
+            total += len(chunk)
+            if total > cap:
+                raise PublisherError(f"{registry}: {what} is over the {cap}-byte limit")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _bypassed(url: SplitResult, no_proxy: str) -> bool:
-    host = (url.hostname or "").lower()
-    port = url.port or (443 if url.scheme == "https" else 80)
-    for entry in filter(None, (item.strip().lower() for item in no_proxy.split(","))):
-        if entry == "*":
-            return True
-        if entry.startswith("["):  # [v6 address] or [v6 address]:port
-            name, _, rest = entry[1:].partition("]")
-            entry_port = rest.removeprefix(":")
-        elif entry.count(":") == 1:  # host:port (a bare v6 address has several colons)
-            name, _, entry_port = entry.partition(":")
-        else:
-            name, entry_port = entry, ""
-        if entry_port and entry_port != str(port):
-            continue
-        if _host_matches(host, name.removeprefix("*").removeprefix(".")):
-            return True
-    return False
+def stream_body(response: requests.Response, clock: Clock, what: str, deadline_seconds: float) -> Iterator[bytes]:
+    """The body as it arrives, ended by a wall-clock deadline however slowly the bytes come.
 
-
-def _host_matches(host: str, name: str) -> bool:
+    `read1` returns what has arrived instead of waiting for a full chunk (as `iter_content` does), so
+    the deadline is checked at least once per read timeout even when the registry sends a byte at a time.
+    """
+    started = clock.monotonic()
     try:
-        network = ipaddress.ip_network(name, strict=False)
-    except ValueError:
-        return bool(name) and (host == name or host.endswith("." + name))
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.version == network.version and address in network
+        while chunk := response.raw.read1(CHUNK, decode_content=True):
+            if clock.monotonic() - started > deadline_seconds:
+                raise Transient(f"{what} took over {deadline_seconds:.0f} s to arrive")
+            yield chunk
+    except urllib3.exceptions.ReadTimeoutError:
+        raise Transient(f"{what}: timed out") from None
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        raise Transient(f"{what} was cut short ({root_cause(exc)})") from None

@@ -1,4 +1,5 @@
-"""Registry credentials: OCI_USERNAME/OCI_PASSWORD, else GITHUB_ACTOR/GITHUB_TOKEN, else Docker's config.
+"""Registry credentials: OCI_USERNAME/OCI_PASSWORD, else GITHUB_ACTOR/GITHUB_TOKEN, else Docker's config;
+and the private registry config that hands them to oras (in memory on Linux, never on a disk).
 
 The Docker config file is the one `docker login` and `oras login` write (`$DOCKER_CONFIG/config.json`,
 default `~/.docker/config.json`), including `credsStore` / `credHelpers` helper programs.
@@ -8,14 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.safe_files import read_regular
@@ -112,3 +117,50 @@ def resolve_credentials(registry: str, options: PublishOptions, commands: Comman
     if options.github_token is not None and options.github_actor:
         return Credentials(options.github_actor, options.github_token, "GITHUB_ACTOR/GITHUB_TOKEN")
     return _from_docker_config(commands, options.docker_config, registry)
+
+
+CONFIG_PREFIX = "pack-publisher-oras-"
+
+
+class PrivateRegistryConfig:
+    """The run's own registry config for oras; remove() on every exit path.
+
+    On Linux it never touches a disk: an anonymous in-memory file (`memfd_create`) that oras opens as
+    `/dev/fd/N`, inherited by each oras command alone, gone when this process ends however it ends.
+    Elsewhere (or `in_memory=False`) a 0600 file in a 0700 folder named after this process; a later run
+    sweeps such folders whose process is gone (`sweep_stale`), so a run killed outright leaves no
+    credentials behind for long.
+    """
+
+    def __init__(self, registry: str, credentials: Credentials | None, *, in_memory: bool = True) -> None:
+        auths: dict[str, Any] = {}
+        if credentials is not None:
+            pair = f"{credentials.username}:{credentials.password.get_secret_value()}"
+            auths[registry] = {"auth": base64.b64encode(pair.encode()).decode()}
+        data = json.dumps({"auths": auths}).encode()
+        self.folder: Path | None = None
+        self.fd: int | None = None
+        if in_memory and hasattr(os, "memfd_create") and Path("/dev/fd").is_dir():
+            self.fd = os.memfd_create("pack-publisher-oras-config")  # close-on-exec: only pass_fds hands it on
+            os.write(self.fd, data)
+            self.path = Path(f"/dev/fd/{self.fd}")
+            return
+        cleanup.sweep_stale(Path(tempfile.gettempdir()), CONFIG_PREFIX)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{CONFIG_PREFIX}{os.getpid()}-"))  # mode 0700
+        cleanup.register_folder(self.folder)
+        self.path = self.folder / "config.json"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return (self.fd,) if self.fd is not None else ()
+
+    def remove(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+        if self.folder is not None:
+            cleanup.remove_folder(self.folder)

@@ -16,25 +16,29 @@ planning to pushing to reading back.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
-import urllib3
-import urllib3.connection
-import urllib3.response
 
 from pack_publisher import __version__
 from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
 from pack_publisher.oci.manifest import MANIFEST_MEDIA_TYPE
 from pack_publisher.registry.auth import Authenticator, retry_after_seconds
-from pack_publisher.registry.connections import CHUNK, CountedFile, SessionPool, root_cause, timeout_text
+from pack_publisher.registry.connections import (
+    CountedFile,
+    SessionPool,
+    finish,
+    read_body,
+    root_cause,
+    stream_body,
+    timeout_text,
+)
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 from pack_publisher.registry.transport import (
@@ -107,6 +111,9 @@ class HttpTransport:
         with self._sessions.hold() as session:
             return session.get(url, timeout=self._timeouts(), stream=True, **kwargs)
 
+    def _read(self, response: requests.Response, cap: int, what: str, deadline_seconds: float) -> bytes:
+        return read_body(self.registry, response, cap, what, deadline_seconds, self.policy.clock)
+
     def _read_token_answer(self, response: requests.Response, cap: int) -> bytes:
         return self._read(response, cap, "the token answer", self.policy.read_timeout)
 
@@ -160,53 +167,6 @@ class HttpTransport:
             return response
         return response
 
-    def _finish(self, response: requests.Response) -> None:
-        """Close an answer whose body is not wanted, keeping its connection for the next request.
-
-        An answer without a body (to a HEAD, or with `Content-Length: 0`, as registries answer uploads and
-        manifest PUTs) is read to its end first, which hands the connection back to the pool; closing it
-        unread would close the connection, and each request would open a new one (a TCP and a TLS
-        handshake on a real network). Any other body is not waited for: the connection is closed.
-        """
-        if response.request.method == "HEAD" or response.headers.get("Content-Length") == "0":
-            with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
-                response.raw.read()
-        response.close()
-
-    def _read(self, response: requests.Response, cap: int, what: str, deadline_seconds: float) -> bytes:
-        """The whole body, refusing more than `cap` bytes or longer than `deadline_seconds` however it trickles."""
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            response.close()
-            raise PublisherError(f"{self.registry}: {what} is {int(declared)} bytes, over the {cap}-byte limit")
-        chunks: list[bytes] = []
-        total = 0
-        with response:
-            for chunk in self._stream(response, what, deadline_seconds):
-                total += len(chunk)
-                if total > cap:
-                    raise PublisherError(f"{self.registry}: {what} is over the {cap}-byte limit")
-                chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _stream(self, response: requests.Response, what: str, deadline_seconds: float) -> Iterator[bytes]:
-        """The body as it arrives, ended by a wall-clock deadline however slowly the bytes come.
-
-        `read1` returns what has arrived instead of waiting for a full chunk (as `iter_content` does), so
-        the deadline is checked at least once per read timeout even when the registry sends a byte at a time.
-        """
-        clock = self.policy.clock
-        started = clock.monotonic()
-        try:
-            while chunk := response.raw.read1(CHUNK, decode_content=True):
-                if clock.monotonic() - started > deadline_seconds:
-                    raise Transient(f"{what} took over {deadline_seconds:.0f} s to arrive")
-                yield chunk
-        except urllib3.exceptions.ReadTimeoutError:
-            raise Transient(f"{what}: timed out") from None
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise Transient(f"{what} was cut short ({root_cause(exc)})") from None
-
     def _error_text(self, response: requests.Response) -> str:
         """`CODE: message` from the registry's JSON errors, else a short, safe description of the body."""
         kind = response.headers.get("Content-Type", "no content type").split(";")[0]
@@ -249,7 +209,7 @@ class HttpTransport:
         def attempt() -> Descriptor:
             url = self._url(repository, f"manifests/{reference}")
             response = self._send("HEAD", url, _scope(repository, "pull"), headers={"Accept": MANIFEST_ACCEPT})
-            self._finish(response)
+            finish(response)
             if response.status_code == 404:
                 raise NotFound(reference)
             if response.status_code != 200:
@@ -287,7 +247,7 @@ class HttpTransport:
     def blob_exists(self, repository: str, digest: str) -> bool:
         def attempt() -> bool:
             response = self._send("HEAD", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))
-            self._finish(response)
+            finish(response)
             if response.status_code == 200:
                 return True
             if response.status_code == 404:
@@ -299,7 +259,7 @@ class HttpTransport:
     def blob_served(self, repository: str, digest: str) -> tuple[str, int] | None:
         def attempt() -> tuple[str, int] | None:
             response = self._send("HEAD", self._url(repository, f"blobs/{digest}"), _scope(repository, "pull"))
-            self._finish(response)
+            finish(response)
             if response.status_code == 404:
                 return None
             if response.status_code != 200:
@@ -322,7 +282,7 @@ class HttpTransport:
             declared = response.headers.get("Content-Length", "")
             budget = self.policy.read_timeout + (int(declared) if declared.isdigit() else 0) / MIN_BLOB_RATE
             with response, open_sink() as sink:
-                for chunk in self._stream(response, f"blob {digest[:19]}", budget):
+                for chunk in stream_body(response, self.policy.clock, f"blob {digest[:19]}", budget):
                     sink.write(chunk)
 
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
@@ -364,7 +324,7 @@ class HttpTransport:
             start = self._send("POST", self._url(repository, "blobs/uploads/"), scope)
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._fail("starting a blob upload", start)
-            self._finish(start)
+            finish(start)
             location = urljoin(self._url(repository, "blobs/uploads/"), start.headers["Location"])
             separator = "&" if "?" in location else "?"
             done = self._send(
@@ -376,7 +336,7 @@ class HttpTransport:
             )
             if done.status_code != 201:
                 raise self._fail(f"uploading blob {blob.short}", done)
-            self._finish(done)
+            finish(done)
 
         self._retrying(f"uploading blob {blob.short} to {repository}", attempt)
         return True
@@ -400,7 +360,7 @@ class HttpTransport:
             )
             if response.status_code not in (200, 201):
                 raise self._fail(f"uploading the manifest for tag {tag}", response)
-            self._finish(response)
+            finish(response)
             return response.headers.get("OCI-Subject")
 
         return self._retrying(f"uploading the manifest {repository}:{tag}", attempt)  # type: ignore[no-any-return]

@@ -5,17 +5,13 @@ composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte und
 there is no second composition to compare and no copy of the archive. Each primitive is one oras
 process, and a process costs far more than a request (start-up, a new connection, its own auth), so a
 pack takes as few as the proofs allow: a fresh pack four (resolve, `cp`, read back beside the layer's
-check), an already published one three; see `pack_publisher.content` for why only the layer is asked.
+check), an already published one three; see `registry.verified` for why only the layer is asked.
 
-Credentials live in a private registry config for the run (`--registry-config`): on Linux an
-anonymous in-memory file passed as `/dev/fd/N` (never on a disk), elsewhere a 0600 file in a 0700
-folder removed on every exit path and swept by the next run if this one was killed outright. The
-user's Docker config is never written, and never read by oras (credentials found there, helpers
-included, were resolved once and written to the private config). It is written directly rather than
-by `oras login`: on a fresh config file, login hands the password to a native credential store it
-detects on PATH. Before oras gets the credentials, the registry's challenge is answered once by the
-built-in client (`transports.probe_token_realm`), whose rules decide where they may go. Each oras
-command dies with this process (`commands.Commands.run`).
+Credentials live in the run's private registry config (`credentials.PrivateRegistryConfig`: in memory
+on Linux), never in the user's Docker config, which oras never reads; it is written directly rather
+than by `oras login`, which may hand the password to a native credential store. Before oras gets the
+credentials, the built-in client answers the registry's challenge once (`connect.probe_token_realm`),
+whose rules decide where they may go. Each oras command dies with this process.
 
 oras reports everything on stderr as text; the classification below reads only its stable parts
 (`response status code NNN`, the registry's error codes as oras prints them, oras-go's
@@ -27,8 +23,6 @@ bounded by the time budget (at most `WHOLE_COMMAND_ATTEMPTS`), not by one reques
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
 import re
@@ -39,7 +33,7 @@ from typing import IO, Any
 
 from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, parse_index
-from pack_publisher.registry.credentials import Credentials
+from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
 from pack_publisher.registry.referrers_index import IndexState, update_index
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 from pack_publisher.registry.transport import (
@@ -73,74 +67,7 @@ WHOLE_COMMAND_ATTEMPTS = 10  # a command is many requests, each may fail once in
 _QUERY = re.compile(r"\?[^\"\s]*")  # upload URLs carry long state tokens: not worth showing
 
 
-class PrivateRegistryConfig:
-    """The run's own registry config for oras; remove() on every exit path.
-
-    On Linux it never touches a disk: an anonymous in-memory file (`memfd_create`) that oras opens as
-    `/dev/fd/N`, inherited by each oras command alone, gone when this process ends however it ends.
-    Elsewhere (or `in_memory=False`) a 0600 file in a 0700 folder named after this process; a later run
-    sweeps such folders whose process is gone (`sweep_stale`), so a run killed outright leaves no
-    credentials behind for long.
-    """
-
-    def __init__(self, registry: str, credentials: Credentials | None, *, in_memory: bool = True) -> None:
-        auths: dict[str, Any] = {}
-        if credentials is not None:
-            pair = f"{credentials.username}:{credentials.password.get_secret_value()}"
-            auths[registry] = {"auth": base64.b64encode(pair.encode()).decode()}
-        data = json.dumps({"auths": auths}).encode()
-        self.folder: Path | None = None
-        self.fd: int | None = None
-        if in_memory and hasattr(os, "memfd_create") and Path("/dev/fd").is_dir():
-            self.fd = os.memfd_create("pack-publisher-oras-config")  # close-on-exec: only pass_fds hands it on
-            os.write(self.fd, data)
-            self.path = Path(f"/dev/fd/{self.fd}")
-            return
-        sweep_stale(Path(tempfile.gettempdir()), CONFIG_PREFIX)
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{CONFIG_PREFIX}{os.getpid()}-"))  # mode 0700
-        cleanup.register_folder(self.folder)
-        self.path = self.folder / "config.json"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-
-    @property
-    def pass_fds(self) -> tuple[int, ...]:
-        return (self.fd,) if self.fd is not None else ()
-
-    def remove(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
-        if self.folder is not None:
-            cleanup.remove_folder(self.folder)
-
-
-CONFIG_PREFIX = "pack-publisher-oras-"
 LAYOUT_PREFIX = ".oras-layout-"
-
-
-def sweep_stale(parent: Path, prefix: str) -> None:
-    """Remove folders `<prefix><pid>-*` in `parent` whose process no longer runs (a run killed outright)."""
-    try:
-        found = list(parent.glob(f"{prefix}*"))
-    except OSError:
-        return
-    for folder in found:
-        pid = folder.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 class Unauthorized(AccessError):
@@ -341,7 +268,7 @@ class OrasTransport:
         )
 
     def push(self, request: PushRequest) -> PushOutcome:
-        sweep_stale(request.gtpack.parent, LAYOUT_PREFIX)  # left by a run killed outright
+        cleanup.sweep_stale(request.gtpack.parent, LAYOUT_PREFIX)  # left by a run killed outright
         work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=request.gtpack.parent))
         cleanup.register_folder(work)
         try:

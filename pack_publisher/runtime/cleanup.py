@@ -58,3 +58,25 @@ def run_all() -> None:
         kill_group(process)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_stale(parent: Path, prefix: str) -> None:
+    """Remove folders `<prefix><pid>-*` in `parent` whose process no longer runs (a run killed outright)."""
+    try:
+        found = list(parent.glob(f"{prefix}*"))
+    except OSError:
+        return
+    for folder in found:
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
