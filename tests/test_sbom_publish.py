@@ -153,6 +153,7 @@ def test_a_registry_with_the_referrers_api_needs_no_index(
     assert not [path for method, path in api_registry.seen if method == "PUT" and "/manifests/sha256-" in path]
 
 
+@pytest.mark.registry  # starts two fresh registries of its own, on one port in turn
 def test_same_referrer_bytes_on_both_transports(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
     """One build pushed by each transport to its own fresh registry: the same referrer manifest, byte for byte.
 
