@@ -25,9 +25,9 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from .serving import serve_in_thread
+from .serving import serve_every_method
 
 # The registry's own error codes for a status (distribution's errcode), as its JSON error bodies carry them.
 REGISTRY_ERROR_CODES = {401: "UNAUTHORIZED", 429: "TOOMANYREQUESTS", 500: "UNKNOWN", 503: "UNAVAILABLE"}
@@ -62,23 +62,8 @@ class FaultProxy:
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what happened)
 
     def __post_init__(self) -> None:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                proxy.handle(self)
-
-            do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
         self.lock = threading.Lock()
-        serve_in_thread(self.server)
+        self.server = serve_every_method(self.handle)
 
     @property
     def host(self) -> str:

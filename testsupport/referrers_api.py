@@ -13,9 +13,11 @@ import http.client
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .serving import serve_every_method
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -31,22 +33,7 @@ class ReferrersApiProxy:
         self.referrers: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (name, subject) -> descriptors
         self.seen: list[tuple[str, str]] = []  # (method, path) of every request
         self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                proxy.handle(self)
-
-            do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_every_method(self.handle)
 
     @property
     def host(self) -> str:
