@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pack_publisher.registry.credentials import PrivateRegistryConfig
+from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.oras import OrasTransport
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.runtime.errors import PublisherError
@@ -421,7 +422,9 @@ def test_one_fault_on_each_request_kind_does_not_exhaust_an_oras_command() -> No
     commands = ScriptedCommands(list(ONE_FAULT_EACH))
     config = PrivateRegistryConfig(HOST, None)
     try:
-        oras = OrasTransport("oras", HOST, config, None, True, commands, {}, Redactor(), RetryPolicy(clock=clock))  # type: ignore[arg-type]
+        reader = HttpTransport(HOST, None, True)
+        policy = RetryPolicy(clock=clock)
+        oras = OrasTransport("oras", HOST, config, None, True, commands, {}, Redactor(), policy, reader=reader)  # type: ignore[arg-type]
         oras._run(["cp", "layout:1.0", f"{HOST}/a/b:1.0"], "copying", timeout=16.0)
     finally:
         config.remove()

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
+from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.oras import OrasTransport, Unauthorized
 from pack_publisher.registry.retry import Transient
 from pack_publisher.registry.transport import NotFound
@@ -29,7 +30,8 @@ HOST = "127.0.0.1:5000"
 def transport() -> OrasTransport:
     config = PrivateRegistryConfig(HOST, None)
     credentials = Credentials("bot", SecretStr(CANARY), "test")
-    yield OrasTransport("oras", HOST, config, credentials, True, runner(), {}, Redactor([CANARY]))  # type: ignore[misc]
+    reader = HttpTransport(HOST, credentials, True)
+    yield OrasTransport("oras", HOST, config, credentials, True, runner(), {}, Redactor([CANARY]), reader=reader)  # type: ignore[misc]
     config.remove()
 
 
@@ -72,10 +74,13 @@ def test_private_registry_config_is_private_and_removed() -> None:
     assert not config.folder.exists()
 
 
-def test_what_oras_relays_is_redacted(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
+def test_what_oras_relays_is_redacted(
+    project_copy: Path, run_invoke: RunInvoke, tmp_path: Path, registry: Registry
+) -> None:
+    """The stand-in oras fails the copy (reads are the built-in client's), echoing the credentials it was given."""
     exe = make_executable(tmp_path / "oras", STANDINS / "oras.py")
     env = {
-        "OCI_REGISTRY": "registry.example.test",
+        "OCI_REGISTRY": registry.host,
         "OCI_ORG": "acme",
         "PACK_VERSION": "1.2.3",
         "OCI_CLIENT": "oras",
@@ -86,7 +91,7 @@ def test_what_oras_relays_is_redacted(project_copy: Path, run_invoke: RunInvoke,
     }
     result = run_invoke(project_copy, "release", **env)
     assert result.returncode == 1
-    assert "FAILED messaging-provider-bundle: registry.example.test: resolving" in result.stdout
+    assert f"FAILED messaging-provider-bundle: {registry.host}: copying" in result.stdout
     assert "Error: credentials bot:*** (***) rejected" in result.stdout
     assert CANARY not in result.stdout + result.stderr
     assert CANARY not in (tmp_path / "oras.log").read_text()  # never on oras' command line

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pack_publisher.oci.names import is_loopback
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig, resolve_credentials
 from pack_publisher.registry.retry import RetryPolicy
-from pack_publisher.registry.transport import Transport
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
@@ -117,30 +116,35 @@ def connect(
         redactor.add_credentials(credentials.username, credentials.password.get_secret_value())
     check_plain_http(registry, options, credentials)
     policy = policy or RetryPolicy(read_timeout=options.timeout)
-    transport: Transport
-    if oras is not None:
-        from pack_publisher.registry.oras import OrasTransport
+    from pack_publisher.registry.http import HttpTransport
 
+    client = HttpTransport(
+        registry,
+        credentials,
+        plain_http,
+        policy,
+        ca_bundle=options.ca_bundle,
+        proxy_env=options.proxy_env,
+        redactor=redactor,
+        plain_http_credentials=options.plain_http_credentials,
+    )
+    if oras is None:
+        return VerifiedRegistry(client, registry)
+    from pack_publisher.registry.oras import OrasTransport
+
+    try:  # oras writes, the built-in client reads (see `registry.oras`)
         if credentials is not None:  # where a token realm would take them, decided before oras has them
             probe_token_realm(registry, credentials, plain_http, policy, options, redactor)
         env = dict(options.child_env)
         if options.oras_experimental:
             env["ORAS_EXPERIMENTAL"] = "1"
         config = PrivateRegistryConfig(registry, credentials)
-        transport = OrasTransport(oras, registry, config, credentials, plain_http, commands, env, redactor, policy)
-    else:
-        from pack_publisher.registry.http import HttpTransport
-
-        transport = HttpTransport(
-            registry,
-            credentials,
-            plain_http,
-            policy,
-            ca_bundle=options.ca_bundle,
-            proxy_env=options.proxy_env,
-            redactor=redactor,
-            plain_http_credentials=options.plain_http_credentials,
-        )
+    except BaseException:
+        client.close()
+        raise
+    transport = OrasTransport(
+        oras, registry, config, credentials, plain_http, commands, env, redactor, policy, reader=client
+    )
     return VerifiedRegistry(transport, registry)
 
 

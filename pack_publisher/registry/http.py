@@ -66,7 +66,6 @@ class HttpTransport:
     """One registry, one set of credentials; safe to use from several threads (one session each, pooled)."""
 
     name = "built-in client"
-    cheap_blob_checks = True  # a HEAD request, side by side with the read-back
 
     def __init__(
         self,

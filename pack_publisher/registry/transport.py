@@ -1,7 +1,7 @@
 """What every transport offers: storage primitives with a typed "not found", nothing more.
 
 Transports move bytes and report what the registry said; they do not judge content. Every digest
-check happens once, above them, in `pack_publisher.content`. Every primitive may be called from several
+check happens once, above them, in `registry.verified`. Every primitive may be called from several
 threads at once (`together` runs a pack's independent requests side by side).
 """
 
@@ -61,10 +61,6 @@ class PushOutcome:
 
 class Transport(Protocol):
     name: str
-    # True when asking whether a blob is there costs a request that can overlap others (the built-in
-    # client); False when it costs a process of its own (oras), and the registry's refusal of a manifest
-    # naming a blob it does not hold is relied on instead (see `content.VerifiedRegistry.check_landed`).
-    cheap_blob_checks: bool
 
     def resolve(self, repository: str, reference: str) -> Descriptor:
         """The descriptor a tag or digest points at; NotFound when there is none."""

@@ -2,22 +2,15 @@
 
 Manifests are checked by their bytes (bytes -> digest) against what was asked for and against the
 registry's `Docker-Content-Digest`; blobs are hashed while they stream to disk; a push is read back
-from the registry before anyone may record it. Transports only move bytes (see `transports.base`).
+from the registry before anyone may record it. Transports only move bytes (see `registry.transport`).
 
 What proves a pack landed (`check_landed`): the first tag is read back and its bytes hash to the
 composed manifest's digest (so it names exactly our blobs), every other tag resolves to that digest,
 and the registry serves the layer with its digest and size (a HEAD checked against the descriptor: a
 registry answering 200 with `Content-Length: 0` for a blob it threw away, and accepting the manifest,
-is caught; issue #21). The config blob (2 bytes, `{}`) is proven in one of two ways:
-
-- the built-in client asks (`HEAD` on each blob), side by side with the read-back, so it costs no
-  extra round trip;
-- the oras transport relies on the registry: a registry stores a manifest only when every blob it
-  names is in the repository, and refuses it otherwise (`MANIFEST_BLOB_UNKNOWN`; docker-registry and
-  GHCR check this on every manifest `PUT`, see docs/benchmarks.md). That rule alone is not enough for
-  the layer: a registry that says it holds a blob it threw away (or a re-run that pushes nothing,
-  after a blob was deleted by hand) is caught only by asking, so the layer costs one
-  `oras blob fetch --descriptor` (a HEAD) per pack, side by side with the read-back.
+is caught; issue #21), and so does the config blob. Every check is a request of the built-in client,
+also on the oras transport, which reads through it (`registry.oras`): they overlap the read-back and
+cost no extra round trip.
 
 The checks of one pack run side by side (`runtime.parallel.together`): their order never mattered,
 only that all of them pass before the pack is recorded.
@@ -126,10 +119,7 @@ class VerifiedRegistry:
                 )
 
         checks: list[Callable[[], None]] = [read_back, *(partial(tag_serves, tag) for tag in others)]
-        # the layer always (a registry may accept a manifest naming a blob it threw away); the config blob
-        # too where a check costs no process of its own
-        blobs = request.artifact.blobs if self.transport.cheap_blob_checks else [request.artifact.layer]
-        checks += [partial(blob_served, blob) for blob in blobs]
+        checks += [partial(blob_served, blob) for blob in request.artifact.blobs]
         together(checks)
 
     def close(self) -> None:
