@@ -40,6 +40,7 @@ from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import AttachRequest, NotFound
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.parallel import each
 from pack_publisher.state.records import BuiltPack, PublishedPack, write_atomic
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ def verify_sbom(registry: VerifiedRegistry, repository: str, digest: str, gtpack
 GHCR = "ghcr.io"
 # Asked once more if the answer is transient; an anonymous read is small and never worth a long wait.
 ANONYMOUS_POLICY = RetryPolicy(attempts=2, total_seconds=10.0, connect_timeout=5.0, read_timeout=10.0)
+CHECK_JOBS = 8  # packs checked at once, as many as planning consults
 
 
 def settings_pages(org: str, repo: str, pack: str) -> tuple[str, str]:
@@ -205,8 +207,7 @@ def anonymous_problem(transport: HttpTransport, repository: str, digest: str) ->
 
 def check_published(run: Run, published: Iterable[PublishedPack]) -> list[str]:
     """Fetch every published pack anonymously; warn for each one that fails. The names that failed."""
-    # The built-in client on either transport: it asks as a consumer's HTTP client does, and it is
-    # imported only now, after a real push (the oras path's start-up never pays for requests).
+    # The built-in client on either transport, without credentials: it asks as a consumer's client does.
     from pack_publisher.registry.http import HttpTransport
 
     s = run.settings
@@ -219,23 +220,22 @@ def check_published(run: Run, published: Iterable[PublishedPack]) -> list[str]:
         ca_bundle=options.ca_bundle,
         proxy_env=options.proxy_env,
     )
-    refused = []
-    checked = 0
-    try:
-        for pack in published:
-            checked += 1
-            problem = anonymous_problem(transport, s.repository(pack.name), pack.digest)
-            if problem is None:
-                continue
-            refused.append(pack.name)
-            run.warn(
-                f"pack {pack.name} cannot be pulled anonymously ({problem}); greentic-dist and greentic-bundle "
-                f"pull without credentials: {how_to_publish(s.registry, s.org, s.repo, pack.name)}"
-            )
+    packs = list(published)
+    try:  # side by side, as planning asks: one round trip per pack, not one after another
+        problems = list(each(CHECK_JOBS, packs, lambda p: anonymous_problem(transport, s.repository(p.name), p.digest)))
     finally:
         transport.close()
-    if checked and not refused:
-        run.say(f"all {checked} pack(s) can be pulled anonymously from {s.registry}")
+    refused = []
+    for pack, problem in zip(packs, problems, strict=True):  # warned in pack order
+        if problem is None:
+            continue
+        refused.append(pack.name)
+        run.warn(
+            f"pack {pack.name} cannot be pulled anonymously ({problem}); greentic-dist and greentic-bundle "
+            f"pull without credentials: {how_to_publish(s.registry, s.org, s.repo, pack.name)}"
+        )
+    if packs and not refused:
+        run.say(f"all {len(packs)} pack(s) can be pulled anonymously from {s.registry}")
     return refused
 
 
