@@ -11,14 +11,14 @@ Measured, each figure the median of several runs with min and max (see `report` 
 3. on loopback: one 60 MiB pack, whole `invoke push` against `oras push`; peak RSS;
 4. on loopback: `invoke push` of one small pack, whole process, with the floor (`import invoke`,
    `invoke --list`) and an import profile;
-5. the registry rule the oras transport relies on for blob presence (MANIFEST_BLOB_UNKNOWN).
+5. peak RSS;
+6. what the SBOM referrer, the anonymous-pull check and the lockfile's signatures cost per pack.
 
 Nothing here is asserted: `report` states each target and whether this run met it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -29,10 +29,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.harness import (
-    ORG,
-    REPO,
     ROOT,
-    VERSION,
     FreshRegistry,
     Sample,
     base_env,
@@ -45,6 +42,7 @@ from benchmarks.harness import (
     oras_calls,
     oras_push_one,
     seed_loop,
+    timed_lines,
     whole_lines,
 )
 
@@ -172,29 +170,46 @@ class Bench:
         found["profile"] = report.profile_rows(profile)
         return found
 
-    # --- 5. the registry rule the oras transport relies on ------------------------------------------
+    # --- 6. what issue 24's wave adds, per pack ----------------------------------------------------
 
-    def blob_rule(self) -> dict[str, str]:
-        """What the registry answers to a manifest naming a blob it does not hold, fresh and re-tagged."""
-        import requests
+    def additions(self, proxy_host: str, count: int) -> dict[str, Any]:
+        """Per pack: the SBOM referrer (the same packs built with and without an SBOM, pushed fresh), the
+        anonymous-pull check (from the summary line to the check's line) and the lockfile's signatures
+        (`invoke lock` with and without PACK_SIGNING_KEY), through the proxy, `--jobs 4`."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        self.registry.restart()
-        project = self.work / "small"
-        invoke_push(project, self.env, self.registry.host, "dist/loop", "python", 1)
-        name = next((project / "dist" / "loop").glob("*.gtpack")).name[: -len(".gtpack")]
-        base = f"http://{self.registry.host}/v2/{ORG}/{REPO}/{name}"
-        kind = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
-        manifest = requests.get(f"{base}/manifests/{VERSION}", headers={"Accept": kind["Content-Type"]}, timeout=10)
-        layer = json.loads(manifest.content)["layers"][0]["digest"]
-        other = requests.put(f"{base}-other/manifests/{VERSION}", data=manifest.content, headers=kind, timeout=10)
-        deleted = requests.delete(f"{base}/blobs/{layer}", timeout=10)
-        retag = requests.put(f"{base}/manifests/again", data=manifest.content, headers=kind, timeout=10)
-        served = requests.get(f"{base}/manifests/{VERSION}", headers={"Accept": kind["Content-Type"]}, timeout=10)
-        return {
-            "new repository, blobs never pushed": _answer(other),
-            f"layer deleted (HTTP {deleted.status_code}), same manifest under a new tag": _answer(retag),
-            "the old tag, after the delete": f"HTTP {served.status_code} (still served)",
-        }
+        key = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        projects = {"with SBOM": make_project(self.work / "with-sbom", count, 1, self.builder_dir)}
+        projects["without SBOM"] = make_project(self.work / "without-sbom", count, 1, self.builder_dir)
+        build(projects["with SBOM"], self.env, proxy_host, "dist/proxy")
+        build(projects["without SBOM"], {**self.env, "FAKE_GREENTIC_PACK_MODE": "no-sbom"}, proxy_host, "dist/proxy")
+        found: dict[str, list[float]] = defaultdict(list)
+        clients = ["built-in", *(["oras"] if self.oras else [])]
+        for run in range(min(self.runs, 3)):
+            for label in clients if run % 2 == 0 else list(reversed(clients)):
+                for kind, project in projects.items():
+                    self.registry.restart()
+                    env = {
+                        **self.env,
+                        "OCI_REGISTRY": proxy_host,
+                        "OUT_DIR": "dist/proxy",
+                        "OCI_CLIENT": _client(label),
+                    }
+                    wall, lines = timed_lines([sys.executable, "-m", "invoke", "push", "--jobs", "4"], env, project)
+                    found[f"{label} {kind}"].append(wall)
+                    if kind == "with SBOM":
+                        summary = next(t for t, line in lines if " pack(s) published or already published " in line)
+                        checked = next(t for t, line in lines if "can be pulled anonymously" in line)
+                        found[f"{label} check"].append(checked - summary)
+            env = {**self.env, "OCI_REGISTRY": proxy_host, "OUT_DIR": "dist/proxy"}
+            for signed in (False, True):
+                given = {**env, "PACK_SIGNING_KEY": key.decode()} if signed else env
+                lock = measure([sys.executable, "-m", "invoke", "lock"], given, projects["with SBOM"])
+                found["lock signed" if signed else "lock unsigned"].append(lock.wall)
+        return {"count": count, "walls": found}
 
     def run(self) -> dict[str, Any]:
         from testsupport.fault_proxy import LatencyProxy
@@ -208,7 +223,7 @@ class Bench:
             self.results["large_mib"] = 4 if self.quick else 60
             self.results["large"] = self.large(self.results["large_mib"])
             self.results["startup"] = self.startup()
-            self.results["blob_rule"] = self.blob_rule()
+            self.results["additions"] = self.additions(proxy.host, counts[1] if len(counts) > 2 else counts[-1])
         finally:
             proxy.close()
             self.registry.stop()
@@ -218,14 +233,6 @@ class Bench:
 
 def _client(label: str) -> str:
     return "python" if label == "built-in" else "oras"
-
-
-def _answer(response: Any) -> str:
-    try:
-        codes = sorted({e["code"] for e in response.json()["errors"]})
-    except (ValueError, KeyError, TypeError):
-        codes = []
-    return f"HTTP {response.status_code} {', '.join(codes)}".strip()
 
 
 def run(output: Path, runs: int, quick: bool) -> Path:

@@ -84,6 +84,26 @@ def measure(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: flo
     return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr)
 
 
+def timed_lines(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> tuple[float, list[tuple[float, str]]]:
+    """Run one whole command; its wall time and each stdout line with the second it arrived (lines are flushed)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines = []
+    out, err = process.stdout, process.stderr
+    if out is None or err is None:
+        raise RuntimeError("internal: no pipes")
+    for line in out:
+        lines.append((time.perf_counter() - started, line.rstrip("\n")))
+    stderr = err.read()
+    process.wait()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"`{' '.join(argv)}` failed ({process.returncode}) in {cwd}:\n{stderr[-3000:]}")
+    return wall, lines
+
+
 def _wait4(pid: int, deadline: float) -> tuple[int, int, resource.struct_rusage]:
     while True:
         found, status, usage = os.wait4(pid, os.WNOHANG)
