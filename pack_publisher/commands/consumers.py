@@ -206,7 +206,7 @@ def anonymous_problem(transport: HttpTransport, repository: str, digest: str) ->
 def check_published(run: Run, published: Iterable[PublishedPack]) -> list[str]:
     """Fetch every published pack anonymously; warn for each one that fails. The names that failed."""
     # The built-in client on either transport: it asks as a consumer's HTTP client does, and it is
-    # imported only now, after a real push (the oras path's start-up never pays for requests).
+    # imported only now, after a real push (the oras path's start-up never pays for it).
     from pack_publisher.registry.http import HttpTransport
 
     s = run.settings
