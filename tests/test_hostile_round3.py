@@ -520,7 +520,6 @@ def test_the_plain_http_credentials_opt_in_covers_a_realm_elsewhere(opt_in: bool
     """The control: with OCI_PLAIN_HTTP_CREDENTIALS=1 the same realm is asked, with UTF-8 credentials."""
     import base64
 
-    import requests
     from pydantic import SecretStr
 
     from pack_publisher.registry.auth import Authenticator
@@ -529,9 +528,9 @@ def test_the_plain_http_credentials_opt_in_covers_a_realm_elsewhere(opt_in: bool
 
     asked: list[dict[str, object]] = []
 
-    def get(url: str, **kwargs: object) -> requests.Response:
+    def get(url: str, **kwargs: object) -> object:
         asked.append({"url": url, **kwargs})
-        raise requests.ConnectionError("not really sent")
+        raise ConnectionRefusedError("not really sent")
 
     creds = Credentials("üser", SecretStr("pässwörd"), "test")
     auth = Authenticator("127.0.0.1:5000", creds, False, get, plain_http_credentials=opt_in)

@@ -8,6 +8,8 @@ and a 1 s read timeout keep each test within a couple of seconds; nothing sleeps
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import io
 import json
 import re
@@ -20,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from pydantic import SecretStr
 
 from pack_publisher.oci.descriptor import describe
 from pack_publisher.oci.manifest import EMPTY_CONFIG, GTPACK_MEDIA_TYPE, compose
 from pack_publisher.registry.auth import Authenticator
+from pack_publisher.registry.client import Client
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.retry import RetryPolicy
@@ -210,8 +212,9 @@ def test_a_token_realm_that_redirects_gets_no_second_request(serve: Serve) -> No
 def test_a_plain_http_realm_gets_no_credentials_from_a_tls_registry(serve: Serve, tls: bool) -> None:
     """The same challenge, answered by an authenticator for a TLS registry and for a plain-HTTP one."""
     realm = serve(token_service)
-    with requests.Session() as session:
-        auth = Authenticator("registry.example", CREDS, tls, session.get)
+    client = Client(None, {}, "test")
+    with contextlib.closing(client):
+        auth = Authenticator("registry.example", CREDS, tls, functools.partial(client.request, "GET", timeout=(5, 5)))
         challenge = f'Bearer realm="http://{realm.host}/token",service="s"'
         if tls:
             with pytest.raises(PublisherError) as info:

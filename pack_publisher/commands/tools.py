@@ -245,20 +245,33 @@ def fetch_verified(tool: Tool, url: str, sha256: str, cache_dir: Path, base_url:
 
 
 def _download(tool: Tool, url: str, out: BinaryIO) -> str:
-    import requests  # imported late: `invoke --list` need not pay for it
+    """The archive at `url` into `out`, its sha256 returned. As `requests.get` did, the proxy variables and
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE of the process apply (a developer's machine, not a release)."""
+    import http.client  # imported late: `invoke --list` need not pay for it
 
+    from pack_publisher import __version__
+    from pack_publisher.registry.client import Client, ClientError, kind_of
+    from pack_publisher.runtime.proxies import PROXY_VARIABLES
+
+    env = os.environ
+    proxy_env = {name: env[name] for name in PROXY_VARIABLES if name in env}
+    client = Client(
+        env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE"), proxy_env, f"greentic-pack-publisher/{__version__}"
+    )
     digest = hashlib.sha256()
     try:
-        with requests.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
+        with client.request("GET", url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
             if response.status_code != 200:
                 raise PublisherError(
                     f"{tool.name} {tool.version}: download of {url} failed: HTTP {response.status_code}"
                 )
-            for chunk in response.iter_content(CHUNK):
+            while chunk := response.read1(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-    except requests.RequestException as exc:
-        raise PublisherError(f"{tool.name} {tool.version}: download of {url} failed: {type(exc).__name__}") from None
+    except (ClientError, OSError, http.client.HTTPException) as exc:
+        raise PublisherError(f"{tool.name} {tool.version}: download of {url} failed: {kind_of(exc)}") from None
+    finally:
+        client.close()
     return digest.hexdigest()
 
 

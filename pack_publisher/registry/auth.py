@@ -12,6 +12,7 @@ a token a header cannot carry as it is (control characters, spaces, non-ASCII) i
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import time
@@ -19,9 +20,9 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import requests
-
 from pack_publisher.oci.names import is_loopback
+from pack_publisher.registry.client import ClientError, kind_of
+from pack_publisher.registry.connections import Response
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.retry import TRANSIENT_STATUS, Transient
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
@@ -31,7 +32,7 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a header value can carry unchanged
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 # Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
-ReadBody = Callable[[requests.Response, int], bytes]
+ReadBody = Callable[[Response, int], bytes]
 
 
 class RealmRefused(ConfigError):
@@ -47,7 +48,7 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
+def retry_after_seconds(response: Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -67,7 +68,7 @@ class Authenticator:
         registry: str,
         credentials: Credentials | None,
         tls: bool,
-        get: Callable[..., requests.Response],
+        get: Callable[..., Response],
         read: ReadBody | None = None,
         *,
         redactor: Redactor | None = None,
@@ -86,10 +87,10 @@ class Authenticator:
         if credentials is not None:
             self.redact.add_credentials(credentials.username, credentials.password.get_secret_value())
 
-    def _read_capped(self, response: requests.Response, cap: int) -> bytes:
+    def _read_capped(self, response: Response, cap: int) -> bytes:
         """The body, refusing more than `cap` bytes (for callers without a reader of their own)."""
         body = b""
-        for chunk in response.iter_content(64 * 1024):  # streamed or not
+        while chunk := response.read1(64 * 1024):
             body += chunk
             if len(body) > cap:
                 raise PublisherError(f"{self.registry}: the token answer is over the {cap}-byte limit")
@@ -137,14 +138,14 @@ class Authenticator:
             query["scope"] = params.get("scope") or scope
         if "service" in params:
             query["service"] = params["service"]
-        # UTF-8, as oras and the Basic path send them: requests would encode the pair as Latin-1
+        # UTF-8, as oras and the Basic path send them (requests' own Basic auth encoded the pair as Latin-1)
         headers = {"Authorization": basic_header(creds)} if creds else {}
         try:
             response = self._get(realm, params=query, headers=headers, allow_redirects=False)
-        except requests.Timeout:
+        except TimeoutError:
             raise Transient("token service: timed out") from None
-        except requests.RequestException as exc:
-            raise Transient(f"token service unreachable ({type(exc).__name__})") from None
+        except (ClientError, OSError, http.client.HTTPException) as exc:
+            raise Transient(f"token service unreachable ({kind_of(exc)})") from None
         with response:
             if response.status_code in TRANSIENT_STATUS:
                 raise Transient(f"token service: HTTP {response.status_code}", retry_after_seconds(response))

@@ -1,32 +1,28 @@
-"""The connections the built-in client opens: every hop through the proxy a snapshot of the proxy
-variables names (`runtime.proxies`), the status line and headers of every answer under a wall-clock
-deadline, sessions pooled per thread, archives counted as they are sent, and answers read with a size
-cap and a wall-clock deadline.
+"""The connections the built-in client opens (on `http.client`): keep-alive connections pooled per host
+and proxy, the status line and headers of every answer under a wall-clock deadline, archives counted
+as they are sent, and answers read with a size cap and a wall-clock deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
+import http.client
 import io
 import itertools
-import re
+import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import requests
-import requests.adapters
-import urllib3
-import urllib3.connection
-import urllib3.response
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 from pack_publisher.registry.retry import Clock, Transient
 from pack_publisher.runtime.errors import PublisherError
-from pack_publisher.runtime.proxies import proxies_for
 
 CHUNK = 1024 * 1024
 
@@ -42,16 +38,15 @@ def timeout_text(exc: BaseException) -> str:
 def root_cause(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = str(exc) or type(exc).__name__
-    return re.sub(r"<urllib3[^>]*>: ", "", text)[:200]
+    return (str(exc) or type(exc).__name__)[:200]
 
 
 # --- the headers deadline ---------------------------------------------------------------------------
-# Hand-written because neither requests nor urllib3 has a whole-answer deadline: their read timeout is
-# per socket read, so a registry sending its status line and headers one byte every half second holds a
-# request as long as it likes. A watchdog shuts the socket down when the deadline passes, which ends the
-# blocked read at once; urllib3 then discards the connection (nothing is left open), and the
-# TimeoutError raised here reaches `_send` as a requests Timeout like any other. Bodies have their own
+# Hand-written because no HTTP client at hand has a whole-answer deadline: a read timeout is per socket
+# read, so a registry sending its status line and headers one byte every half second holds a request as
+# long as it likes. A watchdog shuts the socket down when the deadline passes, which ends the blocked
+# read at once; `Pool.send` then discards the connection (nothing is left open), and the TimeoutError
+# raised here reaches `_send` as a timeout like any other. Bodies have their own
 # deadline in `HttpTransport._stream`.
 #
 # One watchdog thread serves every request of the process (a timer thread started and joined per
@@ -80,11 +75,10 @@ class _Watchdog:
             return
         self.fired = True
         # the plain socket's shutdown, also under TLS (SSLSocket.shutdown would drop the TLS state the
-        # reading thread is using); a TLS-in-TLS proxy tunnel keeps its socket in `.socket`
-        raw = self.sock if isinstance(self.sock, socket.socket) else getattr(self.sock, "socket", None)
-        if isinstance(raw, socket.socket):
+        # reading thread is using)
+        if isinstance(self.sock, socket.socket):
             with contextlib.suppress(OSError):  # already closed: nothing left to cut
-                socket.socket.shutdown(raw, socket.SHUT_RDWR)
+                socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
     def stop(self) -> bool:
         """Stop watching; True when the deadline had already passed (the socket is then shut)."""
@@ -138,11 +132,11 @@ _DEADLINES = _Deadlines()
 
 
 def _headers_within_deadline(
-    connection: urllib3.connection.HTTPConnection, read_headers: Callable[[], urllib3.response.HTTPResponse]
-) -> urllib3.response.HTTPResponse:
+    connection: http.client.HTTPConnection, read_headers: Callable[[], http.client.HTTPResponse]
+) -> http.client.HTTPResponse:
     """`read_headers()` (the status line and headers), ended once `connection.timeout` seconds have passed.
 
-    urllib3 sets the connection's timeout to the read timeout (`RetryPolicy.read_timeout`) just before
+    `Pool.send` sets the connection's timeout to the read timeout (`RetryPolicy.read_timeout`) just before
     reading the answer, so the whole status line and headers must arrive within one read timeout of the
     request having been sent, however the bytes trickle.
     """
@@ -163,116 +157,162 @@ def _headers_within_deadline(
     return response
 
 
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("blocksize", CHUNK)  # a streamed blob goes out in 1 MiB writes, not 16 KiB ones
-        super().__init__(*args, **kwargs)
-
-    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+class _HTTPConnection(http.client.HTTPConnection):
+    def getresponse(self) -> http.client.HTTPResponse:
         return _headers_within_deadline(self, super().getresponse)
 
 
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("blocksize", CHUNK)
-        super().__init__(*args, **kwargs)
-
-    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def getresponse(self) -> http.client.HTTPResponse:
         return _headers_within_deadline(self, super().getresponse)
 
 
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+# --- the connection pool --------------------------------------------------------------------------
+# Hand-written on `http.client` for start-up (issue 24): after Invoke, `import requests` cost about
+# 50 ms (urllib3 alone 25 ms) of a command taking about 0.3 s, while `http.client` costs 2 ms (Invoke
+# already imports ssl and email). What the client needs of them is small: keep-alive connections
+# pooled per host (and proxy), one request at a time on each, shared by every thread of a run.
+
+Key = tuple[str, str, int, str]  # scheme, host, port, the proxy URL ("" when direct)
+MAX_IDLE = 16  # idle connections kept per key; more are closed when handed back
 
 
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
+class Response:
+    """One answer, its body read as it arrives; its connection goes back to the pool once the body has
+    been read to its end, and is closed when the answer is closed before that."""
+
+    def __init__(self, raw: http.client.HTTPResponse, method: str, url: str, release: Callable[[bool], None]) -> None:
+        self.raw = raw
+        self.method = method
+        self.url = url
+        self.status_code = raw.status
+        self.headers = raw.headers
+        self._release: Callable[[bool], None] | None = release
+
+    def read1(self, size: int = CHUNK) -> bytes:
+        """What has arrived (at most `size` bytes), b"" at the end; a body cut short raises IncompleteRead."""
+        if self._release is None:
+            return b""
+        chunk = self.raw.read1(size)
+        if chunk:
+            return chunk
+        if self.raw.length:  # http.client ends a Content-Length body cut short without saying so
+            self.close()
+            raise http.client.IncompleteRead(b"", self.raw.length)
+        self._done(reusable=True)
+        return b""
+
+    def read(self) -> bytes:
+        return b"".join(iter(self.read1, b""))
+
+    def _done(self, reusable: bool) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            self.raw.close()
+            release(reusable and not self.raw.will_close)
+
+    def close(self) -> None:
+        self._done(reusable=False)
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-_POOLS: dict[str, type[urllib3.HTTPConnectionPool]] = {"http": _HTTPPool, "https": _HTTPSPool}
+class Pool:
+    """Keep-alive connections per (scheme, host, port, proxy), handed to one request at a time."""
 
-
-class Adapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, the only way out: each request, and each hop of a redirect, gets its proxy from
-    the snapshot `proxy_env`, and every connection (direct or through an HTTP(S) proxy; SOCKS proxies are
-    not supported) waits for the status line and headers under the deadline above."""
-
-    def __init__(self, proxy_env: Mapping[str, str]) -> None:
-        self.proxy_env = dict(proxy_env)
-        super().__init__()
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs["proxies"] = proxies_for(request.url or "", self.proxy_env)
-        return super().send(request, *args, **kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if isinstance(manager, urllib3.ProxyManager):
-            manager.pool_classes_by_scheme = _POOLS
-        return manager
-
-
-class SessionPool:
-    """requests sessions for many threads: one per thread at a time, kept warm for the next operation.
-
-    requests' sessions are not safe to share between threads; pooling them keeps connections and
-    tokens from one phase of a run (planning, pushing, reading back) to the next.
-    """
-
-    def __init__(self, verify: str | bool, proxy_env: Mapping[str, str], user_agent: str) -> None:
-        self._verify = verify
-        self._proxy_env = dict(proxy_env)
-        self._user_agent = user_agent
+    def __init__(self, tls: Callable[[], ssl.SSLContext]) -> None:
+        self._tls = tls  # the TLS context, made on first use (loading a CA bundle costs milliseconds)
         self._lock = threading.Lock()
-        self._idle: list[requests.Session] = []  # sessions no thread holds, last used first (warm connections)
-        self._all: list[requests.Session] = []
-        self._held = threading.local()  # the session this thread holds for its current operation
+        self._idle: dict[Key, list[http.client.HTTPConnection]] = {}
+        self._closed = False
 
-    def _new(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # requests would read proxies, CA bundle and .netrc from the environment
-        session.headers["User-Agent"] = self._user_agent
-        session.verify = self._verify
-        adapter = Adapter(self._proxy_env)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[requests.Session]:
-        """A session this thread alone uses until the block ends (retries and token fetches included)."""
-        held: requests.Session | None = getattr(self._held, "session", None)
-        if held is not None:  # an operation inside another one (a resolve reading the manifest)
-            yield held
-            return
+    def _take(self, key: Key) -> http.client.HTTPConnection | None:
         with self._lock:
-            session = self._idle.pop() if self._idle else None
-        if session is None:
-            session = self._new()
-            with self._lock:
-                self._all.append(session)
-        self._held.session = session
-        try:
-            yield session
-        finally:
-            self._held.session = None
-            with self._lock:
-                self._idle.append(session)
+            idle = self._idle.get(key, [])
+            while idle:
+                connection = idle.pop()
+                if not _dropped(connection):
+                    return connection
+                connection.close()
+        return None
 
-    def current(self) -> requests.Session:
-        """The session this thread holds (every request is sent inside `hold`)."""
-        session: requests.Session = self._held.session
-        return session
+    def _give_back(self, key: Key, connection: http.client.HTTPConnection, reusable: bool) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if reusable and connection.sock is not None and not self._closed and len(idle) < MAX_IDLE:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _open(self, key: Key, connect_timeout: float, tunnel_headers: Mapping[str, str]) -> http.client.HTTPConnection:
+        scheme, host, port, proxy = key
+        if not proxy:
+            if scheme == "https":
+                return _HTTPSConnection(host, port, timeout=connect_timeout, context=self._tls(), blocksize=CHUNK)
+            return _HTTPConnection(host, port, timeout=connect_timeout, blocksize=CHUNK)
+        parts = urlsplit(proxy)
+        proxy_host, proxy_port = parts.hostname or "", parts.port or 80
+        if scheme == "http":  # a plain request goes to the proxy whole (the absolute URL in the request line)
+            return _HTTPConnection(proxy_host, proxy_port, timeout=connect_timeout, blocksize=CHUNK)
+        connection = _HTTPSConnection(  # CONNECT through the proxy, then TLS with the registry itself
+            proxy_host, proxy_port, timeout=connect_timeout, context=self._tls(), blocksize=CHUNK
+        )
+        connection.set_tunnel(host, port, headers=dict(tunnel_headers))
+        return connection
+
+    def send(
+        self,
+        key: Key,
+        method: str,
+        target: str,
+        body: bytes | IO[bytes] | None,
+        headers: Mapping[str, str],
+        timeouts: tuple[float, float],
+        tunnel_headers: Mapping[str, str],
+    ) -> Response:
+        """Send one request on a pooled (or new) connection and read the status line and headers."""
+        connect_timeout, read_timeout = timeouts
+        connection = self._take(key) or self._open(key, connect_timeout, tunnel_headers)
+        connection.timeout = connect_timeout  # as urllib3: connecting and sending under the connect timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(connect_timeout)
+        try:
+            # as urllib3: the registry may have answered (and hung up) before reading the whole body
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                connection.request(method, target, body=body, headers=dict(headers))
+            connection.timeout = read_timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(read_timeout)
+            raw = connection.getresponse()
+        except BaseException:
+            connection.close()
+            raise
+        return Response(raw, method, target, functools.partial(self._give_back, key, connection))
 
     def close(self) -> None:
         with self._lock:
-            sessions, self._all, self._idle = self._all, [], []
-        for session in sessions:
-            session.close()
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """True when an idle connection was closed by the other side (readable while idle: EOF or garbage)."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 class CountedFile(io.FileIO):
@@ -289,23 +329,21 @@ class CountedFile(io.FileIO):
         return chunk
 
 
-def finish(response: requests.Response) -> None:
+def finish(response: Response) -> None:
     """Close an answer whose body is not wanted, keeping its connection for the next request.
 
     An answer without a body (to a HEAD, or with `Content-Length: 0`, as registries answer uploads and
     manifest PUTs) is read to its end first, which hands the connection back to the pool; closing it
-    unread would close the connection, and each request would open a new one (a TCP and a TLS
-    handshake on a real network). Any other body is not waited for: the connection is closed.
+    unread closes the connection, and each request would open a new one (a TCP and a TLS handshake on
+    a real network). Any other body is not waited for: the connection is closed.
     """
-    if response.request.method == "HEAD" or response.headers.get("Content-Length") == "0":
-        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
-            response.raw.read()
+    if response.method == "HEAD" or response.headers.get("Content-Length") == "0":
+        with contextlib.suppress(http.client.HTTPException, OSError):
+            response.read()
     response.close()
 
 
-def read_body(
-    registry: str, response: requests.Response, cap: int, what: str, deadline_seconds: float, clock: Clock
-) -> bytes:
+def read_body(registry: str, response: Response, cap: int, what: str, deadline_seconds: float, clock: Clock) -> bytes:
     """The whole body, refusing more than `cap` bytes or longer than `deadline_seconds` however it trickles."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > cap:
@@ -322,19 +360,21 @@ def read_body(
     return b"".join(chunks)
 
 
-def stream_body(response: requests.Response, clock: Clock, what: str, deadline_seconds: float) -> Iterator[bytes]:
+def stream_body(response: Response, clock: Clock, what: str, deadline_seconds: float) -> Iterator[bytes]:
     """The body as it arrives, ended by a wall-clock deadline however slowly the bytes come.
 
-    `read1` returns what has arrived instead of waiting for a full chunk (as `iter_content` does), so
-    the deadline is checked at least once per read timeout even when the registry sends a byte at a time.
+    `read1` returns what has arrived instead of waiting for a full chunk, so the deadline is checked at
+    least once per read timeout even when the registry sends a byte at a time.
     """
     started = clock.monotonic()
     try:
-        while chunk := response.raw.read1(CHUNK, decode_content=True):
+        while chunk := response.read1(CHUNK):
             if clock.monotonic() - started > deadline_seconds:
                 raise Transient(f"{what} took over {deadline_seconds:.0f} s to arrive")
             yield chunk
-    except urllib3.exceptions.ReadTimeoutError:
+    except TimeoutError:
+        response.close()
         raise Transient(f"{what}: timed out") from None
-    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+    except (http.client.HTTPException, OSError) as exc:
+        response.close()
         raise Transient(f"{what} was cut short ({root_cause(exc)})") from None

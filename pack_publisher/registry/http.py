@@ -1,4 +1,5 @@
-"""The built-in transport: the OCI distribution protocol on `requests`, with retry and auth as separate parts.
+"""The built-in transport: the OCI distribution protocol on a small client of its own (`client`, on
+`http.client`), with retry and auth as separate parts.
 
 Why not oras-py: its push cannot set `artifactType`, reads whole files into memory, retries only
 HTTP 500 for over two minutes, fails against Basic-auth registries and raises bare ValueErrors
@@ -7,32 +8,31 @@ HTTP 500 for over two minutes, fails against Basic-auth registries and raises ba
 Every answer is read with a size cap and a wall-clock deadline (headers: `connections`; the body:
 `HttpTransport._stream`), so a registry that trickles bytes or sends a huge body cannot hold a release.
 Nothing here reads the environment: the caller passes the CA bundle and a snapshot of the proxy
-variables (`connections.proxies_for` decides from it alone).
+variables (`runtime.proxies.proxies_for` decides from it alone).
 
-One transport serves every thread of a run: each request runs on a requests session of its own taken
-from the transport's pool (`connections.SessionPool`), so connections and tokens carry over from
-planning to pushing to reading back.
+One transport serves every thread of a run: its client's keep-alive connections (`connections.Pool`)
+and its tokens carry over from planning to pushing to reading back.
 """
 
 from __future__ import annotations
 
 import functools
+import http.client
 import json
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import requests.adapters
-
 from pack_publisher import __version__
 from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
 from pack_publisher.oci.manifest import MANIFEST_MEDIA_TYPE
 from pack_publisher.registry.auth import Authenticator, retry_after_seconds
+from pack_publisher.registry.client import Client, ClientError
 from pack_publisher.registry.connections import (
     CountedFile,
-    SessionPool,
+    Response,
     finish,
     read_body,
     root_cause,
@@ -63,7 +63,7 @@ USER_AGENT = f"greentic-pack-publisher/{__version__}"
 
 
 class HttpTransport:
-    """One registry, one set of credentials; safe to use from several threads (one session each, pooled)."""
+    """One registry, one set of credentials; safe to use from several threads (connections pooled)."""
 
     name = "built-in client"
 
@@ -87,7 +87,7 @@ class HttpTransport:
         self.policy = policy or RetryPolicy()
         if ca_bundle and not Path(ca_bundle).exists():
             raise ConfigError(f"the CA bundle {ca_bundle} does not exist")
-        self._sessions = SessionPool(ca_bundle or True, dict(proxy_env or {}), USER_AGENT)
+        self._client = Client(ca_bundle, dict(proxy_env or {}), USER_AGENT)
         self.auth = Authenticator(
             registry,
             credentials,
@@ -99,21 +99,20 @@ class HttpTransport:
         )
 
     def close(self) -> None:
-        self._sessions.close()
+        self._client.close()
 
     # --- one request -----------------------------------------------------------------------------
 
     def _timeouts(self) -> tuple[float, float]:
         return (self.policy.connect_timeout, self.policy.read_timeout)
 
-    def _get_token(self, url: str, **kwargs: Any) -> requests.Response:
-        with self._sessions.hold() as session:
-            return session.get(url, timeout=self._timeouts(), stream=True, **kwargs)
+    def _get_token(self, url: str, **kwargs: Any) -> Response:
+        return self._client.request("GET", url, timeout=self._timeouts(), **kwargs)
 
-    def _read(self, response: requests.Response, cap: int, what: str, deadline_seconds: float) -> bytes:
+    def _read(self, response: Response, cap: int, what: str, deadline_seconds: float) -> bytes:
         return read_body(self.registry, response, cap, what, deadline_seconds, self.policy.clock)
 
-    def _read_token_answer(self, response: requests.Response, cap: int) -> bytes:
+    def _read_token_answer(self, response: Response, cap: int) -> bytes:
         return self._read(response, cap, "the token answer", self.policy.read_timeout)
 
     def _send(
@@ -124,7 +123,7 @@ class HttpTransport:
         *,
         body: Callable[[], bytes | IO[bytes] | None] = lambda: None,
         headers: dict[str, str] | None = None,
-    ) -> requests.Response:
+    ) -> Response:
         """One request (streamed), answering an auth challenge once; transient trouble raises Transient."""
         for first_try in (True, False):
             all_headers = dict(headers or {})
@@ -133,25 +132,17 @@ class HttpTransport:
                 all_headers["Authorization"] = authorization
             payload = body()
             try:
-                response = self._sessions.current().request(
-                    method,
-                    url,
-                    data=payload,
-                    headers=all_headers,
-                    stream=True,
-                    allow_redirects=True,
-                    timeout=self._timeouts(),
+                response = self._client.request(
+                    method, url, data=payload, headers=all_headers, timeout=self._timeouts()
                 )
-            except requests.Timeout as exc:
+            except TimeoutError as exc:
                 raise Transient(timeout_text(exc)) from None
-            except requests.exceptions.SSLError as exc:  # a certificate problem does not go away by retrying
+            except ssl.SSLError as exc:  # a certificate problem does not go away by retrying
                 raise AccessError(f"{self.registry}: TLS failed ({root_cause(exc)})") from None
-            except requests.ConnectionError as exc:
-                raise Transient(f"connection failed ({root_cause(exc)})") from None
-            except requests.exceptions.ChunkedEncodingError as exc:
-                raise Transient(f"the answer was cut short ({root_cause(exc)})") from None
-            except requests.RequestException as exc:  # invalid URL, redirect loop, bad header: final
+            except ClientError as exc:  # invalid URL, redirect loop, bad header: final
                 raise PublisherError(f"{self.registry}: {method} {url}: {root_cause(exc)}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise Transient(f"connection failed ({root_cause(exc)})") from None
             finally:
                 if hasattr(payload, "close"):
                     payload.close()  # type: ignore[union-attr]
@@ -166,7 +157,7 @@ class HttpTransport:
             return response
         return response
 
-    def _error_text(self, response: requests.Response) -> str:
+    def _error_text(self, response: Response) -> str:
         """`CODE: message` from the registry's JSON errors, else a short, safe description of the body."""
         kind = response.headers.get("Content-Type", "no content type").split(";")[0]
         try:
@@ -179,7 +170,7 @@ class HttpTransport:
             pass
         return f"HTTP {response.status_code} ({kind} body, not a registry error)"
 
-    def _fail(self, operation: str, response: requests.Response) -> PublisherError:
+    def _fail(self, operation: str, response: Response) -> PublisherError:
         if response.status_code in (401, 403):
             return AccessError(
                 f"{self.registry}: {operation}: access denied {self.auth.who} ({self._error_text(response)})"
@@ -190,8 +181,7 @@ class HttpTransport:
         return f"{self.base}/v2/{repository}/{tail}"
 
     def _retrying(self, operation: str, attempt: Callable[[], Any]) -> Any:
-        with self._sessions.hold():
-            return retrying(self.policy, self.registry, operation, attempt)
+        return retrying(self.policy, self.registry, operation, attempt)
 
     def answer_challenge(self) -> None:
         """Ask the API root and answer its auth challenge, if any (what oras would do with the credentials)."""

@@ -1,8 +1,8 @@
 """Which proxy a URL goes through, decided from a snapshot of the proxy variables (no environment reads).
 
-Hand-written because requests decides from `os.environ` at request time, and nothing below the
-settings may read the environment (the settings pass the variables they read, see
-`PublishOptions.proxy_env`).
+Hand-written because the usual helpers (`urllib.request.getproxies`, requests) decide from `os.environ`
+at request time, and nothing below the settings may read the environment (the settings pass the
+variables they read, see `PublishOptions.proxy_env`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PROXY_VARIABLES = (
 
 
 def proxies_for(url: str, proxy_env: Mapping[str, str]) -> dict[str, str]:
-    """The proxy for `url` as requests' `proxies=` mapping, decided from `proxy_env` alone.
+    """The proxy for `url` as a `{scheme: proxy URL}` mapping (empty: none), decided from `proxy_env` alone.
 
     `https_proxy` or `http_proxy` by the URL's scheme, else `all_proxy`. Of two spellings of one variable
     the lower-case one wins when it is set, even empty (which turns that proxy off), as in curl and
