@@ -273,4 +273,4 @@ def publish_options(**given: object) -> PublishOptions:
         "docker_config": Path(docker) / "config.json",
         "child_env": child_environment(),
     }
-    return PublishOptions.model_validate({**base, **given})
+    return PublishOptions(**{**base, **given})  # type: ignore[arg-type]

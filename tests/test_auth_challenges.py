@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pydantic import SecretStr
 
 from pack_publisher.registry.credentials import Credentials
 from pack_publisher.registry.http import HttpTransport
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.redact import SecretStr
 from testsupport.serving import serve_in_thread
 
 from .test_retry import FakeClock

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from pack_publisher.registry.credentials import resolve_credentials
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.redact import SecretStr
 
 from .conftest import publish_options, runner
 

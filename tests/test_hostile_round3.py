@@ -446,9 +446,8 @@ def test_a_docker_config_that_is_a_fifo_or_device_is_refused(tmp_path: Path) -> 
 
 
 def test_the_oras_config_lives_in_memory_on_linux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pydantic import SecretStr
-
     from pack_publisher.registry.credentials import Credentials
+    from pack_publisher.runtime.redact import SecretStr
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     config = PrivateRegistryConfig(HOST, Credentials("bot", SecretStr(PASSWORD), "test"))
@@ -520,11 +519,10 @@ def test_the_plain_http_credentials_opt_in_covers_a_realm_elsewhere(opt_in: bool
     """The control: with OCI_PLAIN_HTTP_CREDENTIALS=1 the same realm is asked, with UTF-8 credentials."""
     import base64
 
-    from pydantic import SecretStr
-
     from pack_publisher.registry.auth import Authenticator
     from pack_publisher.registry.credentials import Credentials
     from pack_publisher.runtime.errors import ConfigError
+    from pack_publisher.runtime.redact import SecretStr
 
     asked: list[dict[str, object]] = []
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from pack_publisher.oci.descriptor import describe
 from pack_publisher.oci.manifest import EMPTY_CONFIG, GTPACK_MEDIA_TYPE, compose
@@ -34,7 +33,7 @@ from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import PushRequest
 from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.proxies import proxies_for
-from pack_publisher.runtime.redact import Redactor
+from pack_publisher.runtime.redact import Redactor, SecretStr
 from testsupport.hostile import Answer, HostileServer, Seen, reply
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"

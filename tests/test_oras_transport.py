@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
 from pack_publisher.registry.http import HttpTransport
@@ -15,7 +14,7 @@ from pack_publisher.registry.oras import OrasTransport, Unauthorized
 from pack_publisher.registry.retry import Transient
 from pack_publisher.registry.transport import NotFound
 from pack_publisher.runtime.errors import PublisherError
-from pack_publisher.runtime.redact import Redactor
+from pack_publisher.runtime.redact import Redactor, SecretStr
 from testsupport.registries import Registry
 
 from .conftest import STANDINS, RunInvoke, make_executable, runner

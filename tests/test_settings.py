@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -215,5 +216,5 @@ def test_secrets_are_not_in_repr(repo: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PACK_VERSION", "1.0.0")
     monkeypatch.setenv("OCI_PASSWORD", "canary-password-123")
     s = resolve_settings(repo)
-    assert "canary-password-123" not in repr(s) and "canary-password-123" not in str(s.model_dump())
+    assert "canary-password-123" not in repr(s) and "canary-password-123" not in str(dataclasses.asdict(s))
     assert s.secrets == ["canary-password-123"]

@@ -1,7 +1,7 @@
 """`invoke ARGS` run inside the test process, as `python -m invoke` would run it, for tests that check only
 what a user sees: stdout, stderr and the exit code.
 
-A child process costs about a second on a loaded 2-core machine (the interpreter, Invoke, pydantic); this
+A child process costs about a second on a loaded 2-core machine (the interpreter, Invoke, the imports); this
 costs the task alone. What a child would have of its own is given and taken back around the call: the
 environment (replaced whole, as `subprocess.run(env=...)` does), the working directory, `sys.argv`,
 `sys.path`, stdout and stderr, the SIGTERM handler, the temporary folder Python chose, and a bare root

@@ -80,7 +80,7 @@ def open_run(
     Tasks run in one invocation (`invoke build push --latest`) share the run; a later task's flags are
     added to the earlier ones, re-resolving only when they change something.
     """
-    # imported late: `invoke --list` and `--help` need not pay for pydantic
+    # imported late: `invoke --list` and `--help` need not pay for the settings and the registry layer
     from pack_publisher.config.environment import child_environment, in_ci, read_environment
     from pack_publisher.config.run import Run
     from pack_publisher.config.settings import resolve_settings

@@ -9,18 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
 
 from pack_publisher.oci.names import (
     PATH_COMPONENT_RE,
@@ -30,7 +22,8 @@ from pack_publisher.oci.names import (
 )
 from pack_publisher.registry.connect import PublishOptions
 from pack_publisher.runtime.errors import ConfigError
-from pack_publisher.runtime.redact import withheld_from_children
+from pack_publisher.runtime.redact import SecretStr, withheld_from_children
+from pack_publisher.runtime.values import Invalid, as_bool, as_choice, as_float, as_int, as_str
 
 # The environment variable each field is read from, for error messages.
 ENV_NAMES = {
@@ -73,14 +66,18 @@ PROXY_ENV_NAMES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy
 MAX_EPOCH = 253402300799
 
 
-class EnvSettings(BaseModel):
+OciClient = Literal["auto", "oras", "python"]
+OCI_CLIENTS: tuple[OciClient, ...] = ("auto", "oras", "python")
+
+
+@dataclass(kw_only=True)
+class EnvSettings:
     """The raw inputs, one field per environment variable; task flags are passed as init values.
 
-    Read by `read_environment` as pydantic-settings would (names case-insensitively, empty values as
-    unset, task flags over the environment), without importing it: 20-35 ms of every command here.
+    Read by `read_environment` as pydantic-settings read them (names case-insensitively, empty values
+    as unset, task flags over the environment) and checked by hand (`CHECKS`, `runtime.values`) with
+    pydantic's rules and words: importing pydantic cost ~60 ms of a ~0.3 s command (issue 24).
     """
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     oci_registry: str = "ghcr.io"
     oci_org: str | None = None
@@ -94,18 +91,18 @@ class EnvSettings(BaseModel):
     lock_file: str = "packs.lock.json"
     dry_run: bool = False
     oras_experimental: bool = False
-    packc: str | None = Field(default=None, validation_alias=AliasChoices("packc", "PACKC", "PACKC_BIN"))
-    source_date_epoch: int | None = Field(default=None, ge=0)
+    packc: str | None = None  # PACKC, else PACKC_BIN (ALIASES)
+    source_date_epoch: int | None = None
     github_repository: str | None = None
     github_repository_owner: str | None = None
     github_server_url: str = "https://github.com"
     # publishing
-    oci_client: Literal["auto", "oras", "python"] = "auto"
+    oci_client: OciClient = "auto"
     oras_bin: str | None = None
     oci_plain_http: bool = False
     publish_latest: bool = False
-    publish_jobs: int = Field(default=4, ge=1, le=32)
-    oci_timeout: float = Field(default=15.0, gt=0, le=600)
+    publish_jobs: int = 4
+    oci_timeout: float = 15.0
     # credentials: typed as secrets so they never print; used by the publishing transports
     oci_username: str | None = None
     oci_password: SecretStr | None = None
@@ -128,78 +125,99 @@ class EnvSettings(BaseModel):
     require_signature: bool = False
     require_public: bool = False
 
-    @field_validator("git_sha", "github_sha")
-    @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", value.strip().lower()):
-            raise ValueError(f"{value!r} is not a full git commit id (40 hex digits)")
-        return value.strip().lower() if value else None
 
-    @field_validator("oci_registry")
-    @classmethod
-    def _registry(cls, value: str) -> str:
-        value = value.strip()
-        if "://" in value:
-            raise ValueError(f"{value!r} must be a host[:port] without a scheme (e.g. 'ghcr.io')")
-        lowered = value.lower().rstrip("/")
-        if not REGISTRY_RE.match(lowered):
-            raise ValueError(f"{value!r} is not a registry host[:port]")
-        return lowered
+# The names a field is given by, first found wins: in the environment (compared lowercase) and in flags.
+ALIASES = {"packc": ("packc", "PACKC", "PACKC_BIN")}
 
-    @field_validator("oci_org")
-    @classmethod
-    def _org(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        lowered = value.strip().lower()  # GitHub owners may have capitals; OCI paths may not
-        if not PATH_COMPONENT_RE.match(lowered):
-            raise ValueError(f"{value!r} is not a valid OCI repository path component")
-        return lowered
 
-    @field_validator("oci_repo")
-    @classmethod
-    def _repo(cls, value: str) -> str:
-        if not REPOSITORY_PATH_RE.match(value):
-            hint = " (it must be lowercase)" if REPOSITORY_PATH_RE.match(value.lower()) else ""
-            raise ValueError(f"{value!r} is not a valid OCI repository path{hint}")
-        return value
+def _sha(value: object) -> str:
+    text = as_str(value)
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text.strip().lower()):
+        raise Invalid(f"{text!r} is not a full git commit id (40 hex digits)")
+    return text.strip().lower()
 
-    @field_validator("pack_version")
-    @classmethod
-    def _version(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if value != value.strip():  # a tag is taken as written: "1.2.3\n" is not 1.2.3 (README)
-            raise ValueError(f"{value!r} has white space around it; set the bare version, e.g. {value.strip()!r}")
-        problem = semver_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
-    @field_validator("source_date_epoch")
-    @classmethod
-    def _epoch(cls, value: int | None) -> int | None:
-        if value is not None and value > MAX_EPOCH:
-            raise ValueError(f"{value} is after {MAX_EPOCH} (9999-12-31T23:59:59Z), the last time a date can hold")
-        return value
+def _registry(value: object) -> str:
+    text = as_str(value).strip()
+    if "://" in text:
+        raise Invalid(f"{text!r} must be a host[:port] without a scheme (e.g. 'ghcr.io')")
+    lowered = text.lower().rstrip("/")
+    if not REGISTRY_RE.match(lowered):
+        raise Invalid(f"{text!r} is not a registry host[:port]")
+    return lowered
+
+
+def _org(value: object) -> str:
+    text = as_str(value)
+    lowered = text.strip().lower()  # GitHub owners may have capitals; OCI paths may not
+    if not PATH_COMPONENT_RE.match(lowered):
+        raise Invalid(f"{text!r} is not a valid OCI repository path component")
+    return lowered
+
+
+def _repo(value: object) -> str:
+    text = as_str(value)
+    if not REPOSITORY_PATH_RE.match(text):
+        hint = " (it must be lowercase)" if REPOSITORY_PATH_RE.match(text.lower()) else ""
+        raise Invalid(f"{text!r} is not a valid OCI repository path{hint}")
+    return text
+
+
+def _version(value: object) -> str:
+    text = as_str(value)
+    if text != text.strip():  # a tag is taken as written: "1.2.3\n" is not 1.2.3 (README)
+        raise Invalid(f"{text!r} has white space around it; set the bare version, e.g. {text.strip()!r}")
+    problem = semver_problem(text)
+    if problem:
+        raise Invalid(problem)
+    return text
+
+
+def _epoch(value: object) -> int:
+    number = as_int(value, ge=0)
+    if number > MAX_EPOCH:
+        raise Invalid(f"{number} is after {MAX_EPOCH} (9999-12-31T23:59:59Z), the last time a date can hold")
+    return number
+
+
+def _secret(value: object) -> SecretStr:
+    return value if isinstance(value, SecretStr) else SecretStr(as_str(value))
+
+
+# How each field's value is checked; a field not named here is text. Defaults are not checked.
+CHECKS: dict[str, Callable[[object], object]] = {
+    "oci_registry": _registry,
+    "oci_org": _org,
+    "oci_repo": _repo,
+    "pack_version": _version,
+    "source_date_epoch": _epoch,
+    "oci_client": lambda value: as_choice(value, OCI_CLIENTS),
+    "publish_jobs": lambda value: as_int(value, ge=1, le=32),
+    "oci_timeout": lambda value: as_float(value, gt=0, le=600),
+    "git_sha": _sha,
+    "github_sha": _sha,
+    **dict.fromkeys(("oci_password", "github_token", "pack_signing_key"), _secret),
+    **dict.fromkeys(
+        (
+            *("dry_run", "oras_experimental", "oci_plain_http", "publish_latest", "oci_plain_http_credentials"),
+            *("allow_dirty", "require_signature", "require_public"),
+        ),
+        as_bool,
+    ),
+}
+FIELD_NAMES = tuple(f.name for f in fields(EnvSettings))
 
 
 def _env_names(name: str) -> tuple[str, ...]:
     """The environment variables a field is read from, lowercase, first found wins (as pydantic-settings)."""
-    field = EnvSettings.model_fields[name]
-    alias = field.validation_alias or field.alias
-    if isinstance(alias, AliasChoices):
-        return tuple(dict.fromkeys(str(choice).lower() for choice in alias.choices))
-    if isinstance(alias, str):
-        return (alias.lower(),)
-    return (name,)
+    return tuple(dict.fromkeys(choice.lower() for choice in ALIASES.get(name, (name,))))
 
 
 def environment_values() -> dict[str, str]:
     """Each field's value as set in the environment (names compared case-insensitively; empty: unset)."""
     lowered = {k.lower(): v for k, v in os.environ.items() if v != ""}
     values = {}
-    for name in EnvSettings.model_fields:
+    for name in FIELD_NAMES:
         found = next((lowered[n] for n in _env_names(name) if n in lowered), None)
         if found is not None:
             values[name] = found
@@ -207,28 +225,25 @@ def environment_values() -> dict[str, str]:
 
 
 def read_environment(overrides: dict[str, Any] | None = None) -> EnvSettings:
+    """The environment with the task flags (`overrides`, None meaning 'not given') over it, checked field by
+    field in order: the first refused value is the error, as pydantic reported it. Unknown names are ignored."""
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    try:
-        return EnvSettings.model_validate({**environment_values(), **given})
-    except ValidationError as exc:
-        raise _first_error(exc) from None
+    data = {**environment_values(), **given}
+    checked: dict[str, Any] = {}
+    for name in FIELD_NAMES:
+        key = next((k for k in ALIASES.get(name, (name,)) if k in data), None)
+        if key is None:
+            continue  # the default
+        try:
+            checked[name] = CHECKS.get(name, as_str)(data[key])
+        except Invalid as exc:
+            raise _first_error(name, exc) from None
+    return EnvSettings(**checked)
 
 
-def _first_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else ""
+def _first_error(field: str, exc: Invalid) -> ConfigError:
     name = ENV_NAMES.get(field, field.upper())
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] in {
-        "bool_parsing",
-        "int_parsing",
-        "float_parsing",
-        "greater_than",
-        "greater_than_equal",
-        "less_than_equal",
-        "literal_error",
-    }:
-        message = f"{err['input']!r}: {message.lower()}"
+    message = f"{exc.value!r}: {exc.message.lower()}" if exc.parsing else exc.message
     return ConfigError(f"{name}: {message}")
 
 

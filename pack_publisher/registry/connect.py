@@ -7,10 +7,9 @@ returns, checks what they move and owns the transport for the whole run.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pack_publisher.oci.names import is_loopback
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig, resolve_credentials
@@ -18,7 +17,7 @@ from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
-from pack_publisher.runtime.redact import Redactor
+from pack_publisher.runtime.redact import Redactor, SecretStr
 
 
 def secret_values(*secrets: SecretStr | None) -> list[str]:
@@ -26,10 +25,13 @@ def secret_values(*secrets: SecretStr | None) -> list[str]:
     return [s.get_secret_value() for s in secrets if s is not None]
 
 
-class PublishOptions(BaseModel):
-    """How to reach the registry: transport choice, plain HTTP, timeouts, credentials (secrets), proxies."""
+@dataclass(frozen=True, kw_only=True)
+class PublishOptions:
+    """How to reach the registry: transport choice, plain HTTP, timeouts, credentials (secrets), proxies.
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    A plain dataclass, made from checked settings by `config.environment.options_of` (pydantic's import
+    cost ~60 ms of a ~0.3 s command; issue 24).
+    """
 
     client: Literal["auto", "oras", "python"]
     oras_bin: str | None
@@ -37,14 +39,14 @@ class PublishOptions(BaseModel):
     oras_experimental: bool
     timeout: float  # seconds to wait for each registry response
     oci_username: str | None = None
-    oci_password: SecretStr | None = Field(default=None, repr=False)
+    oci_password: SecretStr | None = field(default=None, repr=False)
     github_actor: str | None = None
-    github_token: SecretStr | None = Field(default=None, repr=False)
+    github_token: SecretStr | None = field(default=None, repr=False)
     plain_http_credentials: bool = False
     docker_config: Path = Path(".docker/config.json")  # the Docker config file credentials may come from
     ca_bundle: str | None = None  # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
-    proxy_env: dict[str, str] = Field(default_factory=dict)  # the proxy variables, as set
-    child_env: dict[str, str] = Field(default_factory=dict, repr=False)  # for builder, oras, helpers: no secrets
+    proxy_env: dict[str, str] = field(default_factory=dict)  # the proxy variables, as set
+    child_env: dict[str, str] = field(default_factory=dict, repr=False)  # for builder, oras, helpers: no secrets
 
     @property
     def secrets(self) -> list[str]:

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
 from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.redact import SecretStr
 from pack_publisher.runtime.safe_files import read_regular
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from pack_publisher.oci.names import MAX_REPOSITORY_LENGTH, is_semver, pack_name_problem
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.values import Invalid, as_choice, as_optional_str, as_str
 
 PACK_FILE = "pack.yaml"
 # A pack.yaml is a few kilobytes; anything this big is a mistake (or an attack), not worth parsing.
@@ -23,25 +23,41 @@ MAX_PACK_FILE_BYTES = 1024 * 1024
 # Folders the builder never packs; not worth copying into the staged tree either.
 NOT_STAGED = {"dist", "target", ".git", "node_modules"}
 
+Kind = Literal["application", "provider", "infrastructure", "library"]
+KINDS: tuple[Kind, ...] = ("application", "provider", "infrastructure", "library")
 
-class PackMeta(BaseModel):
-    """The fields of `pack.yaml` the publisher relies on; everything else passes through untouched."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)  # schema built on first use, not import
+@dataclass(kw_only=True)
+class PackMeta:
+    """The fields of `pack.yaml` the publisher relies on; everything else passes through untouched (`extra`).
+    Checked by hand in `_validate`: pydantic's import cost ~60 ms of a ~0.3 s command (issue 24)."""
 
     pack_id: str
     version: str
-    kind: Literal["application", "provider", "infrastructure", "library"]
+    kind: Kind
     publisher: str
     name: str | None = None
     description: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # the other fields, as parsed
 
-    @field_validator("version")
-    @classmethod
-    def _semver(cls, value: str) -> str:
-        if not is_semver(value):
-            raise ValueError(f"{value!r} is not a semantic version (X.Y.Z)")
-        return value
+
+def _semver(value: object) -> str:
+    text = as_str(value)
+    if not is_semver(text):
+        raise Invalid(f"{text!r} is not a semantic version (X.Y.Z)")
+    return text
+
+
+# Each field's check, in the order they are checked (the first problem is the one reported).
+_FIELDS: dict[str, Callable[[object], object]] = {
+    "pack_id": as_str,
+    "version": _semver,
+    "kind": lambda value: as_choice(value, KINDS),
+    "publisher": as_str,
+    "name": as_optional_str,
+    "description": as_optional_str,
+}
+_OPTIONAL = frozenset({"name", "description"})
 
 
 @dataclass(frozen=True)
@@ -157,15 +173,20 @@ def load_meta(pack_file: Path, rel: str) -> PackMeta:
 
 
 def _validate(data: dict[Any, Any], rel: str) -> PackMeta:
-    try:
-        return PackMeta.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "missing":
-            raise ConfigError(f"{rel}: missing required field '{field}'") from None
-        message = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{rel}: field '{field}': {message}") from None
+    """`data` as a PackMeta, or the first problem in pydantic's words (`missing required field 'kind'`)."""
+    for odd_key in (key for key in data if not isinstance(key, str)):
+        raise ConfigError(f"{rel}: field '{odd_key}': Keys should be strings")
+    checked: dict[str, Any] = {}
+    for name, check in _FIELDS.items():
+        if name not in data:
+            if name in _OPTIONAL:
+                continue
+            raise ConfigError(f"{rel}: missing required field '{name}'")
+        try:
+            checked[name] = check(data[name])
+        except Invalid as exc:
+            raise ConfigError(f"{rel}: field '{name}': {exc.message}") from None
+    return PackMeta(**checked, extra={k: v for k, v in data.items() if k not in _FIELDS})
 
 
 def discover(packs_dir: Path) -> list[str]:

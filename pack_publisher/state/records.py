@@ -1,8 +1,9 @@
 """Records that cross task boundaries (and processes): what a build made and what a push published.
 
 They live as small JSON files beside the archives so `invoke push` and `invoke lock` can run as
-separate commands after `invoke build`. Their pydantic schemas are built on first use (`defer_build`),
-so a command that never reads or writes one does not pay for it.
+separate commands after `invoke build`. Plain dataclasses, read and written by hand in the JSON shape
+pydantic gave them (paths as strings, descriptors as objects): importing pydantic cost ~60 ms of a
+~0.3 s command (issue 24). A record of the wrong shape or types is refused, never half-read.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Any, TypeVar
 
 from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.runtime.errors import PublisherError
@@ -21,10 +22,9 @@ from pack_publisher.runtime.errors import PublisherError
 RECORDS_DIR = "records"
 
 
-class BuiltPack(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class BuiltPack:
     """One validated `.gtpack` and the artifact composed for it."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     pack_id: str
@@ -41,10 +41,9 @@ class BuiltPack(BaseModel):
     sbom_referrer: Descriptor | None = None  # the manifest attaching it to `manifest_descriptor`
 
 
-class PublishedPack(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class PublishedPack:
     """A push that the registry confirmed (or, in a dry run, what would be pushed)."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     pack_id: str
@@ -55,7 +54,9 @@ class PublishedPack(BaseModel):
     expected_digest: str
     pinned_reference: str | None
     tags: list[str]  # the tags serving this digest after the push (written by it or found there)
-    replaced: dict[str, str] = {}  # tag -> the digest it held before this push moved or overwrote it
+    replaced: dict[str, str] = field(
+        default_factory=dict
+    )  # tag -> the digest it held before this push moved or overwrote it
     dirty: bool = False
     gtpack: Path
     layer: Descriptor
@@ -135,6 +136,89 @@ def write_file(path: Path, data: bytes) -> None:
         raise WriteFailed(path, exc) from None
 
 
+Record = TypeVar("Record", BuiltPack, PublishedPack)
+
+
+class Malformed(ValueError):
+    """A record file's content is not a record of its kind."""
+
+
+def _typed(kind: type) -> Callable[[object], Any]:
+    """The check of a JSON value of exactly this type: `"size": true` or `"size": "12"` is no size."""
+
+    def check(value: object) -> object:
+        if type(value) is not kind:
+            raise Malformed
+        return value
+
+    return check
+
+
+def _optional(check: Callable[[object], Any]) -> Callable[[object], Any]:
+    return lambda value: None if value is None else check(value)
+
+
+def _descriptor(value: object) -> Descriptor:
+    if not isinstance(value, dict):
+        raise Malformed
+    try:
+        return Descriptor(_STR(value["media_type"]), _STR(value["digest"]), _INT(value["size"]))
+    except KeyError:
+        raise Malformed from None
+
+
+def _str_list(value: object) -> list[str]:
+    return [_STR(item) for item in _typed(list)(value)]
+
+
+def _str_dict(value: object) -> dict[str, str]:
+    return {_STR(k): _STR(v) for k, v in _typed(dict)(value).items()}
+
+
+_STR = _typed(str)
+_INT = _typed(int)
+# How a record field is read back from JSON, by its annotation (a record holds only these types).
+_READERS: dict[str, Callable[[object], Any]] = {
+    "str": _STR,
+    "str | None": _optional(_STR),
+    "bool": _typed(bool),
+    "int | None": _optional(_INT),
+    "Path": lambda value: Path(_STR(value)),
+    "Descriptor": _descriptor,
+    "Descriptor | None": _optional(_descriptor),
+    "list[str]": _str_list,
+    "dict[str, str]": _str_dict,
+}
+
+
+def to_json(record: BuiltPack | PublishedPack) -> str:
+    """The record as JSON, fields in order: paths as strings, descriptors as objects."""
+    data = {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Descriptor):
+        return asdict(value)
+    return value
+
+
+def from_json(model: type[Record], text: str) -> Record:
+    """The record `text` holds; `Malformed` (a ValueError) when it is not one. Unknown fields are ignored."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise Malformed
+    values: dict[str, Any] = {}
+    for f in fields(model):
+        if f.name in data:
+            values[f.name] = _READERS[str(f.type)](data[f.name])
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise Malformed
+    return model(**values)
+
+
 def record_path(out_dir: Path, name: str, kind: str) -> Path:
     return out_dir / RECORDS_DIR / f"{name}.{kind}.json"
 
@@ -143,21 +227,18 @@ def save(out_dir: Path, record: BuiltPack | PublishedPack) -> Path:
     """Write a record; a disk that refuses it raises `WriteFailed`."""
     kind = "built" if isinstance(record, BuiltPack) else "published"
     path = record_path(out_dir, record.name, kind)
-    write_file(path, (record.model_dump_json(indent=2) + "\n").encode())
+    write_file(path, (to_json(record) + "\n").encode())
     return path
-
-
-Record = TypeVar("Record", BuiltPack, PublishedPack)
 
 
 def load(out_dir: Path, name: str, model: type[Record]) -> Record | None:
     kind = "built" if model is BuiltPack else "published"
     path = record_path(out_dir, name, kind)
     try:
-        return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return from_json(model, path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (ValueError, ValidationError, OSError):
+    except (ValueError, OSError):
         raise PublisherError(f"{path}: unreadable record; run `invoke build` again") from None
 
 
