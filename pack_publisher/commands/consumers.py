@@ -106,22 +106,24 @@ def load_referrer(built: BuiltPack, pack: Artifact) -> Referrer | None:
 
 
 def ensure_attached(
-    registry: VerifiedRegistry, repository: str, referrer: Referrer, document: Path, *, fresh: bool
+    registry: VerifiedRegistry, repository: str, referrer: Referrer, document: Path, *, written: bool
 ) -> str:
-    """Attach the referrer unless listed, then prove it is listed; `fresh`: the pack was just pushed.
+    """Prove the referrer is listed, attaching it first unless listed; `written`: it went up with the pack.
 
-    A just-pushed pack skips the first look (attaching is idempotent on both transports, and the look
-    costs an oras process). Returns "attached" or "already attached".
+    A referrer written with the pack (`PushRequest.referrer`) is only looked for; one that is not listed
+    then (its manifest was stored, the index was not updated or another writer dropped the entry) is
+    indexed again. Returns "attached" or "already attached".
     """
     transport = registry.transport
     subject, digest = referrer.subject.digest, referrer.descriptor.digest
-    if not fresh and lists(transport.referrers(repository, subject), digest):
-        return "already attached"
+    listed = lists(transport.referrers(repository, subject), digest)
+    if listed:
+        return "attached" if written else "already attached"
     request = AttachRequest(repository=repository, referrer=referrer, document=document)
     for attempt in range(ATTACH_ATTEMPTS):
         # NotFound: oras-go deleting the old index another writer deleted first; look, then try again
         with contextlib.suppress(NotFound):
-            if attempt == 0:
+            if attempt == 0 and not written:
                 transport.attach(request)
             else:  # stored but not listed: its manifest was already there, or another writer dropped it
                 transport.index_referrer(request)

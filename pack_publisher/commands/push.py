@@ -21,7 +21,7 @@ from pack_publisher.commands.plan import CONSULT_JOBS, Planned, dry_run, plan_al
 from pack_publisher.commands.select import select_packs
 from pack_publisher.config.run import Run
 from pack_publisher.oci.descriptor import file_digest
-from pack_publisher.registry.transport import PushRequest
+from pack_publisher.registry.transport import AttachRequest, PushOutcome, PushRequest
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import beside, each, together
@@ -97,9 +97,9 @@ def _apply(
     def failed(item: Planned, exc: PublisherError) -> PackResult:
         return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
 
-    def prove(item: Planned, uploaded: int | None) -> PackResult:
+    def prove(item: Planned, outcome: PushOutcome) -> PackResult:
         try:
-            return prove_one(run, registry, item, uploaded)
+            return prove_one(run, registry, item, outcome)
         except PublisherError as exc:
             return failed(item, exc)
 
@@ -113,14 +113,14 @@ def _apply(
             ]
             with run.heartbeat.alive(f"uploading {built.name}", sent.describe):
                 written, digest = together(calls)
-            uploaded = cast(int | None, written)
+            outcome = cast(PushOutcome, written)
             if digest != built.layer.digest:  # an upload was refused by the registry; a skipped one must be too
                 raise PublisherError(f"pack {built.name!r}: {built.gtpack} changed since it was built; rebuild it")
         except OSError as exc:
             return failed(item, PublisherError(f"pack {built.name!r}: cannot read {built.gtpack}: {exc.strerror}"))
         except PublisherError as exc:
             return failed(item, exc)
-        return prove_beside(prove, item, uploaded)
+        return prove_beside(prove, item, outcome)
 
     results = []
     for outcome in each(run.settings.jobs, planned, write):  # in pack order, as each is proven
@@ -134,22 +134,24 @@ def _apply(
 
 def write_one(
     registry: VerifiedRegistry, planned: Planned, repository: str, sent: SentBytes | None = None
-) -> int | None:
-    """Write what the plan says (blobs, then the manifest under each tag); the blobs uploaded, if known."""
+) -> PushOutcome:
+    """Write what the plan says (blobs, then the manifest under each tag, then the SBOM referrer)."""
     plan = planned.plan
     if not plan.writes:
-        return 0
+        return PushOutcome(uploaded_blobs=0)
+    document = consumers.document_path(planned.built)
     written = PushRequest(
         repository=repository,
         tags=plan.writes,
         gtpack=planned.built.gtpack,
         artifact=planned.artifact,
         on_sent=sent.update if sent is not None else None,
+        referrer=AttachRequest(repository, planned.sbom, document) if planned.sbom is not None else None,
     )
-    return registry.write(written).uploaded_blobs
+    return registry.write(written)
 
 
-def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: int | None) -> PackResult:
+def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, outcome: PushOutcome) -> PackResult:
     """Read every tag the pack should serve back from the registry, then record it as published."""
     settings = run.settings
     built, artifact, plan = planned.built, planned.artifact, planned.plan
@@ -161,7 +163,7 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
     sbom_line = None
     if planned.sbom is not None:
         attached = consumers.ensure_attached(
-            registry, repository, planned.sbom, consumers.document_path(built), fresh=bool(plan.writes)
+            registry, repository, planned.sbom, consumers.document_path(built), written=outcome.referrer_written
         )
         sbom_line = f"sbom {built.reference}: {attached} {planned.sbom.descriptor.digest}"
     record = PublishedPack.of(
@@ -171,7 +173,7 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, uploaded: 
         tags=plan.tags,
         replaced=plan.replaced,
         transport=registry.name,
-        uploaded_blobs=uploaded,
+        uploaded_blobs=outcome.uploaded_blobs,
         already_published=not plan.writes,
         sbom_digest=planned.sbom.descriptor.digest if planned.sbom else None,
     )

@@ -277,7 +277,10 @@ class HttpTransport:
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """The blobs side by side (each skipped when present), then the manifest under each tag in order."""
+        """The blobs side by side (each skipped when present), then the manifest under each tag in order,
+        then the referrer's manifest (its document uploaded beside the pack's blobs)."""
+        from pack_publisher.registry import http_referrers
+
         artifact = request.artifact
         uploads = [
             functools.partial(
@@ -289,10 +292,17 @@ class HttpTransport:
             )
             for blob in artifact.blobs
         ]
-        uploaded = sum(together(uploads))  # both blobs are in before any manifest names them
+        extra = [] if request.referrer is None else http_referrers.uploads(request.referrer)
+        extra = [(blob, source) for blob, source in extra if blob not in artifact.blobs]  # the empty config is shared
+        uploads += [functools.partial(self._upload_blob, request.repository, *upload) for upload in extra]
+        sent = together(uploads)  # every blob is in before any manifest names it
         for tag in request.tags:
             self._put_manifest(request.repository, tag, artifact.manifest)
-        return PushOutcome(uploaded_blobs=uploaded)
+        if request.referrer is not None:
+            http_referrers.put_referrer(self, request.referrer)
+        return PushOutcome(
+            uploaded_blobs=sum(sent[: len(artifact.blobs)]), referrer_written=request.referrer is not None
+        )
 
     # --- push steps -------------------------------------------------------------------------------
 

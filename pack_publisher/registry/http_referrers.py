@@ -14,7 +14,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pack_publisher.oci.descriptor import digest_of
+from pack_publisher.oci.descriptor import Descriptor, digest_of
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag
 from pack_publisher.registry.referrers_index import IndexState
 from pack_publisher.registry.referrers_index import update_index as update_index_with
@@ -79,9 +79,20 @@ def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str,
 
 
 def attach(t: HttpTransport, request: AttachRequest) -> None:
-    referrer, repository = request.referrer, request.repository
+    together([functools.partial(t._upload_blob, request.repository, *upload) for upload in uploads(request)])
+    put_referrer(t, request)
+
+
+def uploads(request: AttachRequest) -> list[tuple[Descriptor, Path | bytes]]:
+    """The referrer's blobs and where their bytes are: its empty config and the document."""
+    referrer = request.referrer
     sources: dict[str, Path | bytes] = {referrer.blobs[0].digest: b"{}", referrer.layer.digest: request.document}
-    together([functools.partial(t._upload_blob, repository, blob, sources[blob.digest]) for blob in referrer.blobs])
+    return [(blob, sources[blob.digest]) for blob in referrer.blobs]
+
+
+def put_referrer(t: HttpTransport, request: AttachRequest) -> None:
+    """The referrer's manifest by its digest (its blobs are in), then the tag-schema index where needed."""
+    referrer, repository = request.referrer, request.repository
     subject_header = t._put_manifest(repository, referrer.descriptor.digest, referrer.manifest)
     if subject_header:  # the registry indexes referrers itself (the referrers API)
         return

@@ -258,6 +258,8 @@ class OrasTransport:
         self._read(lambda: self.reader.fetch_blob(repository, digest, open_sink))
 
     def push(self, request: PushRequest) -> PushOutcome:
+        """One `oras cp` of the layout; with `-r` its referrer goes up too, after the pack's manifest (oras-go
+        then updates the tag-schema index where the registry has no referrers API, as `oras attach` does)."""
         cleanup.sweep_stale(request.gtpack.parent, LAYOUT_PREFIX)  # left by a run killed outright
         work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=request.gtpack.parent))
         cleanup.register_folder(work)
@@ -266,14 +268,16 @@ class OrasTransport:
             target = f"{self.registry}/{request.repository}:{','.join(request.tags)}"
             to_remote = ["--to-registry-config", str(self.config.path)]
             to_remote += ["--to-plain-http"] if self.plain_http else []
+            recursive = ["-r"] if request.referrer is not None else []
+            size = request.artifact.layer.size + (request.referrer.referrer.layer.size if request.referrer else 0)
             self._run(
-                ["cp", "--from-oci-layout", *to_remote, f"{layout}:{request.tags[0]}", target],
+                ["cp", *recursive, "--from-oci-layout", *to_remote, f"{layout}:{request.tags[0]}", target],
                 f"copying {request.repository}:{','.join(request.tags)} to the registry",
-                timeout=self._small_timeout() + request.artifact.layer.size / MIN_UPLOAD_RATE,
+                timeout=self._small_timeout() + size / MIN_UPLOAD_RATE,
             )
         finally:
             cleanup.remove_folder(work)
-        return PushOutcome(uploaded_blobs=None)
+        return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
 
     def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
         return self._read(lambda: self.reader.referrers(repository, subject))
@@ -345,29 +349,41 @@ class OrasTransport:
 
 
 def _write_layout(work: Path, request: PushRequest) -> Path:
-    """An OCI image layout holding exactly this artifact, tagged with the first tag; the archive is linked."""
+    """An OCI image layout holding exactly this artifact, tagged with the first tag, and its referrer if any
+    (listed untagged: `oras cp -r` finds it as a referrer of the pack); documents are linked, not copied."""
     layout = work / "layout"
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
     artifact = request.artifact
-    layer_path = blobs / artifact.layer.digest.split(":", 1)[1]
-    try:
-        os.link(request.gtpack, layer_path)
-    except OSError:  # another file system, or links not allowed: a copy is correct, only slower
-        shutil.copyfile(request.gtpack, layer_path)
+    _link(request.gtpack, blobs / artifact.layer.digest.split(":", 1)[1])
     for blob, data in ((artifact.blobs[0], b"{}"), (artifact.descriptor, artifact.manifest)):
         (blobs / blob.digest.split(":", 1)[1]).write_bytes(data)
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
+    manifests = [
+        {
+            "mediaType": artifact.descriptor.media_type,
+            "digest": artifact.descriptor.digest,
+            "size": artifact.descriptor.size,
+            "annotations": {"org.opencontainers.image.ref.name": request.tags[0]},
+        }
+    ]
+    if request.referrer is not None:
+        referrer = request.referrer.referrer
+        _link(request.referrer.document, blobs / referrer.layer.digest.split(":", 1)[1])
+        (blobs / referrer.descriptor.digest.split(":", 1)[1]).write_bytes(referrer.manifest)
+        manifests.append(
             {
-                "mediaType": artifact.descriptor.media_type,
-                "digest": artifact.descriptor.digest,
-                "size": artifact.descriptor.size,
-                "annotations": {"org.opencontainers.image.ref.name": request.tags[0]},
+                "mediaType": referrer.descriptor.media_type,
+                "digest": referrer.descriptor.digest,
+                "size": referrer.descriptor.size,
             }
-        ],
-    }
-    (layout / "index.json").write_text(json.dumps(index), encoding="utf-8")
+        )
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}), encoding="utf-8")
     return layout
+
+
+def _link(source: Path, blob: Path) -> None:
+    try:
+        os.link(source, blob)
+    except OSError:  # another file system, or links not allowed: a copy is correct, only slower
+        shutil.copyfile(source, blob)

@@ -34,18 +34,6 @@ class FetchedManifest:
 
 
 @dataclass(frozen=True)
-class PushRequest:
-    """One pack's artifact, ready to go: the archive on disk and the exact manifest bytes."""
-
-    repository: str  # path inside the registry: <org>/<repo>/<pack>
-    tags: list[str]  # the version tag first; 'latest' after it when asked for
-    gtpack: Path
-    artifact: Artifact
-    # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
-    on_sent: Callable[[int], None] | None = None
-
-
-@dataclass(frozen=True)
 class AttachRequest:
     """A referrer to attach to a pushed manifest: its exact manifest bytes and the document it carries."""
 
@@ -55,8 +43,24 @@ class AttachRequest:
 
 
 @dataclass(frozen=True)
+class PushRequest:
+    """One pack's artifact, ready to go: the archive on disk and the exact manifest bytes."""
+
+    repository: str  # path inside the registry: <org>/<repo>/<pack>
+    tags: list[str]  # the version tag first; 'latest' after it when asked for
+    gtpack: Path
+    artifact: Artifact
+    # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
+    on_sent: Callable[[int], None] | None = None
+    # the pack's SBOM referrer, written in the same step after the pack's manifest (one `oras cp -r`, or its
+    # blob beside the pack's blobs): whether it is listed is proven afterwards, as for any attach
+    referrer: AttachRequest | None = None
+
+
+@dataclass(frozen=True)
 class PushOutcome:
-    uploaded_blobs: int | None  # None when the transport cannot tell
+    uploaded_blobs: int | None  # the pack's blobs sent; None when the transport cannot tell
+    referrer_written: bool = False  # the request's referrer went up with the pack
 
 
 class Transport(Protocol):
@@ -79,7 +83,7 @@ class Transport(Protocol):
         ...
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """Blobs first (skipping those present), then the manifest bytes under every tag."""
+        """Blobs first (skipping those present), then the manifest bytes under every tag, then the referrer if any."""
         ...
 
     def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
