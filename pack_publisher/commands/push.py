@@ -158,14 +158,25 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, outcome: P
     repository = settings.repository(built.name)
     digest = artifact.descriptor.digest
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
-    registry.check_landed(served)  # every tag it should serve, read back, whether written now or before
+    sbom = planned.sbom
+
+    def sbom_attached() -> str | None:
+        if sbom is None:
+            return None
+        document = consumers.document_path(built)
+        return consumers.ensure_attached(registry, repository, sbom, document, written=outcome.referrer_written)
+
+    # every tag it should serve, read back, whether written now or before; a referrer written with the
+    # pack is looked for beside it (reads only), one still to attach only once the pack is proven
+    attached: str | None
+    if outcome.referrer_written:
+        checks: list[Callable[[], str | None]] = [partial(registry.check_landed, served), sbom_attached]
+        _, attached = together(checks)
+    else:
+        registry.check_landed(served)
+        attached = sbom_attached()
     status = "published" if plan.writes else "already published"
-    sbom_line = None
-    if planned.sbom is not None:
-        attached = consumers.ensure_attached(
-            registry, repository, planned.sbom, consumers.document_path(built), written=outcome.referrer_written
-        )
-        sbom_line = f"sbom {built.reference}: {attached} {planned.sbom.descriptor.digest}"
+    sbom_line = f"sbom {built.reference}: {attached} {sbom.descriptor.digest}" if sbom is not None else None
     record = PublishedPack.of(
         built,
         digest=digest,
@@ -175,7 +186,7 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, outcome: P
         transport=registry.name,
         uploaded_blobs=outcome.uploaded_blobs,
         already_published=not plan.writes,
-        sbom_digest=planned.sbom.descriptor.digest if planned.sbom else None,
+        sbom_digest=sbom.descriptor.digest if sbom else None,
     )
     try:
         records.save(settings.out_dir, record)
