@@ -85,6 +85,7 @@ class HttpTransport:
         self.registry = registry
         self.base = f"{'http' if plain_http else 'https'}://{registry}"
         self.policy = policy or RetryPolicy()
+        self.referrers_api: bool | None = None  # None until asked (`http_referrers`): a registry has it or not
         if ca_bundle and not Path(ca_bundle).exists():
             raise ConfigError(f"the CA bundle {ca_bundle} does not exist")
         self._client = Client(ca_bundle, dict(proxy_env or {}), USER_AGENT)
