@@ -14,9 +14,8 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pack_publisher.oci.descriptor import Descriptor, digest_of
+from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag
-from pack_publisher.registry.referrers_index import IndexState
 from pack_publisher.registry.referrers_index import update_index as update_index_with
 from pack_publisher.registry.transport import MAX_MANIFEST_BYTES, AttachRequest, NotFound
 from pack_publisher.runtime.parallel import together
@@ -59,10 +58,10 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
     return t._retrying(f"listing the referrers of {repository}@{subject[:19]}", attempt)  # type: ignore[no-any-return]
 
 
-def read_index(t: HttpTransport, repository: str, tag: str) -> IndexState:
-    """The tag-schema index under `tag`, with the digest of the bytes read (None when there is none)."""
+def read_index(t: HttpTransport, repository: str, tag: str) -> list[dict[str, Any]]:
+    """The entries of the tag-schema index under `tag` (none when there is no index)."""
 
-    def attempt() -> IndexState:
+    def attempt() -> list[dict[str, Any]]:
         url = t._url(repository, f"manifests/{tag}")
         response = t._send("GET", url, _scope(repository, "pull"), headers={"Accept": INDEX_MEDIA_TYPE})
         if response.status_code == 404:
@@ -71,19 +70,19 @@ def read_index(t: HttpTransport, repository: str, tag: str) -> IndexState:
         if response.status_code != 200:
             raise t._fail(f"reading the referrers index {tag}", response)
         body = t._read(response, MAX_MANIFEST_BYTES, f"the referrers index {tag}", t.policy.read_timeout)
-        return IndexState(digest_of(body), parse_index(body, f"{t.registry}/{repository}:{tag}"))
+        return parse_index(body, f"{t.registry}/{repository}:{tag}")
 
     try:
         return t._retrying(f"reading {repository}:{tag}", attempt)  # type: ignore[no-any-return]
     except NotFound:
-        return IndexState(None, [])
+        return []
 
 
 def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str, Any]]:
     found = _api_referrers(t, repository, subject)
     if found is not None:
         return found
-    return read_index(t, repository, referrers_tag(subject)).entries
+    return read_index(t, repository, referrers_tag(subject))
 
 
 def attach(t: HttpTransport, request: AttachRequest) -> None:
