@@ -101,6 +101,7 @@ def put_referrer(t: HttpTransport, request: AttachRequest) -> None:
     """The referrer's manifest by its digest (its blobs are in), then the tag-schema index where needed."""
     referrer, repository = request.referrer, request.repository
     subject_header = t._put_manifest(repository, referrer.descriptor.digest, referrer.manifest)
+    t.referrers_api = bool(subject_header)  # a registry with the API must answer with OCI-Subject (spec 1.1)
     if subject_header:  # the registry indexes referrers itself (the referrers API)
         return
     update_index(t, repository, referrer)
