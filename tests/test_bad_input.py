@@ -229,6 +229,9 @@ CASES = [
     Case(
         "client-unknown", "OCI_CLIENT: 'curl': input should be 'auto', 'oras' or 'python'", env={"OCI_CLIENT": "curl"}
     ),
+    # the built-in client, which both transports read through, speaks to http:// proxies only: said up front
+    Case("proxy-tls", "HTTP_PROXY / ALL_PROXY: a https:// proxy for 127.0.0.1:", env={"HTTP_PROXY": "https://p:3129"}),
+    Case("proxy-socks", "HTTP_PROXY / ALL_PROXY: a socks5:// proxy for ", env={"ALL_PROXY": "socks5://p:1080"}),
 ]
 
 

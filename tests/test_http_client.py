@@ -234,3 +234,17 @@ def test_https_goes_through_the_proxy_in_a_connect_tunnel(
     assert headers["Proxy-Authorization"] == "Basic dXNAZXI6cDpzcw=="  # us@er:p:ss
     assert len(registry.seen) == 2
     client.close()
+
+
+def test_without_a_bundle_a_ca_the_system_trusts_is_trusted(
+    servers: list[Server | ConnectProxy], certificates: tuple[Path, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oras transport reads through this client: a CA that oras trusts through OpenSSL's defaults
+    (here SSL_CERT_FILE, as a corporate CA in the system store) verifies without REQUESTS_CA_BUNDLE."""
+    ca_file, context = certificates
+    registry = Server(context)
+    servers.append(registry)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    client = transport(registry.host, tls=True)
+    assert client.fetch_manifest("acme/pack", "1.0.0").data == MANIFEST
+    client.close()

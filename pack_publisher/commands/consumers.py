@@ -105,6 +105,11 @@ def load_referrer(built: BuiltPack, pack: Artifact) -> Referrer | None:
     return referrer
 
 
+def is_listed(registry: VerifiedRegistry, repository: str, referrer: Referrer) -> bool:
+    """Whether the registry lists `referrer` among the referrers of its subject."""
+    return lists(registry.transport.referrers(repository, referrer.subject.digest), referrer.descriptor.digest)
+
+
 def ensure_attached(
     registry: VerifiedRegistry, repository: str, referrer: Referrer, document: Path, *, written: bool
 ) -> str:
@@ -116,8 +121,7 @@ def ensure_attached(
     """
     transport = registry.transport
     subject, digest = referrer.subject.digest, referrer.descriptor.digest
-    listed = lists(transport.referrers(repository, subject), digest)
-    if listed:
+    if is_listed(registry, repository, referrer):
         return "attached" if written else "already attached"
     request = AttachRequest(repository=repository, referrer=referrer, document=document)
     for attempt in range(ATTACH_ATTEMPTS):

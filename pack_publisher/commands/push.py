@@ -159,22 +159,25 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, outcome: P
     digest = artifact.descriptor.digest
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
     sbom = planned.sbom
-
-    def sbom_attached() -> str | None:
-        if sbom is None:
-            return None
-        document = consumers.document_path(built)
-        return consumers.ensure_attached(registry, repository, sbom, document, written=outcome.referrer_written)
-
+    document = consumers.document_path(built)
     # every tag it should serve, read back, whether written now or before; a referrer written with the
-    # pack is looked for beside it (reads only), one still to attach only once the pack is proven
-    attached: str | None
-    if outcome.referrer_written:
-        checks: list[Callable[[], str | None]] = [partial(registry.check_landed, served), sbom_attached]
-        _, attached = together(checks)
+    # pack is looked for beside it (a read), and anything still to write waits for the pack's proof
+    listed = False
+    if sbom is not None and outcome.referrer_written:
+        checks: list[Callable[[], bool | None]] = [
+            partial(registry.check_landed, served),
+            partial(consumers.is_listed, registry, repository, sbom),
+        ]
+        listed = bool(together(checks)[1])
     else:
         registry.check_landed(served)
-        attached = sbom_attached()
+    attached = None
+    if sbom is not None:
+        attached = (
+            "attached"
+            if listed
+            else consumers.ensure_attached(registry, repository, sbom, document, written=outcome.referrer_written)
+        )
     status = "published" if plan.writes else "already published"
     sbom_line = f"sbom {built.reference}: {attached} {sbom.descriptor.digest}" if sbom is not None else None
     record = PublishedPack.of(

@@ -60,17 +60,21 @@ def kind_of(exc: BaseException) -> str:
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Certificates and host names checked against `ca_bundle` (a file or a folder), else certifi's
-    bundle as requests used it, else the system's trust store."""
+    """Certificates and host names checked against `ca_bundle` (a file or a folder); without one, against
+    the system's trust store (with OpenSSL's SSL_CERT_FILE / SSL_CERT_DIR, as oras trusts) and certifi's
+    bundle (what requests trusted): the oras transport reads through this client, so a registry either
+    trusted before must still be trusted."""
     if ca_bundle:
         if os.path.isdir(ca_bundle):
             return ssl.create_default_context(capath=ca_bundle)
         return ssl.create_default_context(cafile=ca_bundle)
+    context = ssl.create_default_context()
     try:
         import certifi
     except ImportError:  # pragma: no cover - certifi comes with the project's dependencies
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
+        return context
+    context.load_verify_locations(cafile=certifi.where())
+    return context
 
 
 class Client:

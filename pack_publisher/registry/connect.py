@@ -17,6 +17,7 @@ from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.proxies import proxies_for
 from pack_publisher.runtime.redact import Redactor, SecretStr
 
 
@@ -92,6 +93,22 @@ def check_plain_http(registry: str, options: PublishOptions, credentials: Creden
         )
 
 
+def check_proxy(registry: str, options: PublishOptions) -> None:
+    """The proxy the variables name for the registry, if any, is one the built-in client can use: http://.
+
+    Both transports read through the built-in client, which reaches HTTPS registries through an HTTP
+    proxy's CONNECT tunnel only (no TLS to the proxy itself, no SOCKS): said once, before any build.
+    """
+    scheme = "http" if options.uses_plain_http(registry) else "https"
+    proxy = proxies_for(f"{scheme}://{registry}/v2/", options.proxy_env).get(scheme, "")
+    kind = proxy.split("://", 1)[0].lower() if "://" in proxy else "http"
+    if proxy and kind != "http":
+        raise ConfigError(
+            f"{scheme.upper()}_PROXY / ALL_PROXY: a {kind}:// proxy for {registry} is not supported; "
+            "use an http:// proxy (HTTPS registries are reached through its CONNECT tunnel)"
+        )
+
+
 def connect(
     registry: str,
     options: PublishOptions,
@@ -110,6 +127,7 @@ def connect(
     registry is closed (and by Ctrl-C handling, see `runtime.cleanup`).
     """
     plain_http = options.uses_plain_http(registry)
+    check_proxy(registry, options)
     oras = chosen_oras(options)
     credentials: Credentials | None = None
     if use_credentials:

@@ -79,11 +79,13 @@ class HttpTransport:
         redactor: Redactor | None = None,
         plain_http_credentials: bool = False,
     ) -> None:
-        """`ca_bundle`: a CA bundle file or folder (None: the system's). `proxy_env`: the proxy variables
-        (any of `PROXY_VARIABLES`) as the caller read them; None or empty: no proxy. `redactor`: the run's,
+        """`ca_bundle`: a CA bundle file or folder (None: the system's trust store and certifi's).
+        `proxy_env`: the proxy variables (any of `PROXY_VARIABLES`) as the caller read them; None or empty:
+        no proxy. `redactor`: the run's,
         which every token joins; `plain_http_credentials`: OCI_PLAIN_HTTP_CREDENTIALS (see `Authenticator`)."""
         self.registry = registry
-        self.base = f"{'http' if plain_http else 'https'}://{registry}"
+        self._scheme = "http" if plain_http else "https"
+        self.base = f"{self._scheme}://{registry}"
         self.policy = policy or RetryPolicy()
         self.referrers_api: bool | None = None  # None until asked (`http_referrers`): a registry has it or not
         if ca_bundle and not Path(ca_bundle).exists():
@@ -129,7 +131,9 @@ class HttpTransport:
         for first_try in (True, False):
             all_headers = dict(headers or {})
             authorization = self.auth.header(scope)
-            if authorization and urlsplit(url).netloc == self.registry:  # credentials go nowhere else
+            target = urlsplit(url)
+            # credentials go nowhere else, and never in clear text to a registry reached over TLS
+            if authorization and target.netloc == self.registry and target.scheme == self._scheme:
                 all_headers["Authorization"] = authorization
             payload = body()
             try:
