@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pack_publisher.oci.names import is_loopback
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig, resolve_credentials
@@ -19,6 +19,9 @@ from pack_publisher.runtime.errors import ConfigError, PublisherError
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.proxies import proxies_for
 from pack_publisher.runtime.redact import Redactor, SecretStr
+
+if TYPE_CHECKING:
+    from pack_publisher.registry.http import HttpTransport
 
 
 def secret_values(*secrets: SecretStr | None) -> list[str]:
@@ -154,7 +157,7 @@ def connect(
 
     try:  # oras writes, the built-in client reads (see `registry.oras`)
         if credentials is not None:  # where a token realm would take them, decided before oras has them
-            probe_token_realm(registry, credentials, plain_http, policy, options, redactor)
+            probe_token_realm(client)
         env = dict(options.child_env)
         if options.oras_experimental:
             env["ORAS_EXPERIMENTAL"] = "1"
@@ -168,40 +171,19 @@ def connect(
     return VerifiedRegistry(transport, registry)
 
 
-def probe_token_realm(
-    registry: str,
-    credentials: Credentials,
-    plain_http: bool,
-    policy: RetryPolicy,
-    options: PublishOptions,
-    redactor: Redactor,
-) -> None:
+def probe_token_realm(client: HttpTransport) -> None:
     """Answer the registry's challenge once with the built-in client before oras is handed the credentials.
 
     oras sends them to whatever token realm the registry names, over plain HTTP too; the built-in
     client's rules (`auth.Authenticator`) refuse a realm that may not have them, and a token the service
     answers joins the redactor (and is refused with control characters) before anything else sees it.
+    The client is the run's reader, so its token serves the reads that follow.
     """
-    from dataclasses import replace
-
     from pack_publisher.registry.auth import RealmRefused, TokenRefused
-    from pack_publisher.registry.http import HttpTransport
 
-    probe = HttpTransport(
-        registry,
-        credentials,
-        plain_http,
-        replace(policy, attempts=1),
-        ca_bundle=options.ca_bundle,
-        proxy_env=options.proxy_env,
-        redactor=redactor,
-        plain_http_credentials=options.plain_http_credentials,
-    )
     try:
-        probe.answer_challenge()
+        client.answer_challenge(attempts=1)
     except (RealmRefused, TokenRefused):
         raise
     except PublisherError:
         pass  # unreachable, failing, or the credentials refused: oras meets the same and says so per pack
-    finally:
-        probe.close()

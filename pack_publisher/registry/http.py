@@ -188,14 +188,14 @@ class HttpTransport:
     def _retrying(self, operation: str, attempt: Callable[[], Any]) -> Any:
         return retrying(self.policy, self.registry, operation, attempt)
 
-    def answer_challenge(self) -> None:
+    def answer_challenge(self, attempts: int | None = None) -> None:
         """Ask the API root and answer its auth challenge, if any (what oras would do with the credentials)."""
 
         def attempt() -> None:
             response = self._send("GET", f"{self.base}/v2/", "")
             response.close()
 
-        self._retrying("checking where the credentials go", attempt)
+        retrying(self.policy, self.registry, "checking where the credentials go", attempt, attempts=attempts)
 
     # --- the storage primitives -------------------------------------------------------------------
 
