@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pack_publisher.registry.http import HttpTransport
-from pack_publisher.registry.retry import RetryPolicy
+from pack_publisher.registry.retry import RetryPolicy, Transient
 from pack_publisher.runtime.errors import AccessError
 from testsupport.serving import serve_in_thread
 
@@ -248,3 +248,27 @@ def test_without_a_bundle_a_ca_the_system_trusts_is_trusted(
     client = transport(registry.host, tls=True)
     assert client.fetch_manifest("acme/pack", "1.0.0").data == MANIFEST
     client.close()
+
+
+def test_credentials_never_follow_a_scheme_change_to_clear_text() -> None:
+    """An upload `Location` on http:// from a registry reached over TLS gets no Authorization header."""
+    from pack_publisher.registry.credentials import Credentials
+    from pack_publisher.runtime.redact import SecretStr
+
+    client = HttpTransport("registry.example", Credentials("bot", SecretStr("pw"), "test"), False)
+    client.auth._headers["scope"] = "Basic Ym90OnB3"  # as after answering the registry's challenge
+    sent: list[dict[str, str]] = []
+
+    class Recorder:
+        def request(self, method: str, url: str, *, headers: dict[str, str], **kwargs: object) -> object:
+            sent.append(headers)
+            raise OSError("recorded")
+
+        def close(self) -> None:
+            pass
+
+    client._client = Recorder()  # type: ignore[assignment]
+    for url in ("https://registry.example/v2/a/blobs/uploads/1", "http://registry.example/v2/a/blobs/uploads/1"):
+        with pytest.raises(Transient):
+            client._send("PUT", url, "scope")
+    assert [h.get("Authorization") for h in sent] == ["Basic Ym90OnB3", None]
