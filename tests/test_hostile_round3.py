@@ -343,7 +343,7 @@ def test_a_registry_serving_another_manifest_is_a_mismatch(
 
 KINDS = [  # each kind of request of a push, failing once in turn
     Rule("HEAD", r"/blobs/sha256:", "status", status=503),
-    Rule("POST", r"/blobs/uploads/$", "status", status=429),
+    Rule("POST", r"/blobs/uploads/(\?|$)", "status", status=429),
     Rule("PUT", r"/blobs/uploads/.", "status", status=500),
     Rule("HEAD", r"/manifests/", "status", status=503),
     Rule("PUT", r"/manifests/", "status", status=502),

@@ -23,7 +23,7 @@ FIRST_OF_EACH_KIND = [
     ("HEAD", r"/manifests/"),
     ("GET", r"/manifests/"),
     ("HEAD", r"/blobs/"),
-    ("POST", r"/blobs/uploads/$"),
+    ("POST", r"/blobs/uploads/(\?|$)"),
     ("PUT", r"/blobs/uploads/"),
     ("PUT", r"/manifests/"),
 ]

@@ -157,8 +157,8 @@ def test_a_registry_with_the_referrers_api_needs_no_index(
 def test_same_referrer_bytes_on_both_transports(project_copy: Path, run_invoke: RunInvoke, tmp_path: Path) -> None:
     """One build pushed by each transport to its own fresh registry: the same referrer manifest, byte for byte.
 
-    The oras transport runs `oras attach` (oras composes the manifest), the built-in client puts the
-    bytes `referrers.compose_sbom_referrer` composed.
+    Both put the bytes `referrers.compose_sbom_referrer` composed: the built-in client itself, the oras
+    transport by `oras cp` of a layout holding them; each registry then holds the same manifest.
     """
     port = free_port()  # the SBOM names the pack's repository (its purl): one host for both registries
     built = run_invoke(project_copy, "build", **env_for(f"127.0.0.1:{port}"))

@@ -110,19 +110,16 @@ def is_listed(registry: VerifiedRegistry, repository: str, referrer: Referrer) -
     return lists(registry.transport.referrers(repository, referrer.subject.digest), referrer.descriptor.digest)
 
 
-def ensure_attached(
-    registry: VerifiedRegistry, repository: str, referrer: Referrer, document: Path, *, written: bool
+def attach_unlisted(
+    registry: VerifiedRegistry, repository: str, referrer: Referrer, document: Path, written: bool = False
 ) -> str:
-    """Prove the referrer is listed, attaching it first unless listed; `written`: it went up with the pack.
+    """Attach a referrer just found not listed, and prove it listed; `written`: it went up with the pack.
 
-    A referrer written with the pack (`PushRequest.referrer`) is only looked for; one that is not listed
-    then (its manifest was stored, the index was not updated or another writer dropped the entry) is
-    indexed again. Returns "attached" or "already attached".
+    A referrer written with the pack (`PushRequest.referrer`) but not listed (its manifest was stored,
+    the index was not updated or another writer dropped the entry) is indexed again. Returns "attached".
     """
     transport = registry.transport
     subject, digest = referrer.subject.digest, referrer.descriptor.digest
-    if is_listed(registry, repository, referrer):
-        return "attached" if written else "already attached"
     request = AttachRequest(repository=repository, referrer=referrer, document=document)
     for attempt in range(ATTACH_ATTEMPTS):
         # NotFound: oras-go deleting the old index another writer deleted first; look, then try again
@@ -177,7 +174,7 @@ def verify_sbom(registry: VerifiedRegistry, repository: str, digest: str, gtpack
 GHCR = "ghcr.io"
 # Asked once more if the answer is transient; an anonymous read is small and never worth a long wait.
 ANONYMOUS_POLICY = RetryPolicy(attempts=2, total_seconds=10.0, connect_timeout=5.0, read_timeout=10.0)
-CHECK_JOBS = 8  # packs checked at once, as many as planning consults
+CHECK_JOBS = 16  # packs checked at once, as many as planning consults
 
 
 def settings_pages(org: str, repo: str, pack: str) -> tuple[str, str]:

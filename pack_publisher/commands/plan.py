@@ -20,7 +20,7 @@ from pack_publisher.runtime.parallel import each
 from pack_publisher.state import lockfile, records
 from pack_publisher.state.records import BuiltPack, PublishedPack
 
-CONSULT_JOBS = 8  # packs planned at once, whatever --jobs is (see plan_all)
+CONSULT_JOBS = 16  # packs planned at once, whatever --jobs is (see plan_all)
 
 
 @dataclass(frozen=True)

@@ -78,10 +78,12 @@ def push_all(
 ) -> list[PackResult]:
     """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
 
-    `jobs` bounds the writes. A pack's read-back only reads, so it runs beside the next pack's writes
-    (as many at once as planning) instead of holding a push slot: a whole round trip per pack at any
-    latency, and an oras process. Each archive is hashed again while its pack is written, so no record
-    names a file that is not the one built, even when the registry already held its blob and nothing
+    `jobs` bounds the packs uploading at once: what follows a pack's upload runs beside the next packs'
+    uploads (as many at once as planning) instead of holding a push slot. That is the built-in client's
+    manifests (a staged push: a round trip or two of small requests), the SBOM's attach where the
+    transport leaves it (an oras process) and the read-back, which only reads. Each archive is hashed
+    again while its blobs go up, and its manifests are written only if it still is the one built, so no
+    tag or record names a file that is not, even when the registry already held its blob and nothing
     was uploaded to prove it.
     """
     planned = plan_all(run, built, registry, latest=latest, force=force)
@@ -99,6 +101,8 @@ def _apply(
 
     def prove(item: Planned, outcome: PushOutcome) -> PackResult:
         try:
+            if outcome.commit is not None:  # the staged push's manifests, now that its bytes are proven
+                outcome = outcome.commit()
             return prove_one(run, registry, item, outcome)
         except PublisherError as exc:
             return failed(item, exc)
@@ -108,7 +112,7 @@ def _apply(
         try:
             sent = SentBytes(built.layer.size)
             calls: list[Callable[[], object]] = [
-                partial(write_one, registry, item, run.settings.repository(built.name), sent),
+                partial(write_one, registry, item, run.settings.repository(built.name), sent, staged=True),
                 partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
             ]
             with run.heartbeat.alive(f"uploading {built.name}", sent.describe):
@@ -133,9 +137,10 @@ def _apply(
 
 
 def write_one(
-    registry: VerifiedRegistry, planned: Planned, repository: str, sent: SentBytes | None = None
+    registry: VerifiedRegistry, planned: Planned, repository: str, sent: SentBytes | None = None, staged: bool = False
 ) -> PushOutcome:
-    """Write what the plan says (blobs, then the manifest under each tag, then the SBOM referrer)."""
+    """Write what the plan says (blobs, then the manifest under each tag, then the SBOM referrer); `staged`:
+    the manifests may be left to the outcome's `commit`."""
     plan = planned.plan
     if not plan.writes:
         return PushOutcome(uploaded_blobs=0)
@@ -147,6 +152,7 @@ def write_one(
         artifact=planned.artifact,
         on_sent=sent.update if sent is not None else None,
         referrer=AttachRequest(repository, planned.sbom, document) if planned.sbom is not None else None,
+        staged=staged,
     )
     return registry.write(written)
 
@@ -160,24 +166,21 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, outcome: P
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
     sbom = planned.sbom
     document = consumers.document_path(built)
-    # every tag it should serve, read back, whether written now or before; a referrer written with the
-    # pack is looked for beside it (a read), and anything still to write waits for the pack's proof
-    listed = False
-    if sbom is not None and outcome.referrer_written:
-        checks: list[Callable[[], bool | None]] = [
-            partial(registry.check_landed, served),
-            partial(consumers.is_listed, registry, repository, sbom),
-        ]
-        listed = bool(together(checks)[1])
-    else:
-        registry.check_landed(served)
+    # every tag it should serve, read back, whether written now or before; beside it, the SBOM's referrer
+    # looked for (a read), or attached when the pack was just written without it (the oras transport)
+    landed: Callable[[], object] = partial(registry.check_landed, served)
     attached = None
-    if sbom is not None:
-        attached = (
-            "attached"
-            if listed
-            else consumers.ensure_attached(registry, repository, sbom, document, written=outcome.referrer_written)
-        )
+    if sbom is None:
+        landed()
+    elif plan.writes and not outcome.referrer_written:
+        attach: Callable[[], object] = partial(consumers.attach_unlisted, registry, repository, sbom, document)
+        attached = str(together([landed, attach])[1])
+    else:
+        listed: Callable[[], object] = partial(consumers.is_listed, registry, repository, sbom)
+        if together([landed, listed])[1]:
+            attached = "attached" if outcome.referrer_written else "already attached"
+        else:  # written with the pack but not listed, or published before without it
+            attached = consumers.attach_unlisted(registry, repository, sbom, document, outcome.referrer_written)
     status = "published" if plan.writes else "already published"
     sbom_line = f"sbom {built.reference}: {attached} {sbom.descriptor.digest}" if sbom is not None else None
     record = PublishedPack.of(

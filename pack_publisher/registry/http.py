@@ -282,12 +282,18 @@ class HttpTransport:
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """The blobs side by side (each skipped when present), then the manifest under each tag in order,
-        then the referrer's manifest (its document uploaded beside the pack's blobs)."""
+        """The blobs side by side (each skipped when present), then the manifest under each tag in order
+        beside the referrer's manifest, then the referrer's tag-schema index where the registry needs one.
+
+        Four round trips for a fresh pack with its SBOM on a registry without the referrers API (an
+        upload's start, its bytes, the manifests, the index), where one step after another took eight: the
+        index is read beside the uploads, the two manifests go up together, and the proof reads the index
+        back (`commands.push.prove_one` lists the referrer beside the pack's read-back).
+        """
         from pack_publisher.registry import http_referrers
 
-        artifact = request.artifact
-        uploads = [
+        artifact, referrer = request.artifact, request.referrer
+        uploads: list[Callable[[], Any]] = [
             functools.partial(
                 self._upload_blob,
                 request.repository,
@@ -297,26 +303,48 @@ class HttpTransport:
             )
             for blob in artifact.blobs
         ]
-        extra = [] if request.referrer is None else http_referrers.uploads(request.referrer)
+        extra = [] if referrer is None else http_referrers.uploads(referrer)
         extra = [(blob, source) for blob, source in extra if blob not in artifact.blobs]  # the empty config is shared
         uploads += [functools.partial(self._upload_blob, request.repository, *upload) for upload in extra]
-        sent = together(uploads)  # every blob is in before any manifest names it
-        for tag in request.tags:
-            self._put_manifest(request.repository, tag, artifact.manifest)
-        if request.referrer is not None:
-            http_referrers.put_referrer(self, request.referrer)
-        return PushOutcome(
-            uploaded_blobs=sum(sent[: len(artifact.blobs)]), referrer_written=request.referrer is not None
-        )
+        index_read = referrer is not None and self.referrers_api is not True
+        if index_read and referrer is not None:
+            uploads.append(functools.partial(http_referrers.read_subject_index, self, referrer))
+        done = together(uploads)  # every blob is in before any manifest names it
+        sent = done[: len(artifact.blobs)]
+
+        def tags() -> None:
+            for tag in request.tags:
+                self._put_manifest(request.repository, tag, artifact.manifest)
+
+        def commit() -> PushOutcome:
+            if referrer is None:
+                tags()
+                return PushOutcome(uploaded_blobs=sum(sent))
+            index = done[-1] if index_read else None
+            put_referrer: Callable[[], None] = functools.partial(http_referrers.put_referrer, self, referrer, index)
+            if self.referrers_api is False:  # a tag-schema registry stores the subject field unread: both at once
+                together([tags, put_referrer])
+            else:  # registries with the API must accept a referrer first (spec 1.1), yet some refuse one (GitLab's)
+                tags()
+                put_referrer()
+            return PushOutcome(uploaded_blobs=sum(sent), referrer_written=True)
+
+        if request.staged:
+            return PushOutcome(uploaded_blobs=sum(sent), referrer_written=referrer is not None, commit=commit)
+        return commit()
 
     # --- push steps -------------------------------------------------------------------------------
 
     def _upload_blob(
         self, repository: str, blob: Descriptor, source: Path | bytes, on_sent: Callable[[int], None] | None = None
     ) -> bool:
-        """Upload unless present (True when bytes were sent); files stream from disk, never read whole."""
-        if self.blob_exists(repository, blob.digest):
-            return False
+        """Upload unless present (True when bytes were sent); files stream from disk, never read whole.
+
+        The upload starts as a mount of the blob from this same repository (distribution spec: `POST
+        ...?mount=&from=`): a registry holding it answers 201 and nothing is sent, one that does not opens
+        the upload (202), so the existence check costs no round trip of its own. A registry that ignores
+        `mount` opens the upload too: the blob is sent again, which is correct, only slower.
+        """
         scope = _scope(repository, "push")
 
         def body() -> bytes | IO[bytes]:
@@ -324,8 +352,12 @@ class HttpTransport:
                 return source
             return CountedFile(source, on_sent) if on_sent is not None else source.open("rb")
 
-        def attempt() -> None:
-            start = self._send("POST", self._url(repository, "blobs/uploads/"), scope)
+        def attempt() -> bool:
+            mount = f"blobs/uploads/?mount={blob.digest}&from={repository}"
+            start = self._send("POST", self._url(repository, mount), scope)
+            if start.status_code == 201:
+                finish(start)
+                return False
             if start.status_code != 202 or "Location" not in start.headers:
                 raise self._fail("starting a blob upload", start)
             finish(start)
@@ -341,9 +373,9 @@ class HttpTransport:
             if done.status_code != 201:
                 raise self._fail(f"uploading blob {blob.short}", done)
             finish(done)
+            return True
 
-        self._retrying(f"uploading blob {blob.short} to {repository}", attempt)
-        return True
+        return bool(self._retrying(f"uploading blob {blob.short} to {repository}", attempt))
 
     def _put_manifest(
         self, repository: str, tag: str, manifest: bytes, media_type: str = MANIFEST_MEDIA_TYPE

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pack_publisher.oci.descriptor import Descriptor
-from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag
+from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag, with_referrer
 from pack_publisher.registry.referrers_index import update_index as update_index_with
 from pack_publisher.registry.transport import MAX_MANIFEST_BYTES, AttachRequest, NotFound
 from pack_publisher.runtime.parallel import together
@@ -97,14 +97,29 @@ def uploads(request: AttachRequest) -> list[tuple[Descriptor, Path | bytes]]:
     return [(blob, sources[blob.digest]) for blob in referrer.blobs]
 
 
-def put_referrer(t: HttpTransport, request: AttachRequest) -> None:
-    """The referrer's manifest by its digest (its blobs are in), then the tag-schema index where needed."""
+def read_subject_index(t: HttpTransport, request: AttachRequest) -> list[dict[str, Any]]:
+    """The subject's tag-schema index entries, read before the referrer goes up (beside the uploads)."""
+    return read_index(t, request.repository, referrers_tag(request.referrer.subject.digest))
+
+
+def put_referrer(t: HttpTransport, request: AttachRequest, index: list[dict[str, Any]] | None = None) -> None:
+    """The referrer's manifest by its digest (its blobs are in), then the tag-schema index where needed.
+
+    `index`: the subject's tag-schema index as read beside the uploads. It is written with the referrer
+    added and not read back here: the caller lists the referrer afterwards, and one missing is indexed
+    again by the whole cycle (`update_index`). Without it, the whole cycle runs now.
+    """
     referrer, repository = request.referrer, request.repository
     subject_header = t._put_manifest(repository, referrer.descriptor.digest, referrer.manifest)
     t.referrers_api = bool(subject_header)  # a registry with the API must answer with OCI-Subject (spec 1.1)
     if subject_header:  # the registry indexes referrers itself (the referrers API)
         return
-    update_index(t, repository, referrer)
+    if index is None:
+        update_index(t, repository, referrer)
+        return
+    updated = with_referrer(index, referrer)
+    if updated is not None:
+        t._put_manifest(repository, referrers_tag(referrer.subject.digest), updated, INDEX_MEDIA_TYPE)
 
 
 def update_index(t: HttpTransport, repository: str, referrer: Referrer) -> None:

@@ -1,12 +1,13 @@
 """The oras CLI transport: every write is one oras command, retried under the policy; reads are requests.
 
-Publishing writes the OCI image layout itself (the archive hard-linked, the exact manifest bytes
-composed here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so
-there is no second composition to compare and no copy of the archive; the SBOM goes up with
-`oras attach`. Everything read (the plan's resolve, the read-back, the blob checks, the referrers) goes
-through the built-in client with the same credentials: an oras process costs 15-40 ms of start-up where
-a request costs about one, and the proofs come from a client other than the one that wrote. A fresh pack
-takes two oras processes (`cp`, `attach`), an already published one none.
+Publishing writes an OCI image layout itself (the archive hard-linked, the exact manifest bytes composed
+here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so there is no
+second composition to compare and no copy of the archive; the SBOM's referrer goes up the same way, by
+its digest, from a layout of its own (oras-go updates the tag-schema index), once the pack is in.
+Everything read (the plan's resolve, the read-back, the blob checks, the referrers) goes through the
+built-in client with the same credentials: an oras process costs 15-40 ms of start-up where a request
+costs about one, and the proofs come from a client other than the one that wrote. A fresh pack takes
+two oras processes (the pack's `cp`, the referrer's `cp`), an already published one none.
 
 Credentials live in the run's private registry config (`credentials.PrivateRegistryConfig`: in memory
 on Linux), never in the user's Docker config, which oras never reads; it is written directly rather
@@ -258,68 +259,75 @@ class OrasTransport:
         self._read(lambda: self.reader.fetch_blob(repository, digest, open_sink))
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """One `oras cp` of the layout; with `-r` its referrer goes up too, after the pack's manifest (oras-go
-        then updates the tag-schema index where the registry has no referrers API, as `oras attach` does)."""
-        cleanup.sweep_stale(request.gtpack.parent, LAYOUT_PREFIX)  # left by a run killed outright
-        work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=request.gtpack.parent))
+        """One `oras cp` of a layout holding the pack alone; its referrer is left to `attach`, run beside.
+
+        `oras cp -r` would take the referrer too, but oras-go copies that graph one step after another
+        (fourteen round trips, against six for the pack alone), all of it holding a push slot, where
+        `attach`, run beside the pack's read-back, hides its round trips behind the next packs' uploads.
+        """
+        artifact = request.artifact
+        blobs: list[tuple[Descriptor, Path | bytes]] = [(artifact.layer, request.gtpack), (artifact.blobs[0], b"{}")]
+        self._copy(
+            request.repository,
+            blobs,
+            (artifact.descriptor, artifact.manifest),
+            request.tags,
+            f"copying {request.repository}:{','.join(request.tags)} to the registry",
+        )
+        return PushOutcome(uploaded_blobs=None, referrer_written=False)
+
+    def _copy(
+        self,
+        repository: str,
+        blobs: list[tuple[Descriptor, Path | bytes]],
+        root: tuple[Descriptor, bytes],
+        tags: list[str],
+        operation: str,
+    ) -> None:
+        """`oras cp` of a layout written here (the exact bytes composed here; files linked, not copied) to
+        the registry, under `tags`, or by digest when there are none."""
+        gtpack_or_document = next(source for _, source in blobs if isinstance(source, Path))
+        cleanup.sweep_stale(gtpack_or_document.parent, LAYOUT_PREFIX)  # left by a run killed outright
+        work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=gtpack_or_document.parent))
         cleanup.register_folder(work)
         try:
-            layout = _write_layout(work, request)
-            target = f"{self.registry}/{request.repository}:{','.join(request.tags)}"
+            layout = _write_layout(work, blobs, root, tags[0] if tags else None)
+            source = f"{layout}:{tags[0]}" if tags else f"{layout}@{root[0].digest}"
+            target = f"{self.registry}/{repository}" + (f":{','.join(tags)}" if tags else f"@{root[0].digest}")
             to_remote = ["--to-registry-config", str(self.config.path)]
             to_remote += ["--to-plain-http"] if self.plain_http else []
-            recursive = ["-r"] if request.referrer is not None else []
-            size = request.artifact.layer.size + (request.referrer.referrer.layer.size if request.referrer else 0)
+            size = sum(blob.size for blob, _ in blobs)
             self._run(
-                ["cp", *recursive, "--from-oci-layout", *to_remote, f"{layout}:{request.tags[0]}", target],
-                f"copying {request.repository}:{','.join(request.tags)} to the registry",
+                ["cp", "--from-oci-layout", *to_remote, source, target],
+                operation,
                 timeout=self._small_timeout() + size / MIN_UPLOAD_RATE,
             )
         finally:
             cleanup.remove_folder(work)
-        return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
 
     def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
         return self._read(lambda: self.reader.referrers(repository, subject))
 
     def attach(self, request: AttachRequest) -> None:
-        """`oras attach` of the document, run in its folder so the layer title is its bare file name.
-
-        oras composes the manifest itself; the digest it reports must be the one composed here
-        (`referrers.compose_sbom_referrer`), else the prediction (dry run, lockfile) would be wrong.
+        """One `oras cp` of a layout holding the referrer, by its digest: the bytes composed here
+        (`referrers.compose_sbom_referrer`), so no oras version can compose another manifest than the one
+        the dry run and the lockfile predict. oras-go puts what the registry lacks (its subject must be
+        there) and, where the registry has no referrers API, adds it to the subject's tag-schema index.
         """
         referrer = request.referrer
-        annotations = [f"--annotation={key}={value}" for key, value in sorted(referrer.annotations.items())]
-        out = self._run(
-            [
-                "attach",
-                "--artifact-type",
-                referrer.artifact_type,
-                *annotations,
-                "--format",
-                "json",
-                *self._remote(),
-                self._ref(request.repository, referrer.subject.digest),
-                f"{request.document.name}:{referrer.layer.media_type}",
-            ],
+        blobs: list[tuple[Descriptor, Path | bytes]] = [(referrer.layer, request.document), (referrer.blobs[0], b"{}")]
+        self._copy(
+            request.repository,
+            blobs,
+            (referrer.descriptor, referrer.manifest),
+            [],
             f"attaching {referrer.descriptor.short} to {request.repository}@{referrer.subject.short}",
-            timeout=self._small_timeout() + referrer.layer.size / MIN_UPLOAD_RATE,
-            cwd=request.document.parent,
         )
-        try:
-            attached = str(json.loads(out)["digest"])
-        except (ValueError, KeyError, TypeError):
-            raise PublisherError(f"{self.registry}: oras attach printed no digest") from None
-        if attached != referrer.descriptor.digest:
-            raise PublisherError(
-                f"{self.registry}/{request.repository}: oras attached {attached}, not the composed "
-                f"{referrer.descriptor.digest} (another oras version?)"
-            )
 
     def index_referrer(self, request: AttachRequest) -> None:
         """The tag-schema index by read-modify-write: read by the built-in client, written by `oras manifest push`.
 
-        `oras attach` of a referrer whose manifest the registry already holds pushes nothing, so oras-go
+        `oras cp` of a referrer whose manifest the registry already holds pushes nothing, so oras-go
         indexes nothing: a referrer stored but missing from the index (removed from it by another writer,
         or left by a run stopped in between) is added here.
         """
@@ -348,37 +356,26 @@ class OrasTransport:
         self.reader.close()
 
 
-def _write_layout(work: Path, request: PushRequest) -> Path:
-    """An OCI image layout holding exactly this artifact, tagged with the first tag, and its referrer if any
-    (listed untagged: `oras cp -r` finds it as a referrer of the pack); documents are linked, not copied."""
+def _write_layout(
+    work: Path, blobs: list[tuple[Descriptor, Path | bytes]], root: tuple[Descriptor, bytes], tag: str | None
+) -> Path:
+    """An OCI image layout holding exactly one manifest (tagged `tag` in the layout, if given) and its blobs;
+    files are linked, not copied."""
     layout = work / "layout"
-    blobs = layout / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
+    folder = layout / "blobs" / "sha256"
+    folder.mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
-    artifact = request.artifact
-    _link(request.gtpack, blobs / artifact.layer.digest.split(":", 1)[1])
-    for blob, data in ((artifact.blobs[0], b"{}"), (artifact.descriptor, artifact.manifest)):
-        (blobs / blob.digest.split(":", 1)[1]).write_bytes(data)
-    manifests = [
-        {
-            "mediaType": artifact.descriptor.media_type,
-            "digest": artifact.descriptor.digest,
-            "size": artifact.descriptor.size,
-            "annotations": {"org.opencontainers.image.ref.name": request.tags[0]},
-        }
-    ]
-    if request.referrer is not None:
-        referrer = request.referrer.referrer
-        _link(request.referrer.document, blobs / referrer.layer.digest.split(":", 1)[1])
-        (blobs / referrer.descriptor.digest.split(":", 1)[1]).write_bytes(referrer.manifest)
-        manifests.append(
-            {
-                "mediaType": referrer.descriptor.media_type,
-                "digest": referrer.descriptor.digest,
-                "size": referrer.descriptor.size,
-            }
-        )
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}), encoding="utf-8")
+    descriptor, manifest = root
+    for blob, source in [*blobs, (descriptor, manifest)]:
+        path = folder / blob.digest.split(":", 1)[1]
+        if isinstance(source, Path):
+            _link(source, path)
+        elif not path.exists():  # the empty config, once
+            path.write_bytes(source)
+    entry: dict[str, Any] = {"mediaType": descriptor.media_type, "digest": descriptor.digest, "size": descriptor.size}
+    if tag is not None:
+        entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}), encoding="utf-8")
     return layout
 
 

@@ -52,15 +52,20 @@ class PushRequest:
     artifact: Artifact
     # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
     on_sent: Callable[[int], None] | None = None
-    # the pack's SBOM referrer, written in the same step after the pack's manifest (one `oras cp -r`, or its
-    # blob beside the pack's blobs): whether it is listed is proven afterwards, as for any attach
+    # the pack's SBOM referrer, written with it where the transport can do so in few round trips (the
+    # built-in client); else (oras) left to `attach`: whether it is listed is proven afterwards either way
     referrer: AttachRequest | None = None
+    # the caller takes the manifests as a step of their own (`PushOutcome.commit`), once the bytes are in
+    staged: bool = False
 
 
 @dataclass(frozen=True)
 class PushOutcome:
     uploaded_blobs: int | None  # the pack's blobs sent; None when the transport cannot tell
     referrer_written: bool = False  # the request's referrer went up with the pack
+    # a staged push's remaining writes (the manifests, the referrer's), for the caller to run; it returns
+    # the final outcome. None: everything is written (oras writes a pack in one command)
+    commit: Callable[[], PushOutcome] | None = None
 
 
 class Transport(Protocol):
@@ -83,7 +88,8 @@ class Transport(Protocol):
         ...
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """Blobs first (skipping those present), then the manifest bytes under every tag, then the referrer if any."""
+        """Blobs first (skipping those present), then the manifest bytes under every tag, then the referrer if
+        the transport writes it with the pack; a `staged` request may leave the manifests to `commit`."""
         ...
 
     def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
