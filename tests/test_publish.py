@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import requests
+
 from testsupport.registries import PASSWORD, USER, Registry
 
 from .conftest import RunInvoke, git
@@ -191,6 +193,30 @@ def test_an_archive_changed_behind_its_size_and_time_is_refused_by_the_registry(
     assert "DIGEST_INVALID" in failed or "digest invalid" in failed, failed  # the registry's answer, either way
     assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # nothing published under the tag
     assert not (project_copy / "dist" / "packs" / f"{PACK}.published.json").exists()
+
+
+def test_an_archive_changed_behind_a_blob_the_registry_holds_gets_no_tag(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    """The built-in client sends nothing for a blob the registry holds (its mount answers 201), so no
+    registry hashes the file: the push does, and writes the manifests only once it matches the build."""
+    env = env_for(registry, OCI_CLIENT="python")
+    assert run_invoke(project_copy, "build", **env).returncode == 0
+    gtpack = project_copy / "dist" / "packs" / f"{PACK}.gtpack"
+    layer = json.loads((project_copy / "dist" / "packs" / f"{PACK}.manifest.json").read_text())["layers"][0]
+    started = requests.post(f"{registry.url}/v2/{REPO}/blobs/uploads/", timeout=10)
+    assert started.status_code == 202
+    location = requests.compat.urljoin(registry.url, started.headers["Location"])
+    placed = requests.put(f"{location}&digest={layer['digest']}", data=gtpack.read_bytes(), timeout=10)
+    assert placed.status_code == 201  # the built archive's blob, as an earlier, interrupted run left it
+    built = gtpack.stat()
+    _tamper(gtpack)
+    os.utime(gtpack, ns=(built.st_atime_ns, built.st_mtime_ns))
+    result = run_invoke(project_copy, "push", **env)
+    assert result.returncode == 1, result.stdout
+    assert f"FAILED {PACK}: pack '{PACK}': {gtpack} changed since it was built; rebuild it" in result.stdout
+    assert "(via built-in client, 0 blob(s) uploaded)" not in result.stdout
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # no tag names the changed file's build
 
 
 def test_an_archive_forged_after_its_release_is_never_recorded(
