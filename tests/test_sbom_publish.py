@@ -305,15 +305,23 @@ def test_verify_reports_an_sbom_whose_hashes_differ_from_the_archive(
     assert run_invoke(project_copy, "verify", **env_for(registry.host, **client)).returncode == 0
 
 
+@pytest.mark.parametrize("jobs", ["3", "1"])
 def test_every_pack_gets_exactly_one_sbom_when_pushed_side_by_side(
-    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry, jobs: str
 ) -> None:
+    """--jobs 3: no pack waits for another's slot. --jobs 1: two do, and oras leaves their referrers to a
+    `cp` of their own beside the next pack's upload; the last goes up with its referrer (`cp -r`)."""
     for name in ("second-pack", "third-pack"):
         add_pack(project_copy, name)
     git(project_copy, "add", "-A")
     git(project_copy, "commit", "-qm", "more packs")
-    result = run_invoke(project_copy, "release", "--jobs", "3", **env_for(registry.host, **client))
+    result = run_invoke(project_copy, "release", "--jobs", jobs, **env_for(registry.host, CI="true", **client))
     assert result.returncode == 0, result.stdout + result.stderr
+    copies = [line for line in result.stdout.splitlines() if " cp " in line and "--from-oci-layout" in line]
+    if client["OCI_CLIENT"] == "oras":
+        by_digest = [line for line in copies if " cp --from-oci-layout " in line and "@sha256:" in line]
+        with_referrer = [line for line in copies if " cp -r --from-oci-layout " in line]
+        assert (len(by_digest), len(with_referrer)) == ((0, 3) if jobs == "3" else (2, 1)), copies
     entries = json.loads((project_copy / "packs.lock.json").read_text())["packs"]
     assert len(entries) == 3
     for entry in entries:

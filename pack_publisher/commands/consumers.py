@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -40,7 +41,7 @@ from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import AttachRequest, NotFound
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import AccessError, PublisherError
-from pack_publisher.runtime.parallel import each
+from pack_publisher.runtime.parallel import beside
 from pack_publisher.state.records import BuiltPack, PublishedPack, write_atomic
 
 if TYPE_CHECKING:
@@ -208,9 +209,41 @@ def anonymous_problem(transport: HttpTransport, repository: str, digest: str) ->
     return None
 
 
-def check_published(run: Run, published: Iterable[PublishedPack]) -> list[str]:
-    """Fetch every published pack anonymously; warn for each one that fails. The names that failed."""
-    # The built-in client on either transport, without credentials: it asks as a consumer's client does.
+class AnonymousCheck:
+    """Fetch every published pack anonymously, each as soon as it is proven: the checks of the first packs
+    run while the last ones are still being pushed, so the release waits for the last pack's only."""
+
+    def __init__(self, run: Run, transport: HttpTransport, submit: Callable[..., Future[str | None]]) -> None:
+        self.run = run
+        self.transport = transport
+        self.submit = submit
+        self.checks: list[tuple[PublishedPack, Future[str | None]]] = []
+
+    def add(self, pack: PublishedPack) -> None:
+        repository = self.run.settings.repository(pack.name)
+        self.checks.append((pack, self.submit(anonymous_problem, self.transport, repository, pack.digest)))
+
+    def report(self) -> list[str]:
+        """Warn for each pack that cannot be pulled, in pack order; the names that failed."""
+        s = self.run.settings
+        refused = []
+        for pack, check in self.checks:
+            problem = check.result()
+            if problem is None:
+                continue
+            refused.append(pack.name)
+            self.run.warn(
+                f"pack {pack.name} cannot be pulled anonymously ({problem}); greentic-dist and greentic-bundle "
+                f"pull without credentials: {how_to_publish(s.registry, s.org, s.repo, pack.name)}"
+            )
+        if self.checks and not refused:
+            self.run.say(f"all {len(self.checks)} pack(s) can be pulled anonymously from {s.registry}")
+        return refused
+
+
+@contextlib.contextmanager
+def anonymous_check(run: Run) -> Iterator[AnonymousCheck]:
+    """An `AnonymousCheck` on the built-in client without credentials, as a consumer's client asks."""
     from pack_publisher.registry.http import HttpTransport
 
     s = run.settings
@@ -223,23 +256,11 @@ def check_published(run: Run, published: Iterable[PublishedPack]) -> list[str]:
         ca_bundle=options.ca_bundle,
         proxy_env=options.proxy_env,
     )
-    packs = list(published)
-    try:  # side by side, as planning asks: one round trip per pack, not one after another
-        problems = list(each(CHECK_JOBS, packs, lambda p: anonymous_problem(transport, s.repository(p.name), p.digest)))
+    try:
+        with beside(CHECK_JOBS, "anonymous") as submit:
+            yield AnonymousCheck(run, transport, submit)
     finally:
         transport.close()
-    refused = []
-    for pack, problem in zip(packs, problems, strict=True):  # warned in pack order
-        if problem is None:
-            continue
-        refused.append(pack.name)
-        run.warn(
-            f"pack {pack.name} cannot be pulled anonymously ({problem}); greentic-dist and greentic-bundle "
-            f"pull without credentials: {how_to_publish(s.registry, s.org, s.repo, pack.name)}"
-        )
-    if packs and not refused:
-        run.say(f"all {len(packs)} pack(s) can be pulled anonymously from {s.registry}")
-    return refused
 
 
 def enforce(run: Run, refused: list[str], *, lock_written: bool) -> None:

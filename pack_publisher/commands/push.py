@@ -43,16 +43,25 @@ class PackResult:
 def push_packs(run: Run, names: list[str] | None, *, force: bool) -> None:
     """`invoke push`: the built packs of the selection, planned, then published (or only planned: dry run)."""
     preflight.check(run, building=False, pushing=True)
-    with preflight.registry_access(run) as access:
-        results = publish(run, load_built(run, select_packs(run, names)), access, force=force)
-    refused = consumers.check_published(run, [r.record for r in results if r.record is not None])
+    with consumers.anonymous_check(run) as check:
+        with preflight.registry_access(run) as access:
+            publish(run, load_built(run, select_packs(run, names)), access, force=force, on_published=check.add)
+        refused = check.report()
     consumers.enforce(run, refused, lock_written=False)
 
 
-def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *, force: bool) -> list[PackResult]:
+def publish(
+    run: Run,
+    built: list[BuiltPack],
+    access: VerifiedRegistry | str,
+    *,
+    force: bool,
+    on_published: Callable[[PublishedPack], None] | None = None,
+) -> list[PackResult]:
     """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it.
 
-    Returns what each pack's push did (nothing in a dry run).
+    Returns what each pack's push did (nothing in a dry run); `on_published` is told of each pack as soon
+    as it is proven (the anonymous-pull check starts there).
     """
     s = run.settings
     if s.dry_run:
@@ -60,7 +69,7 @@ def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *,
         return []
     if not isinstance(access, VerifiedRegistry):  # registry_access never gives a reason for a real push
         raise PublisherError(f"internal: a real push without its registry ({access})")
-    results = push_all(run, built, access, latest=s.latest, force=force)
+    results = push_all(run, built, access, latest=s.latest, force=force, on_published=on_published)
     write_step_summary(run, results)
     failed = [r.name for r in results if r.record is None]
     done = len(results) - len(failed)
@@ -74,7 +83,13 @@ def publish(run: Run, built: list[BuiltPack], access: VerifiedRegistry | str, *,
 
 
 def push_all(
-    run: Run, built: list[BuiltPack], registry: VerifiedRegistry, *, latest: bool, force: bool
+    run: Run,
+    built: list[BuiltPack],
+    registry: VerifiedRegistry,
+    *,
+    latest: bool,
+    force: bool,
+    on_published: Callable[[PublishedPack], None] | None = None,
 ) -> list[PackResult]:
     """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
 
@@ -88,13 +103,20 @@ def push_all(
     """
     planned = plan_all(run, built, registry, latest=latest, force=force)
     with beside(max(run.settings.jobs, CONSULT_JOBS), "prove") as prove_beside:
-        return _apply(run, registry, planned, prove_beside)
+        return _apply(run, registry, planned, prove_beside, on_published)
 
 
 def _apply(
-    run: Run, registry: VerifiedRegistry, planned: list[Planned], prove_beside: Callable[..., Future[PackResult]]
+    run: Run,
+    registry: VerifiedRegistry,
+    planned: list[Planned],
+    prove_beside: Callable[..., Future[PackResult]],
+    on_published: Callable[[PublishedPack], None] | None,
 ) -> list[PackResult]:
     """Write each pack (up to `jobs` at once), prove it beside the next writes, report in pack order."""
+
+    writing = [item.built.name for item in planned if item.plan.writes]
+    waited_for = set(writing[: max(0, len(writing) - run.settings.jobs)])  # a later pack wants their push slot
 
     def failed(item: Planned, exc: PublisherError) -> PackResult:
         return PackResult(item.built.name, item.built.reference, "failed", error=run.redact(exc.message))
@@ -112,7 +134,15 @@ def _apply(
         try:
             sent = SentBytes(built.layer.size)
             calls: list[Callable[[], object]] = [
-                partial(write_one, registry, item, run.settings.repository(built.name), sent, staged=True),
+                partial(
+                    write_one,
+                    registry,
+                    item,
+                    run.settings.repository(built.name),
+                    sent,
+                    staged=True,
+                    slot_wanted=built.name in waited_for,
+                ),
                 partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
             ]
             with run.heartbeat.alive(f"uploading {built.name}", sent.describe):
@@ -132,15 +162,23 @@ def _apply(
         run.say(result_line(result))
         if result.sbom_line:
             run.say(result.sbom_line)
+        if result.record is not None and on_published is not None:
+            on_published(result.record)
         results.append(result)
     return results
 
 
 def write_one(
-    registry: VerifiedRegistry, planned: Planned, repository: str, sent: SentBytes | None = None, staged: bool = False
+    registry: VerifiedRegistry,
+    planned: Planned,
+    repository: str,
+    sent: SentBytes | None = None,
+    *,
+    staged: bool = False,
+    slot_wanted: bool = False,
 ) -> PushOutcome:
     """Write what the plan says (blobs, then the manifest under each tag, then the SBOM referrer); `staged`:
-    the manifests may be left to the outcome's `commit`."""
+    the manifests may be left to the outcome's `commit`; `slot_wanted`: a later pack waits for this slot."""
     plan = planned.plan
     if not plan.writes:
         return PushOutcome(uploaded_blobs=0)
@@ -153,6 +191,7 @@ def write_one(
         on_sent=sent.update if sent is not None else None,
         referrer=AttachRequest(repository, planned.sbom, document) if planned.sbom is not None else None,
         staged=staged,
+        slot_wanted=slot_wanted,
     )
     return registry.write(written)
 

@@ -17,13 +17,14 @@ def release(run: Run, names: list[str] | None, changed_since: str, *, force: boo
     minutes of building, and the same connection serves the whole run.
     """
     builder_path = preflight.check(run, building=True, pushing=True)
-    with preflight.registry_access(run) as access:
-        selected = select_packs(run, names, changed_since)
-        if not selected:
-            run.say(f"no pack changed since {changed_since}: nothing to release, no lockfile written")
-            return
-        built = build(run, selected, builder_path or "", release=True)
-        results = publish(run, built, access, force=force)
-    refused = consumers.check_published(run, [r.record for r in results if r.record is not None])
+    with consumers.anonymous_check(run) as check:
+        with preflight.registry_access(run) as access:
+            selected = select_packs(run, names, changed_since)
+            if not selected:
+                run.say(f"no pack changed since {changed_since}: nothing to release, no lockfile written")
+                return
+            built = build(run, selected, builder_path or "", release=True)
+            publish(run, built, access, force=force, on_published=check.add)
+        refused = check.report()
     lock(run, selected)
     consumers.enforce(run, refused, lock_written=True)

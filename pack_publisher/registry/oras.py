@@ -7,7 +7,8 @@ its digest, from a layout of its own (oras-go updates the tag-schema index), onc
 Everything read (the plan's resolve, the read-back, the blob checks, the referrers) goes through the
 built-in client with the same credentials: an oras process costs 15-40 ms of start-up where a request
 costs about one, and the proofs come from a client other than the one that wrote. A fresh pack takes
-two oras processes (the pack's `cp`, the referrer's `cp`), an already published one none.
+two oras processes (the pack's `cp`, the referrer's `cp`), or one (`cp -r`) when no other pack waits
+for its push slot; an already published one none.
 
 Credentials live in the run's private registry config (`credentials.PrivateRegistryConfig`: in memory
 on Linux), never in the user's Docker config, which oras never reads; it is written directly rather
@@ -259,46 +260,56 @@ class OrasTransport:
         self._read(lambda: self.reader.fetch_blob(repository, digest, open_sink))
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """One `oras cp` of a layout holding the pack alone; its referrer is left to `attach`, run beside.
+        """One `oras cp` of a layout holding the pack, and its referrer too (`-r`) unless the push slot is wanted.
 
-        `oras cp -r` would take the referrer too, but oras-go copies that graph one step after another
-        (fourteen round trips, against six for the pack alone), all of it holding a push slot, where
-        `attach`, run beside the pack's read-back, hides its round trips behind the next packs' uploads.
+        oras-go copies the pack and its referrer one step after another: fourteen round trips, against
+        six for the pack alone and eight for the referrer's own `cp` (`attach`). While other packs wait
+        for the slot (`PushRequest.slot_wanted`), the pack goes alone and `attach`, run beside its
+        read-back, hides the referrer's round trips behind their uploads; otherwise one process does both.
         """
         artifact = request.artifact
         blobs: list[tuple[Descriptor, Path | bytes]] = [(artifact.layer, request.gtpack), (artifact.blobs[0], b"{}")]
+        manifests = [(artifact.descriptor, artifact.manifest)]
+        with_referrer = request.referrer is not None and not request.slot_wanted
+        if request.referrer is not None and with_referrer:
+            referrer = request.referrer.referrer
+            blobs.append((referrer.layer, request.referrer.document))
+            manifests.append((referrer.descriptor, referrer.manifest))  # listed untagged: `-r` finds it
         self._copy(
             request.repository,
             blobs,
-            (artifact.descriptor, artifact.manifest),
+            manifests,
             request.tags,
             f"copying {request.repository}:{','.join(request.tags)} to the registry",
         )
-        return PushOutcome(uploaded_blobs=None, referrer_written=False)
+        return PushOutcome(uploaded_blobs=None, referrer_written=with_referrer)
 
     def _copy(
         self,
         repository: str,
         blobs: list[tuple[Descriptor, Path | bytes]],
-        root: tuple[Descriptor, bytes],
+        manifests: list[tuple[Descriptor, bytes]],
         tags: list[str],
         operation: str,
     ) -> None:
         """`oras cp` of a layout written here (the exact bytes composed here; files linked, not copied) to
-        the registry, under `tags`, or by digest when there are none."""
+        the registry: its first manifest under `tags`, or by digest when there are none; with a second
+        manifest (a referrer of the first), `-r`."""
         gtpack_or_document = next(source for _, source in blobs if isinstance(source, Path))
         cleanup.sweep_stale(gtpack_or_document.parent, LAYOUT_PREFIX)  # left by a run killed outright
         work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=gtpack_or_document.parent))
         cleanup.register_folder(work)
         try:
-            layout = _write_layout(work, blobs, root, tags[0] if tags else None)
-            source = f"{layout}:{tags[0]}" if tags else f"{layout}@{root[0].digest}"
-            target = f"{self.registry}/{repository}" + (f":{','.join(tags)}" if tags else f"@{root[0].digest}")
+            root = manifests[0][0]
+            layout = _write_layout(work, blobs, manifests, tags[0] if tags else None)
+            source = f"{layout}:{tags[0]}" if tags else f"{layout}@{root.digest}"
+            target = f"{self.registry}/{repository}" + (f":{','.join(tags)}" if tags else f"@{root.digest}")
+            recursive = ["-r"] if len(manifests) > 1 else []
             to_remote = ["--to-registry-config", str(self.config.path)]
             to_remote += ["--to-plain-http"] if self.plain_http else []
             size = sum(blob.size for blob, _ in blobs)
             self._run(
-                ["cp", "--from-oci-layout", *to_remote, source, target],
+                ["cp", *recursive, "--from-oci-layout", *to_remote, source, target],
                 operation,
                 timeout=self._small_timeout() + size / MIN_UPLOAD_RATE,
             )
@@ -319,7 +330,7 @@ class OrasTransport:
         self._copy(
             request.repository,
             blobs,
-            (referrer.descriptor, referrer.manifest),
+            [(referrer.descriptor, referrer.manifest)],
             [],
             f"attaching {referrer.descriptor.short} to {request.repository}@{referrer.subject.short}",
         )
@@ -357,25 +368,26 @@ class OrasTransport:
 
 
 def _write_layout(
-    work: Path, blobs: list[tuple[Descriptor, Path | bytes]], root: tuple[Descriptor, bytes], tag: str | None
+    work: Path, blobs: list[tuple[Descriptor, Path | bytes]], manifests: list[tuple[Descriptor, bytes]], tag: str | None
 ) -> Path:
-    """An OCI image layout holding exactly one manifest (tagged `tag` in the layout, if given) and its blobs;
-    files are linked, not copied."""
+    """An OCI image layout holding exactly these manifests and their blobs, the first tagged `tag` in the
+    layout if given (the others untagged); files are linked, not copied."""
     layout = work / "layout"
     folder = layout / "blobs" / "sha256"
     folder.mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
-    descriptor, manifest = root
-    for blob, source in [*blobs, (descriptor, manifest)]:
+    for blob, source in [*blobs, *manifests]:
         path = folder / blob.digest.split(":", 1)[1]
         if isinstance(source, Path):
             _link(source, path)
         elif not path.exists():  # the empty config, once
             path.write_bytes(source)
-    entry: dict[str, Any] = {"mediaType": descriptor.media_type, "digest": descriptor.digest, "size": descriptor.size}
+    entries: list[dict[str, Any]] = []
+    for descriptor, _ in manifests:
+        entries.append({"mediaType": descriptor.media_type, "digest": descriptor.digest, "size": descriptor.size})
     if tag is not None:
-        entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}), encoding="utf-8")
+        entries[0]["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}), encoding="utf-8")
     return layout
 
 

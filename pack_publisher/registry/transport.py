@@ -53,8 +53,11 @@ class PushRequest:
     # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
     on_sent: Callable[[int], None] | None = None
     # the pack's SBOM referrer, written with it where the transport can do so in few round trips (the
-    # built-in client); else (oras) left to `attach`: whether it is listed is proven afterwards either way
+    # built-in client, or oras when `slot_wanted` is false), else left to `attach`: whether it is listed
+    # is proven afterwards either way
     referrer: AttachRequest | None = None
+    # other packs wait for this push's slot: a transport whose referrer would hold it long leaves it to `attach`
+    slot_wanted: bool = False
     # the caller takes the manifests as a step of their own (`PushOutcome.commit`), once the bytes are in
     staged: bool = False
 
