@@ -4,6 +4,7 @@ persistent ones fail in bounded time with one clear line, and nothing false is e
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, referrers_tag
 from testsupport.fault_proxy import FaultProxy, Rule
 from testsupport.registries import Registry, free_port
 
-from .conftest import RunInvoke, clean_env
+from .conftest import RunInvoke, clean_env, git
 from .test_release_proofs import CANARY, files_holding
 
 PACK = "messaging-provider-bundle"
@@ -99,6 +100,35 @@ def test_transient_fault_is_survived(
     digest = json.loads((project_copy / "packs.lock.json").read_text())["packs"][0]["digest"]
     assert digest == predicted
     assert registry.raw_manifest(REPO, "1.2.3").headers["Docker-Content-Digest"] == predicted
+    assert_registry_consistent(registry, project_copy)
+
+
+def test_a_large_blob_is_not_sent_again_to_a_registry_that_ignores_mount(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, proxy: FaultProxy
+) -> None:
+    """ECR, unless blob mounting is on, opens an upload for a blob it holds: a large one is asked for
+    before its bytes go (the small ones are sent again, cheaper than asking)."""
+    assets = project_copy / "packs" / PACK / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "large.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+    git(project_copy, "add", "-A")
+    git(project_copy, "commit", "-qm", "a large asset")
+    env = env_for(proxy, OCI_CLIENT="python")
+    proxy.add(Rule("PUT", r"/manifests/", "status", times=None, status=503))
+    first = run_invoke(project_copy, "release", **env)  # every blob goes up, no manifest does
+    assert first.returncode == 1, first.stdout
+    layer = json.loads((project_copy / "dist" / "packs" / f"{PACK}.manifest.json").read_text())["layers"][0]
+    assert layer["size"] >= 4 * 1024 * 1024
+    proxy.clear()
+    proxy.add(Rule("POST", r"/blobs/uploads/\?mount=", "no-mount", times=None))
+    proxy.seen.clear()
+    again = run_invoke(project_copy, "release", **env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [s for s in proxy.seen if s[2] == "no-mount"]  # the registry opened uploads instead of mounting
+    sent = [s[1] for s in proxy.seen if s[0] == "PUT" and "/blobs/uploads/" in s[1]]
+    assert sent and not [path for path in sent if layer["digest"].split(":")[1] in path]  # the small ones only
+    assert [s for s in proxy.seen if s[0] == "DELETE" and "/blobs/uploads/" in s[1]]  # its session let go
+    assert "(via built-in client, 1 blob(s) uploaded)" in again.stdout  # the empty config, sent again
     assert_registry_consistent(registry, project_copy)
 
 

@@ -215,7 +215,6 @@ def test_an_archive_changed_behind_a_blob_the_registry_holds_gets_no_tag(
     result = run_invoke(project_copy, "push", **env)
     assert result.returncode == 1, result.stdout
     assert f"FAILED {PACK}: pack '{PACK}': {gtpack} changed since it was built; rebuild it" in result.stdout
-    assert "(via built-in client, 0 blob(s) uploaded)" not in result.stdout
     assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # no tag names the changed file's build
 
 

@@ -21,7 +21,7 @@ from pack_publisher.oci.referrers import (
     referrers_tag,
 )
 from pack_publisher.registry.http import HttpTransport
-from pack_publisher.registry.referrers_index import INDEX_ATTEMPTS
+from pack_publisher.registry.http_referrers import INDEX_ATTEMPTS
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import AttachRequest, PushRequest
 from pack_publisher.runtime.errors import PublisherError

@@ -134,6 +134,8 @@ class FaultProxy:
             if method != "HEAD":
                 req.wfile.write(page)
             return
+        if rule and rule.action == "no-mount":  # a registry that ignores `mount`: an upload starts either way
+            path = path.split("?", 1)[0]
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         upstream.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         for key, value in req.headers.items():

@@ -94,12 +94,13 @@ def push_all(
     """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
 
     `jobs` bounds the packs uploading at once: what follows a pack's upload runs beside the next packs'
-    uploads (as many at once as planning) instead of holding a push slot. That is the built-in client's
-    manifests (a staged push: a round trip or two of small requests), the SBOM's attach where the
-    transport leaves it (an oras process) and the read-back, which only reads. Each archive is hashed
-    again while its blobs go up, and its manifests are written only if it still is the one built, so no
-    tag or record names a file that is not, even when the registry already held its blob and nothing
-    was uploaded to prove it.
+    uploads (as many at once as planning) instead of holding a push slot. That is a staged push's
+    `commit` (the built-in client's manifests, a round trip or two of small requests; for oras, while
+    other packs wait, the referrer and the tags, a `cp -r` whose blobs are all there) and the
+    read-back, which only reads. Each archive is hashed again while its blobs go up, and a commit runs
+    only if it still is the one built, so no tag or record names a file that is not, even when the
+    registry already held its blob and nothing was uploaded to prove it. (Where oras moves the tags in
+    the slot, the registry hashes every blob it receives and the manifest names the built digests.)
     """
     planned = plan_all(run, built, registry, latest=latest, force=force)
     with beside(max(run.settings.jobs, CONSULT_JOBS), "prove") as prove_beside:
@@ -205,15 +206,12 @@ def prove_one(run: Run, registry: VerifiedRegistry, planned: Planned, outcome: P
     served = PushRequest(repository=repository, tags=plan.tags, gtpack=built.gtpack, artifact=artifact)
     sbom = planned.sbom
     document = consumers.document_path(built)
-    # every tag it should serve, read back, whether written now or before; beside it, the SBOM's referrer
-    # looked for (a read), or attached when the pack was just written without it (the oras transport)
+    # every tag it should serve, read back, whether written now or before, and beside it the SBOM's
+    # referrer looked for (a read): one not listed is attached, or indexed again, once the pack is proven
     landed: Callable[[], object] = partial(registry.check_landed, served)
     attached = None
     if sbom is None:
         landed()
-    elif plan.writes and not outcome.referrer_written:
-        attach: Callable[[], object] = partial(consumers.attach_unlisted, registry, repository, sbom, document)
-        attached = str(together([landed, attach])[1])
     else:
         listed: Callable[[], object] = partial(consumers.is_listed, registry, repository, sbom)
         if together([landed, listed])[1]:

@@ -16,14 +16,13 @@ and its tokens carry over from planning to pushing to reading back.
 
 from __future__ import annotations
 
-import functools
 import http.client
 import json
 import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from pack_publisher import __version__
 from pack_publisher.oci.descriptor import Descriptor, digest_of, is_digest
@@ -31,7 +30,6 @@ from pack_publisher.oci.manifest import MANIFEST_MEDIA_TYPE
 from pack_publisher.registry.auth import Authenticator, retry_after_seconds
 from pack_publisher.registry.client import Client, ClientError
 from pack_publisher.registry.connections import (
-    CountedFile,
     Response,
     finish,
     read_body,
@@ -51,7 +49,6 @@ from pack_publisher.registry.transport import (
     SinkFactory,
 )
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
-from pack_publisher.runtime.parallel import together
 from pack_publisher.runtime.redact import Redactor
 
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -88,6 +85,9 @@ class HttpTransport:
         self.base = f"{self._scheme}://{registry}"
         self.policy = policy or RetryPolicy()
         self.referrers_api: bool | None = None  # None until asked (`http_referrers`): a registry has it or not
+        # a referrer's PUT was answered without OCI-Subject: the registry keeps no referrers itself (the tag
+        # schema), so it reads no subject field, and a referrer may go up beside its subject
+        self.tag_schema = False
         if ca_bundle and not Path(ca_bundle).exists():
             raise ConfigError(f"the CA bundle {ca_bundle} does not exist")
         self._client = Client(ca_bundle, dict(proxy_env or {}), USER_AGENT)
@@ -282,100 +282,11 @@ class HttpTransport:
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """The blobs side by side (each skipped when present), then the manifest under each tag in order
-        beside the referrer's manifest, then the referrer's tag-schema index where the registry needs one.
+        from pack_publisher.registry.http_push import push
 
-        Four round trips for a fresh pack with its SBOM on a registry without the referrers API (an
-        upload's start, its bytes, the manifests, the index), where one step after another took eight: the
-        index is read beside the uploads, the two manifests go up together, and the proof reads the index
-        back (`commands.push.prove_one` lists the referrer beside the pack's read-back).
-        """
-        from pack_publisher.registry import http_referrers
-
-        artifact, referrer = request.artifact, request.referrer
-        uploads: list[Callable[[], Any]] = [
-            functools.partial(
-                self._upload_blob,
-                request.repository,
-                blob,
-                request.gtpack if blob == artifact.layer else b"{}",
-                request.on_sent,
-            )
-            for blob in artifact.blobs
-        ]
-        extra = [] if referrer is None else http_referrers.uploads(referrer)
-        extra = [(blob, source) for blob, source in extra if blob not in artifact.blobs]  # the empty config is shared
-        uploads += [functools.partial(self._upload_blob, request.repository, *upload) for upload in extra]
-        index_read = referrer is not None and self.referrers_api is not True
-        if index_read and referrer is not None:
-            uploads.append(functools.partial(http_referrers.read_subject_index, self, referrer))
-        done = together(uploads)  # every blob is in before any manifest names it
-        sent = done[: len(artifact.blobs)]
-
-        def tags() -> None:
-            for tag in request.tags:
-                self._put_manifest(request.repository, tag, artifact.manifest)
-
-        def commit() -> PushOutcome:
-            if referrer is None:
-                tags()
-                return PushOutcome(uploaded_blobs=sum(sent))
-            index = done[-1] if index_read else None
-            put_referrer: Callable[[], None] = functools.partial(http_referrers.put_referrer, self, referrer, index)
-            if self.referrers_api is False:  # a tag-schema registry stores the subject field unread: both at once
-                together([tags, put_referrer])
-            else:  # registries with the API must accept a referrer first (spec 1.1), yet some refuse one (GitLab's)
-                tags()
-                put_referrer()
-            return PushOutcome(uploaded_blobs=sum(sent), referrer_written=True)
-
-        if request.staged:
-            return PushOutcome(uploaded_blobs=sum(sent), referrer_written=referrer is not None, commit=commit)
-        return commit()
+        return push(self, request)
 
     # --- push steps -------------------------------------------------------------------------------
-
-    def _upload_blob(
-        self, repository: str, blob: Descriptor, source: Path | bytes, on_sent: Callable[[int], None] | None = None
-    ) -> bool:
-        """Upload unless present (True when bytes were sent); files stream from disk, never read whole.
-
-        The upload starts as a mount of the blob from this same repository (distribution spec: `POST
-        ...?mount=&from=`): a registry holding it answers 201 and nothing is sent, one that does not opens
-        the upload (202), so the existence check costs no round trip of its own. A registry that ignores
-        `mount` opens the upload too: the blob is sent again, which is correct, only slower.
-        """
-        scope = _scope(repository, "push")
-
-        def body() -> bytes | IO[bytes]:
-            if isinstance(source, bytes):
-                return source
-            return CountedFile(source, on_sent) if on_sent is not None else source.open("rb")
-
-        def attempt() -> bool:
-            mount = f"blobs/uploads/?mount={blob.digest}&from={repository}"
-            start = self._send("POST", self._url(repository, mount), scope)
-            if start.status_code == 201:
-                finish(start)
-                return False
-            if start.status_code != 202 or "Location" not in start.headers:
-                raise self._fail("starting a blob upload", start)
-            finish(start)
-            location = urljoin(self._url(repository, "blobs/uploads/"), start.headers["Location"])
-            separator = "&" if "?" in location else "?"
-            done = self._send(
-                "PUT",
-                f"{location}{separator}digest={blob.digest}",
-                scope,
-                body=body,
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
-            )
-            if done.status_code != 201:
-                raise self._fail(f"uploading blob {blob.short}", done)
-            finish(done)
-            return True
-
-        return bool(self._retrying(f"uploading blob {blob.short} to {repository}", attempt))
 
     def _put_manifest(
         self, repository: str, tag: str, manifest: bytes, media_type: str = MANIFEST_MEDIA_TYPE

@@ -5,24 +5,37 @@ Listing asks the referrers API (`GET /v2/<name>/referrers/<digest>`); a registry
 
 Attaching uploads the blobs, then puts the manifest by its digest. A registry with the referrers API
 answers that with an `OCI-Subject` header and indexes the referrer itself: nothing more to do.
-Otherwise the tag-schema index is updated by read-modify-write (`referrers_index.update_index`).
+Otherwise the tag-schema index is updated by read-modify-write (`index_cycle`). A pack's push on a
+registry known to use the tag schema reads the index beside the manifests' `PUT`s and writes it
+(`write_index`); the proof that follows lists the referrer, and one missing goes through the cycle.
+
+The cycle, one algorithm for both transports (oras gives it its reads and writes): registries without
+the referrers API (GHCR, distribution 2.8) list a subject's referrers in an image index tagged
+`sha256-<hex>`. Adding one: read the index, add the referrer (keeping every entry others attached),
+write it, then read it back. Registries such as distribution 2.8 have no conditional `PUT` (`If-Match`),
+so a writer slipping in between the read and the write can drop the entry: the read after the write
+finds that, and the cycle runs again, a bounded number of times. (A second read just before the write,
+once done here, narrowed that window by nothing that matters, a round trip, and cost one request per
+referrer.) Every other writer does the same for its own entry, so no referrer stays lost.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pack_publisher.oci.descriptor import Descriptor
-from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, parse_index, referrers_tag, with_referrer
-from pack_publisher.registry.referrers_index import update_index as update_index_with
+from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, lists, parse_index, referrers_tag, with_referrer
 from pack_publisher.registry.transport import MAX_MANIFEST_BYTES, AttachRequest, NotFound
+from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import together
 
 if TYPE_CHECKING:
     from pack_publisher.registry.http import HttpTransport
 
+INDEX_ATTEMPTS = 5  # read-modify-write cycles before giving up on an index other writers keep changing
 NO_API = (404, 405)  # how registries without the referrers API answer its URL (distribution 2.8: 404)
 
 
@@ -86,7 +99,9 @@ def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str,
 
 
 def attach(t: HttpTransport, request: AttachRequest) -> None:
-    together([functools.partial(t._upload_blob, request.repository, *upload) for upload in uploads(request)])
+    from pack_publisher.registry.http_push import upload_blob
+
+    together([functools.partial(upload_blob, t, request.repository, *upload) for upload in uploads(request)])
     put_referrer(t, request)
 
 
@@ -98,34 +113,59 @@ def uploads(request: AttachRequest) -> list[tuple[Descriptor, Path | bytes]]:
 
 
 def read_subject_index(t: HttpTransport, request: AttachRequest) -> list[dict[str, Any]]:
-    """The subject's tag-schema index entries, read before the referrer goes up (beside the uploads)."""
+    """The entries of the tag-schema index of the referrer's subject (none when there is no index)."""
     return read_index(t, request.repository, referrers_tag(request.referrer.subject.digest))
 
 
-def put_referrer(t: HttpTransport, request: AttachRequest, index: list[dict[str, Any]] | None = None) -> None:
-    """The referrer's manifest by its digest (its blobs are in), then the tag-schema index where needed.
-
-    `index`: the subject's tag-schema index as read beside the uploads. It is written with the referrer
-    added and not read back here: the caller lists the referrer afterwards, and one missing is indexed
-    again by the whole cycle (`update_index`). Without it, the whole cycle runs now.
-    """
-    referrer, repository = request.referrer, request.repository
-    subject_header = t._put_manifest(repository, referrer.descriptor.digest, referrer.manifest)
+def put_referrer_manifest(t: HttpTransport, request: AttachRequest) -> bool:
+    """The referrer's manifest by its digest (its blobs are in); whether the registry indexed it itself."""
+    subject_header = t._put_manifest(request.repository, request.referrer.descriptor.digest, request.referrer.manifest)
     t.referrers_api = bool(subject_header)  # a registry with the API must answer with OCI-Subject (spec 1.1)
-    if subject_header:  # the registry indexes referrers itself (the referrers API)
-        return
-    if index is None:
-        update_index(t, repository, referrer)
-        return
-    updated = with_referrer(index, referrer)
+    if not subject_header:
+        t.tag_schema = True
+    return bool(subject_header)
+
+
+def put_referrer(t: HttpTransport, request: AttachRequest) -> None:
+    """The referrer's manifest, then, where the registry has no referrers API, the whole index cycle."""
+    if not put_referrer_manifest(t, request):
+        update_index(t, request.repository, request.referrer)
+
+
+def write_index(t: HttpTransport, request: AttachRequest, index: list[dict[str, Any]]) -> None:
+    """The subject's tag-schema index as read (`index`) with the referrer added, unless listed already.
+
+    Not read back here: the caller lists the referrer afterwards, and one missing (another writer
+    slipped in between the read and this write) is indexed again by the whole cycle (`update_index`).
+    """
+    updated = with_referrer(index, request.referrer)
     if updated is not None:
-        t._put_manifest(repository, referrers_tag(referrer.subject.digest), updated, INDEX_MEDIA_TYPE)
+        tag = referrers_tag(request.referrer.subject.digest)
+        t._put_manifest(request.repository, tag, updated, INDEX_MEDIA_TYPE)
 
 
 def update_index(t: HttpTransport, repository: str, referrer: Referrer) -> None:
-    """Add `referrer` to its subject's tag-schema index (see `referrers_index`)."""
+    """Add `referrer` to its subject's tag-schema index (`index_cycle`)."""
 
     def write(tag: str, index: bytes) -> None:
         t._put_manifest(repository, tag, index, INDEX_MEDIA_TYPE)
 
-    update_index_with(functools.partial(read_index, t, repository), write, referrer, f"{t.registry}/{repository}")
+    index_cycle(functools.partial(read_index, t, repository), write, referrer, f"{t.registry}/{repository}")
+
+
+def index_cycle(
+    read: Callable[[str], list[dict[str, Any]]], write: Callable[[str, bytes], None], referrer: Referrer, where: str
+) -> None:
+    """Add `referrer` to its subject's tag-schema index, retried while other writers change it."""
+    tag = referrers_tag(referrer.subject.digest)
+    for _ in range(INDEX_ATTEMPTS):
+        updated = with_referrer(read(tag), referrer)
+        if updated is None:
+            return  # listed already (an earlier run, another writer, or this one's previous cycle)
+        write(tag, updated)
+        if lists(read(tag), referrer.descriptor.digest):
+            return
+    raise PublisherError(
+        f"{where}:{tag}: the referrers index kept changing under other writers "
+        f"({INDEX_ATTEMPTS} attempts); run again to attach {referrer.descriptor.short}"
+    )

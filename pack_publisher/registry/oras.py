@@ -39,8 +39,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from pack_publisher.oci.descriptor import Descriptor, is_digest
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
-from pack_publisher.registry.http_referrers import read_index
-from pack_publisher.registry.referrers_index import update_index
+from pack_publisher.registry.http_referrers import index_cycle, read_index
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 from pack_publisher.registry.transport import (
     AttachRequest,
@@ -260,29 +259,31 @@ class OrasTransport:
         self._read(lambda: self.reader.fetch_blob(repository, digest, open_sink))
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """One `oras cp` of a layout holding the pack, and its referrer too (`-r`) unless the push slot is wanted.
+        """`oras cp` of a layout holding the pack and its referrer (`-r`), the version tag moved last.
 
-        oras-go copies the pack and its referrer one step after another: fourteen round trips, against
-        six for the pack alone and eight for the referrer's own `cp` (`attach`). While other packs wait
-        for the slot (`PushRequest.slot_wanted`), the pack goes alone and `attach`, run beside its
-        read-back, hides the referrer's round trips behind their uploads; otherwise one process does both.
+        oras-go copies that graph one step after another: fourteen round trips. While other packs wait
+        for the slot (`slot_wanted`, in a `staged` push), only the pack's own graph goes up in it, by
+        digest (six round trips, no tag), and the rest, the referrer and then the tags, is the outcome's
+        `commit`, which the caller runs beside the next packs' uploads once the archive is proven.
         """
         artifact = request.artifact
         blobs: list[tuple[Descriptor, Path | bytes]] = [(artifact.layer, request.gtpack), (artifact.blobs[0], b"{}")]
         manifests = [(artifact.descriptor, artifact.manifest)]
-        with_referrer = request.referrer is not None and not request.slot_wanted
-        if request.referrer is not None and with_referrer:
+        if request.referrer is not None:
             referrer = request.referrer.referrer
             blobs.append((referrer.layer, request.referrer.document))
             manifests.append((referrer.descriptor, referrer.manifest))  # listed untagged: `-r` finds it
-        self._copy(
-            request.repository,
-            blobs,
-            manifests,
-            request.tags,
-            f"copying {request.repository}:{','.join(request.tags)} to the registry",
-        )
-        return PushOutcome(uploaded_blobs=None, referrer_written=with_referrer)
+        operation = f"copying {request.repository}:{','.join(request.tags)} to the registry"
+
+        def commit() -> PushOutcome:
+            self._copy(request.repository, blobs, manifests, request.tags, operation)
+            return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
+
+        if not (request.staged and request.slot_wanted):
+            return commit()
+        what = f"copying {artifact.descriptor.short} to the registry"
+        self._copy(request.repository, blobs[:2], manifests[:1], [], what)  # the pack's graph alone, by digest
+        return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None, commit=commit)
 
     def _copy(
         self,
@@ -360,7 +361,7 @@ class OrasTransport:
             )
 
         read = functools.partial(read_index, self.reader, repository)
-        update_index(read, write, request.referrer, f"{self.registry}/{repository}")
+        index_cycle(read, write, request.referrer, f"{self.registry}/{repository}")
 
     def close(self) -> None:
         self.config.remove()  # the run's private registry config goes with the transport

@@ -52,11 +52,9 @@ class PushRequest:
     artifact: Artifact
     # told how many bytes of the archive the current attempt has read, for progress lines (the built-in client)
     on_sent: Callable[[int], None] | None = None
-    # the pack's SBOM referrer, written with it where the transport can do so in few round trips (the
-    # built-in client, or oras when `slot_wanted` is false), else left to `attach`: whether it is listed
-    # is proven afterwards either way
+    # the pack's SBOM referrer, written with it: whether it is listed is proven afterwards, as for any attach
     referrer: AttachRequest | None = None
-    # other packs wait for this push's slot: a transport whose referrer would hold it long leaves it to `attach`
+    # other packs wait for this push's slot: oras then leaves the referrer and the tags to `commit`
     slot_wanted: bool = False
     # the caller takes the manifests as a step of their own (`PushOutcome.commit`), once the bytes are in
     staged: bool = False
@@ -66,8 +64,8 @@ class PushRequest:
 class PushOutcome:
     uploaded_blobs: int | None  # the pack's blobs sent; None when the transport cannot tell
     referrer_written: bool = False  # the request's referrer went up with the pack
-    # a staged push's remaining writes (the manifests, the referrer's), for the caller to run; it returns
-    # the final outcome. None: everything is written (oras writes a pack in one command)
+    # a staged push's remaining writes (the manifests, the referrer's, the tags), for the caller to run
+    # once the archive is proven; it returns the final outcome. None: everything is written
     commit: Callable[[], PushOutcome] | None = None
 
 

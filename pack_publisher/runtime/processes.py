@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +56,6 @@ class Commands:
         self.env = dict(env)
         self._show = show  # prints one line, secrets masked (the run's printer)
         self.echo = echo
-        self._setpriv = shutil.which("setpriv", path=self.env.get("PATH")) if _LIBC is not None else None
         self.echo_format = echo_format
 
     def run(
@@ -79,10 +77,9 @@ class Commands:
         """
         if self.echo:
             self._show(self.echo_format.format(command=shlex.join(argv)))
-        started, die_with_parent = self._started(argv)
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(
-                started,
+                list(argv),
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 # discarded output goes to /dev/null, not a pipe: a grandchild holding it cannot hold the run
                 stdout=subprocess.PIPE if stdout is not False else subprocess.DEVNULL,
@@ -91,7 +88,7 @@ class Commands:
                 cwd=cwd,  # None: this process's folder
                 start_new_session=True,  # so a deadline or Ctrl-C kills it and anything it started
                 pass_fds=tuple(pass_fds),
-                preexec_fn=die_with_parent,
+                preexec_fn=_die_with_parent(),
             )
             cleanup.track(process)
             expired = threading.Event()
@@ -121,23 +118,6 @@ class Commands:
             stderr.seek(max(0, size - STDERR_TAIL_BYTES))
             tail = stderr.read().decode("utf-8", errors="replace")
         return Completed(code, out, tail, expired.is_set())
-
-    def _started(self, argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
-        """What to start, and the code to run in the child before exec, so that it dies with this process.
-
-        Through util-linux's `setpriv --pdeathsig KILL` where there is one and the program is found: the
-        child then needs no Python code before exec, so it is started by vfork, about ten times faster
-        than a fork of this (threaded, tens of MB) process: 10-15 ms a command on the push path. Else
-        (no setpriv, a program exec will refuse, whose error must read the same, or a relative path, which
-        the child resolves from its own folder) `_die_with_parent`. setpriv does not look at its parent
-        again after setting the signal, as `_die_with_parent` does: a parent killed in that instant, the
-        microseconds between exec and prctl, leaves the command to `cleanup`'s other paths.
-        """
-        relative = os.sep in argv[0] and not os.path.isabs(argv[0])
-        program = shutil.which(argv[0], path=self.env.get("PATH")) if self._setpriv and not relative else None
-        if self._setpriv is None or program is None:
-            return list(argv), _die_with_parent()
-        return [self._setpriv, "--pdeathsig", "KILL", "--", program, *argv[1:]], None
 
 
 def _drain(pipe: IO[bytes], target: IO[bytes] | bool) -> bytes:
