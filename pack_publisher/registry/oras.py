@@ -259,31 +259,32 @@ class OrasTransport:
         self._read(lambda: self.reader.fetch_blob(repository, digest, open_sink))
 
     def push(self, request: PushRequest) -> PushOutcome:
-        """`oras cp` of a layout holding the pack and its referrer (`-r`), the version tag moved last.
+        """`oras cp` of a layout holding the pack and its referrer (`-r`): the graph by digest, the tags last.
 
         oras-go copies that graph one step after another: fourteen round trips. While other packs wait
-        for the slot (`slot_wanted`, in a `staged` push), only the pack's own graph goes up in it, by
-        digest (six round trips, no tag), and the rest, the referrer and then the tags, is the outcome's
-        `commit`, which the caller runs beside the next packs' uploads once the archive is proven.
+        for the slot (`slot_wanted`, in a `staged` push), the pack goes alone (six round trips, its tags
+        included) and its referrer is the outcome's `commit`: its own `cp` by digest (`attach`, eight),
+        run by the caller beside the next packs' uploads (the tags are visible first; see docs/sbom.md).
         """
         artifact = request.artifact
         blobs: list[tuple[Descriptor, Path | bytes]] = [(artifact.layer, request.gtpack), (artifact.blobs[0], b"{}")]
         manifests = [(artifact.descriptor, artifact.manifest)]
-        if request.referrer is not None:
+        split = request.staged and request.slot_wanted
+        if request.referrer is not None and not split:
             referrer = request.referrer.referrer
             blobs.append((referrer.layer, request.referrer.document))
             manifests.append((referrer.descriptor, referrer.manifest))  # listed untagged: `-r` finds it
         operation = f"copying {request.repository}:{','.join(request.tags)} to the registry"
+        self._copy(request.repository, blobs, manifests, request.tags, operation)
+        if not split or request.referrer is None:
+            return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
+        referrer_alone = request.referrer
 
         def commit() -> PushOutcome:
-            self._copy(request.repository, blobs, manifests, request.tags, operation)
-            return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
+            self.attach(referrer_alone)
+            return PushOutcome(uploaded_blobs=None, referrer_written=True)
 
-        if not (request.staged and request.slot_wanted):
-            return commit()
-        what = f"copying {artifact.descriptor.short} to the registry"
-        self._copy(request.repository, blobs[:2], manifests[:1], [], what)  # the pack's graph alone, by digest
-        return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None, commit=commit)
+        return PushOutcome(uploaded_blobs=None, referrer_written=True, commit=commit)
 
     def _copy(
         self,
