@@ -55,9 +55,9 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
     def attempt() -> list[dict[str, Any]] | None:
         url = t._url(repository, f"referrers/{subject}")
         response = t._send("GET", url, _scope(repository, "pull"), headers={"Accept": INDEX_MEDIA_TYPE})
-        if response.status_code in NO_API:
+        if response.status_code in NO_API:  # no API: the tag schema, and so no subject field read either
             response.close()
-            t.referrers_api = False
+            t.referrers_api, t.tag_schema = False, True
             return None
         if response.status_code != 200:
             raise t._fail(f"listing the referrers of {subject[:19]}", response)
@@ -69,6 +69,12 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
         return parse_index(body, f"{t.registry}/{repository}: the referrers of {subject[:19]}")
 
     return t._retrying(f"listing the referrers of {repository}@{subject[:19]}", attempt)  # type: ignore[no-any-return]
+
+
+def probe(t: HttpTransport, request: AttachRequest) -> None:
+    """Ask the referrers API once, beside a push's uploads, so its manifests know how to go up."""
+    if t.referrers_api is None:
+        _api_referrers(t, request.repository, request.referrer.subject.digest)
 
 
 def read_index(t: HttpTransport, repository: str, tag: str) -> list[dict[str, Any]]:

@@ -1,14 +1,11 @@
 """The oras CLI transport: every write is one oras command, retried under the policy; reads are requests.
 
 Publishing writes an OCI image layout itself (the archive hard-linked, the exact manifest bytes composed
-here) and runs `oras cp --from-oci-layout` to copy it byte for byte under every tag, so there is no
-second composition to compare and no copy of the archive; the SBOM's referrer goes up the same way, by
-its digest, from a layout of its own (oras-go updates the tag-schema index), once the pack is in.
+here) and runs `oras cp -r --from-oci-layout` to copy the pack and its SBOM referrer byte for byte: no
+second composition to compare, no copy of the archive (see `push` for when the referrer goes apart).
 Everything read (the plan's resolve, the read-back, the blob checks, the referrers) goes through the
 built-in client with the same credentials: an oras process costs 15-40 ms of start-up where a request
-costs about one, and the proofs come from a client other than the one that wrote. A fresh pack takes
-two oras processes (the pack's `cp`, the referrer's `cp`), or one (`cp -r`) when no other pack waits
-for its push slot; an already published one none.
+costs about one, and the proofs come from a client other than the one that wrote.
 
 Credentials live in the run's private registry config (`credentials.PrivateRegistryConfig`: in memory
 on Linux), never in the user's Docker config, which oras never reads; it is written directly rather
@@ -39,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from pack_publisher.oci.descriptor import Descriptor, is_digest
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
-from pack_publisher.registry.http_referrers import index_cycle, read_index
+from pack_publisher.registry.http_referrers import index_cycle, probe, read_index
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 from pack_publisher.registry.transport import (
     AttachRequest,
@@ -51,6 +48,7 @@ from pack_publisher.registry.transport import (
 )
 from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import AccessError, PublisherError
+from pack_publisher.runtime.parallel import together
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import Redactor
 
@@ -275,7 +273,11 @@ class OrasTransport:
             blobs.append((referrer.layer, request.referrer.document))
             manifests.append((referrer.descriptor, referrer.manifest))  # listed untagged: `-r` finds it
         operation = f"copying {request.repository}:{','.join(request.tags)} to the registry"
-        self._copy(request.repository, blobs, manifests, request.tags, operation)
+        copy = functools.partial(self._copy, request.repository, blobs, manifests, request.tags, operation)
+        if request.referrer is not None and self.reader.referrers_api is None:  # the proof's listing then knows
+            together([copy, functools.partial(probe, self.reader, request.referrer)])
+        else:
+            copy()
         if not split or request.referrer is None:
             return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
         referrer_alone = request.referrer
@@ -329,13 +331,8 @@ class OrasTransport:
         """
         referrer = request.referrer
         blobs: list[tuple[Descriptor, Path | bytes]] = [(referrer.layer, request.document), (referrer.blobs[0], b"{}")]
-        self._copy(
-            request.repository,
-            blobs,
-            [(referrer.descriptor, referrer.manifest)],
-            [],
-            f"attaching {referrer.descriptor.short} to {request.repository}@{referrer.subject.short}",
-        )
+        what = f"attaching {referrer.descriptor.short} to {request.repository}@{referrer.subject.short}"
+        self._copy(request.repository, blobs, [(referrer.descriptor, referrer.manifest)], [], what)
 
     def index_referrer(self, request: AttachRequest) -> None:
         """The tag-schema index by read-modify-write: read by the built-in client, written by `oras manifest push`.
