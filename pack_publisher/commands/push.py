@@ -129,6 +129,9 @@ def _apply(
             return prove_one(run, registry, item, outcome)
         except PublisherError as exc:
             return failed(item, exc)
+        except OSError as exc:  # a scratch layout for oras, the SBOM's document: one line, as for the archive
+            where = f" ({exc.filename})" if exc.filename else ""
+            return failed(item, PublisherError(f"pack {item.built.name!r}: {exc.strerror or exc}{where}"))
 
     def write(item: Planned) -> Future[PackResult] | PackResult:
         built = item.built
