@@ -21,7 +21,7 @@ from pack_publisher.commands.plan import CONSULT_JOBS, Planned, dry_run, plan_al
 from pack_publisher.commands.select import select_packs
 from pack_publisher.config.run import Run
 from pack_publisher.oci.descriptor import file_digest
-from pack_publisher.registry.transport import AttachRequest, PushOutcome, PushRequest
+from pack_publisher.registry.transport import AttachRequest, NotFound, PushOutcome, PushRequest
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import beside, each, together
@@ -129,9 +129,14 @@ def _apply(
             return prove_one(run, registry, item, outcome)
         except PublisherError as exc:
             return failed(item, exc)
-        except OSError as exc:  # a scratch layout for oras, the SBOM's document: one line, as for the archive
-            where = f" ({exc.filename})" if exc.filename else ""
-            return failed(item, PublisherError(f"pack {item.built.name!r}: {exc.strerror or exc}{where}"))
+        except (OSError, NotFound) as exc:  # oras' scratch layout, the SBOM's document, an index gone under oras
+            return failed(item, unexpected(item, exc))
+
+    def unexpected(item: Planned, exc: OSError | NotFound) -> PublisherError:
+        if isinstance(exc, NotFound):
+            return PublisherError(f"pack {item.built.name!r}: the registry no longer has {exc} (another writer?)")
+        where = f" ({exc.filename})" if exc.filename else ""
+        return PublisherError(f"pack {item.built.name!r}: {exc.strerror or exc}{where}")
 
     def write(item: Planned) -> Future[PackResult] | PackResult:
         built = item.built
@@ -154,10 +159,10 @@ def _apply(
             outcome = cast(PushOutcome, written)
             if digest != built.layer.digest:  # an upload was refused by the registry; a skipped one must be too
                 raise PublisherError(f"pack {built.name!r}: {built.gtpack} changed since it was built; rebuild it")
-        except OSError as exc:
-            return failed(item, PublisherError(f"pack {built.name!r}: cannot read {built.gtpack}: {exc.strerror}"))
         except PublisherError as exc:
             return failed(item, exc)
+        except (OSError, NotFound) as exc:  # the archive, oras' scratch layout, the SBOM's document
+            return failed(item, unexpected(item, exc))
         return prove_beside(prove, item, outcome)
 
     results = []

@@ -50,8 +50,6 @@ def push(t: HttpTransport, request: PushRequest) -> PushOutcome:
     extra = [] if referrer is None else http_referrers.uploads(referrer)
     extra = [(blob, source) for blob, source in extra if blob not in artifact.blobs]  # the empty config is shared
     uploads += [functools.partial(upload_blob, t, request.repository, *upload) for upload in extra]
-    if referrer is not None and t.referrers_api is None:  # the first push of a run: learnt beside the uploads
-        uploads.append(functools.partial(http_referrers.probe, t, referrer))
     done = together(uploads)  # every blob is in before any manifest names it
     sent = sum(done[: len(artifact.blobs)])
 

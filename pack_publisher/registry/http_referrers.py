@@ -55,9 +55,9 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
     def attempt() -> list[dict[str, Any]] | None:
         url = t._url(repository, f"referrers/{subject}")
         response = t._send("GET", url, _scope(repository, "pull"), headers={"Accept": INDEX_MEDIA_TYPE})
-        if response.status_code in NO_API:  # no API: the tag schema, and so no subject field read either
+        if response.status_code in NO_API:
             response.close()
-            t.referrers_api, t.tag_schema = False, True
+            t.referrers_api = False
             return None
         if response.status_code != 200:
             raise t._fail(f"listing the referrers of {subject[:19]}", response)
@@ -69,12 +69,6 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
         return parse_index(body, f"{t.registry}/{repository}: the referrers of {subject[:19]}")
 
     return t._retrying(f"listing the referrers of {repository}@{subject[:19]}", attempt)  # type: ignore[no-any-return]
-
-
-def probe(t: HttpTransport, request: AttachRequest) -> None:
-    """Ask the referrers API once, beside a push's uploads, so its manifests know how to go up."""
-    if t.referrers_api is None:
-        _api_referrers(t, request.repository, request.referrer.subject.digest)
 
 
 def read_index(t: HttpTransport, repository: str, tag: str) -> list[dict[str, Any]]:
@@ -127,8 +121,7 @@ def put_referrer_manifest(t: HttpTransport, request: AttachRequest) -> bool:
     """The referrer's manifest by its digest (its blobs are in); whether the registry indexed it itself."""
     subject_header = t._put_manifest(request.repository, request.referrer.descriptor.digest, request.referrer.manifest)
     t.referrers_api = bool(subject_header)  # a registry with the API must answer with OCI-Subject (spec 1.1)
-    if not subject_header:
-        t.tag_schema = True
+    t.tag_schema = not subject_header  # only this answer tells: a listing's 404 may mean a repository not there yet
     return bool(subject_header)
 
 

@@ -23,6 +23,7 @@ bounded by the time budget (at most `WHOLE_COMMAND_ATTEMPTS`), not by one reques
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -36,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from pack_publisher.oci.descriptor import Descriptor, is_digest
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
-from pack_publisher.registry.http_referrers import index_cycle, probe, read_index
+from pack_publisher.registry.http_referrers import index_cycle, read_index
 from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transient, retrying
 from pack_publisher.registry.transport import (
     AttachRequest,
@@ -48,7 +49,6 @@ from pack_publisher.registry.transport import (
 )
 from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import AccessError, PublisherError
-from pack_publisher.runtime.parallel import together
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import Redactor
 
@@ -273,17 +273,14 @@ class OrasTransport:
             blobs.append((referrer.layer, request.referrer.document))
             manifests.append((referrer.descriptor, referrer.manifest))  # listed untagged: `-r` finds it
         operation = f"copying {request.repository}:{','.join(request.tags)} to the registry"
-        copy = functools.partial(self._copy, request.repository, blobs, manifests, request.tags, operation)
-        if request.referrer is not None and self.reader.referrers_api is None:  # the proof's listing then knows
-            together([copy, functools.partial(probe, self.reader, request.referrer)])
-        else:
-            copy()
+        self._copy(request.repository, blobs, manifests, request.tags, operation)
         if not split or request.referrer is None:
             return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
         referrer_alone = request.referrer
 
         def commit() -> PushOutcome:
-            self.attach(referrer_alone)
+            with contextlib.suppress(NotFound):  # oras-go deleting an old index another writer deleted: the
+                self.attach(referrer_alone)  # proof lists the referrer, and indexes it again if it is missing
             return PushOutcome(uploaded_blobs=None, referrer_written=True)
 
         return PushOutcome(uploaded_blobs=None, referrer_written=True, commit=commit)
