@@ -3,7 +3,8 @@
 It forwards every request to the real registry and adds what the distribution spec v1.1 asks of a
 registry with the API: a manifest `PUT` whose manifest has a `subject` is answered with
 `OCI-Subject: <subject digest>`, and `GET /v2/<name>/referrers/<digest>` answers an image index of the
-manifests stored with that subject (their artifactType and annotations, filtered by `?artifactType=`).
+manifests stored with that subject (their artifactType and annotations, filtered by `?artifactType=`),
+or, for a repository the registry does not hold yet, 404 NAME_UNKNOWN, as Quay does.
 The referrers it knows are those put through it, kept in memory: enough for one test's registry.
 """
 
@@ -86,6 +87,16 @@ class ReferrersApiProxy:
         finally:
             upstream.close()
 
+    def _repository_exists(self, name: str) -> bool:
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        try:
+            upstream.request("GET", f"/v2/{name}/tags/list")
+            response = upstream.getresponse()
+            response.read()
+            return response.status == 200
+        finally:
+            upstream.close()
+
     def _record(self, name: str, body: bytes, headers: list[tuple[str, str]]) -> str | None:
         """Remember a stored manifest that has a subject; the subject's digest, or None."""
         try:
@@ -107,6 +118,14 @@ class ReferrersApiProxy:
     def _answer_referrers(
         self, req: BaseHTTPRequestHandler, name: str, digest: str, artifact_types: list[str] | None
     ) -> None:
+        if not self._repository_exists(name):  # as Quay and others: the spec's 200 assumes a repository found
+            error = json.dumps({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known"}]})
+            req.send_response(404)
+            req.send_header("Content-Type", "application/json")
+            req.send_header("Content-Length", str(len(error)))
+            req.end_headers()
+            req.wfile.write(error.encode())
+            return
         with self.lock:
             listed = list(self.referrers.get((name, digest), []))
         if artifact_types:
