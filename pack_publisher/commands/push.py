@@ -149,7 +149,6 @@ def _apply(
                     item,
                     run.settings.repository(built.name),
                     sent,
-                    staged=True,
                     slot_wanted=built.name in waited_for,
                 ),
                 partial(file_digest, built.gtpack),  # overlaps the upload: no wall time at any size
@@ -183,11 +182,10 @@ def write_one(
     repository: str,
     sent: SentBytes | None = None,
     *,
-    staged: bool = False,
     slot_wanted: bool = False,
 ) -> PushOutcome:
-    """Write what the plan says (blobs, then the manifest under each tag, then the SBOM referrer); `staged`:
-    the manifests may be left to the outcome's `commit`; `slot_wanted`: a later pack waits for this slot."""
+    """Write what the plan says (blobs, then the manifest under each tag, then the SBOM referrer), staged: what
+    follows the uploads may be left to the outcome's `commit`; `slot_wanted`: a later pack waits for this slot."""
     plan = planned.plan
     if not plan.writes:
         return PushOutcome(uploaded_blobs=0)
@@ -199,7 +197,7 @@ def write_one(
         artifact=planned.artifact,
         on_sent=sent.update if sent is not None else None,
         referrer=AttachRequest(repository, planned.sbom, document) if planned.sbom is not None else None,
-        staged=staged,
+        staged=True,
         slot_wanted=slot_wanted,
     )
     return registry.write(written)
