@@ -1,0 +1,156 @@
+"""The command runner starts children either through `setpriv --pdeathsig` (vfork, the fast way) or with
+`preexec_fn` (a fork): both must behave alike, and every child must die with a parent killed outright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pack_publisher.runtime import processes
+from pack_publisher.runtime.processes import Commands
+
+
+@pytest.fixture(params=["setpriv", "fork"])
+def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "setpriv":
+        # util-linux is on every Debian system and in CI: without its setpriv the fast way is never tested
+        found = processes._setpriv(os.environ.get("PATH", os.defpath))
+        assert found is not None, "setpriv --pdeathsig is missing (util-linux 2.33 or later)"
+    else:
+        monkeypatch.setattr(processes, "_setpriv", lambda search_path: None)
+    yield request.param
+
+
+def runner() -> Commands:
+    return Commands({"PATH": os.environ.get("PATH", os.defpath)}, lambda line: None)
+
+
+def test_input_output_status_and_stderr_pass_through(launcher: str) -> None:
+    done = runner().run(["sh", "-c", "cat; echo oops >&2; exit 3"], timeout=10, stdin=b"bytes in")
+    assert (done.returncode, done.stdout, done.stderr_tail.strip(), done.expired) == (3, b"bytes in", "oops", False)
+
+
+def test_a_passed_descriptor_reaches_the_program(launcher: str, tmp_path: Path) -> None:
+    read, write = os.pipe()
+    try:
+        os.write(write, b"secret-free config")
+        os.close(write)
+        done = runner().run(["cat", f"/dev/fd/{read}"], timeout=10, pass_fds=[read])
+    finally:
+        os.close(read)
+    assert done.stdout == b"secret-free config"
+
+
+def test_the_working_folder_and_environment_are_the_childs(launcher: str, tmp_path: Path) -> None:
+    done = runner().run(["sh", "-c", 'pwd; echo "$ONLY_HERE"'], timeout=10, cwd=tmp_path, env={"ONLY_HERE": "yes"})
+    assert done.stdout.decode().split() == [str(tmp_path), "yes"]
+
+
+def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    not_executable = tmp_path / "not-executable"
+    not_executable.write_text("#!/bin/sh\n")
+    no_header = tmp_path / "no-header"
+    no_header.write_text("echo I would run as a shell script\n")
+    other_machine = tmp_path / "other-machine"
+    other_machine.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(56))  # an ELF header the kernel refuses
+    no_interpreter = tmp_path / "no-interpreter"
+    no_interpreter.write_text("#!/no/such/interpreter\n")
+    for path in (no_header, other_machine, no_interpreter, folder):
+        path.chmod(0o755)
+    return {
+        "missing path": (str(tmp_path / "missing"), None),
+        "missing on PATH": ("no-such-program-anywhere", None),
+        "a folder": (str(folder), None),
+        "not executable": (str(not_executable), None),
+        "no header": (str(no_header), None),
+        "another machine's program": (str(other_machine), None),
+        "a script without its interpreter": (str(no_interpreter), None),
+        "relative to the working folder": ("./missing", tmp_path),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing path",
+        "missing on PATH",
+        "a folder",
+        "not executable",
+        "no header",
+        "another machine's program",
+        "a script without its interpreter",
+        "relative to the working folder",
+    ],
+)
+def test_a_program_that_cannot_start_raises_what_subprocess_raises(launcher: str, tmp_path: Path, case: str) -> None:
+    program, cwd = _unstartable(tmp_path)[case]
+    with pytest.raises(OSError) as expected:
+        subprocess.run([program], cwd=cwd, env={"PATH": os.environ.get("PATH", os.defpath)}, check=False)
+    with pytest.raises(OSError) as raised:
+        runner().run([program], timeout=10, cwd=cwd)
+    assert (type(raised.value), raised.value.errno) == (type(expected.value), expected.value.errno)
+    assert raised.value.strerror == expected.value.strerror
+
+
+def test_the_guard_starts_the_program_only_under_the_parent_that_asked() -> None:
+    """setpriv sets the death signal a moment after the start: a child whose parent died in between must
+    not run on (its parent is then init or a subreaper, not the process id the guard was given)."""
+    argv = ["/bin/sh", "-c", processes._GUARD]
+    ours = subprocess.run([*argv, str(os.getpid()), "echo", "ran"], capture_output=True, check=False)
+    other = subprocess.run([*argv, "1", "echo", "ran"], capture_output=True, check=False)
+    assert (ours.returncode, ours.stdout) == (0, b"ran\n")
+    assert other.returncode != 0 and other.stdout == b""
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pack_publisher.runtime import processes
+    if sys.argv[1] == "fork":
+        processes._setpriv = lambda search_path: None
+    processes.Commands({"PATH": "/usr/bin:/bin"}, print).run(["sleep", sys.argv[2]], timeout=60)
+    """
+)
+
+
+def _sleeping(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            if argv[:1] and argv[0].endswith(b"sleep") and argv[1:] == [marker.encode(), b""]:
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def test_a_child_dies_with_its_parent_killed_outright(launcher: str) -> None:
+    marker = f"59.{os.getpid()}{launcher == 'fork':d}"  # a sleep no other test starts
+    parent = subprocess.Popen([sys.executable, "-c", CHILD, launcher, marker], cwd=Path(__file__).parents[1])
+    try:
+        deadline = time.monotonic() + 10
+        while not _sleeping(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _sleeping(marker), "the child never started"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _sleeping(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _sleeping(marker) == [], "the child outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in _sleeping(marker):
+            os.kill(pid, signal.SIGKILL)
