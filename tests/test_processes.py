@@ -22,6 +22,7 @@ from pack_publisher.runtime.processes import Commands
 def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "setpriv":
         # util-linux is on every Debian system and in CI: without its setpriv the fast way is never tested
+        runner().run(["true"], timeout=10)  # an older setpriv refuses --pdeathsig here, and is then not used
         found = processes._setpriv(os.environ.get("PATH", os.defpath))
         assert found is not None, "setpriv --pdeathsig is missing (util-linux 2.33 or later)"
     else:
@@ -123,12 +124,12 @@ CHILD = textwrap.dedent(
 )
 
 
-def _sleeping(marker: str) -> list[int]:
+def _sleeping(marker: str, program: bytes = b"sleep") -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-            if argv[:1] and argv[0].endswith(b"sleep") and argv[1:] == [marker.encode(), b""]:
+            if argv[:1] and argv[0].endswith(program) and argv[1:] == [marker.encode(), b""]:
                 found.append(int(entry.name))
         except OSError:
             continue  # gone meanwhile
@@ -143,6 +144,8 @@ def test_a_child_dies_with_its_parent_killed_outright(launcher: str) -> None:
         while not _sleeping(marker) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _sleeping(marker), "the child never started"
+        # started by the guard, the program is named by its full path (found as subprocess finds it)
+        assert bool(_sleeping(marker, b"/sleep")) == (launcher == "setpriv")
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         deadline = time.monotonic() + 5
@@ -154,3 +157,24 @@ def test_a_child_dies_with_its_parent_killed_outright(launcher: str) -> None:
             parent.kill()
         for pid in _sleeping(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_setpriv_without_pdeathsig_is_asked_once_and_the_command_still_runs(tmp_path: Path) -> None:
+    """util-linux before 2.33 has setpriv but not --pdeathsig: it refuses the first command before
+    starting anything, which then runs the other way, and so do the later ones."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    asked = tmp_path / "asked"
+    old = folder / "setpriv"
+    old.write_text(
+        f"#!/bin/sh\necho x >> {asked}\necho \"setpriv: unrecognized option '$1'\" >&2\n"
+        "echo \"Try 'setpriv --help' for more information.\" >&2\nexit 1\n"
+    )
+    old.chmod(0o755)
+    search_path = f"{folder}:/usr/bin:/bin"
+    commands = Commands({"PATH": search_path}, lambda line: None)
+    first = commands.run(["sh", "-c", "read line; echo got $line"], timeout=10, stdin=b"input\n")
+    second = commands.run(["echo", "again"], timeout=10)
+    assert (first.returncode, first.stdout, second.stdout) == (0, b"got input\n", b"again\n")
+    assert asked.read_text() == "x\n"
+    assert processes._setpriv(search_path) is None

@@ -90,57 +90,75 @@ class Commands:
         if self.echo:
             self._show(self.echo_format.format(command=shlex.join(argv)))
         child_env = dict(env) if env is not None else self.env
+        started = functools.partial(_start, timeout=timeout, stdin=stdin, stdout=stdout, env=child_env, cwd=cwd)
         setpriv = _setpriv(self.env.get("PATH", os.defpath))
-        if setpriv is not None:
-            program = _executable(argv[0], child_env, cwd)
-            launch = [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _GUARD, str(os.getpid()), program]
-            launch += argv[1:]
-            preexec = None
-        else:
-            launch, preexec = list(argv), _die_with_parent()
-        with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(
-                launch,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                # discarded output goes to /dev/null, not a pipe: a grandchild holding it cannot hold the run
-                stdout=subprocess.PIPE if stdout is not False else subprocess.DEVNULL,
-                stderr=stderr,
-                env=child_env,
-                cwd=cwd,  # None: this process's folder
-                start_new_session=True,  # so a deadline or Ctrl-C kills it and anything it started
-                pass_fds=tuple(pass_fds),
-                preexec_fn=preexec,
-            )
-            cleanup.track(process)
-            expired = threading.Event()
+        if setpriv is None:
+            return started(list(argv), _die_with_parent(), pass_fds)
+        program = _executable(argv[0], child_env, cwd)
+        guarded = [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _GUARD, str(os.getpid()), program, *argv[1:]]
+        done = started(guarded, None, pass_fds)
+        if done.returncode != 0 and done.stderr_tail.startswith("setpriv: "):
+            # setpriv refused before starting anything (util-linux before 2.33 has no --pdeathsig)
+            _SETPRIV_REFUSED.add(setpriv)
+            return started(list(argv), _die_with_parent(), pass_fds)
+        if done.returncode in (126, 127):
+            _raise_if_not_started(argv[0], done.stderr_tail)
+        return done
 
-            def expire() -> None:
-                expired.set()
-                cleanup.kill_group(process)
 
-            timer = threading.Timer(timeout, expire)
-            timer.daemon = True
-            timer.start()
-            try:
-                if stdin is not None and process.stdin is not None:
-                    try:
-                        process.stdin.write(stdin)
-                        process.stdin.close()
-                    except BrokenPipeError:
-                        pass  # it did not read its input; its exit status says the rest
-                out = _drain(process.stdout, stdout) if process.stdout is not None else b""
-                code = process.wait()
-            finally:
-                timer.cancel()
-                cleanup.kill_group(process)  # whatever it left running ends with it
-                process.wait()
-                cleanup.untrack(process)
-            size = stderr.seek(0, os.SEEK_END)
-            stderr.seek(max(0, size - STDERR_TAIL_BYTES))
-            tail = stderr.read().decode("utf-8", errors="replace")
-        if setpriv is not None and code in (126, 127):
-            _raise_if_not_started(argv[0], tail)
-        return Completed(code, out, tail, expired.is_set())
+def _start(
+    launch: list[str],
+    preexec: Callable[[], None] | None,
+    pass_fds: Sequence[int],
+    *,
+    timeout: float,
+    stdin: bytes | None,
+    stdout: IO[bytes] | bool,
+    env: Mapping[str, str],
+    cwd: Path | None,
+) -> Completed:
+    """Start one process and wait for its end or its deadline (see `Commands.run`)."""
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            launch,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            # discarded output goes to /dev/null, not a pipe: a grandchild holding it cannot hold the run
+            stdout=subprocess.PIPE if stdout is not False else subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            cwd=cwd,  # None: this process's folder
+            start_new_session=True,  # so a deadline or Ctrl-C kills it and anything it started
+            pass_fds=tuple(pass_fds),
+            preexec_fn=preexec,
+        )
+        cleanup.track(process)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            cleanup.kill_group(process)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            if stdin is not None and process.stdin is not None:
+                try:
+                    process.stdin.write(stdin)
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass  # it did not read its input; its exit status says the rest
+            out = _drain(process.stdout, stdout) if process.stdout is not None else b""
+            code = process.wait()
+        finally:
+            timer.cancel()
+            cleanup.kill_group(process)  # whatever it left running ends with it
+            process.wait()
+            cleanup.untrack(process)
+        size = stderr.seek(0, os.SEEK_END)
+        stderr.seek(max(0, size - STDERR_TAIL_BYTES))
+        tail = stderr.read().decode("utf-8", errors="replace")
+    return Completed(code, out, tail, expired.is_set())
 
 
 def _drain(pipe: IO[bytes], target: IO[bytes] | bool) -> bytes:
@@ -166,24 +184,20 @@ if sys.platform.startswith("linux"):
 _GUARD = '[ "$PPID" = "$0" ] && exec "$@"'
 
 
+_SETPRIV_REFUSED: set[str] = set()  # setprivs that refused --pdeathsig: not asked again by this process
+
+
 @functools.cache
+def _find_setpriv(search_path: str) -> str | None:
+    return shutil.which("setpriv", path=search_path) if _LIBC is not None else None
+
+
 def _setpriv(search_path: str) -> str | None:
-    """util-linux's setpriv on the children's PATH if it takes `--pdeathsig` (asked once: an older one
-    refuses the option)."""
-    found = shutil.which("setpriv", path=search_path) if _LIBC is not None else None
-    if found is None:
-        return None
-    try:
-        asked = subprocess.run(
-            [found, "--pdeathsig", "KILL", "--version"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return found if asked.returncode == 0 else None
+    """util-linux's setpriv on the children's PATH, unless it refused `--pdeathsig` already. It is not
+    asked beforehand (a process of its own, 4 ms at every start): an old one refuses the first command,
+    which then runs the other way."""
+    found = _find_setpriv(search_path)
+    return None if found in _SETPRIV_REFUSED else found
 
 
 def _executable(program: str, env: Mapping[str, str], cwd: Path | None) -> str:
