@@ -179,9 +179,9 @@ def write(path: Path, command: str, machine: str, oras: str | None, results: dic
             f"Counted with a shim as `ORAS_BIN`, `invoke push --jobs 4` of {counts[-1]} packs through the proxy:",
             f"fresh **{processes['fresh']:.1f}** per pack ({', '.join(processes['fresh calls'])}), already",
             f"published **{processes['re-run']:.1f}** per pack ({', '.join(processes['re-run calls'])}); the seed",
-            "loop runs 2. oras writes: a `cp -r` of the pack and its SBOM referrer, split in two while other",
-            "packs wait for the push slot (the pack in the slot, the referrer's own `cp` beside the next packs'",
-            "uploads); every read and proof is a request of the built-in client (`registry/oras.py`).",
+            "loop runs 2. oras writes: a `cp -r` of the pack and its SBOM referrer; while other packs wait for",
+            "the push slot, only the archive goes in it (`blob push`) and the `cp -r` follows beside the next",
+            "packs' uploads. Every read and proof is a request of the built-in client (`registry/oras.py`).",
             "The layout `oras cp` reads",
             "holds the archive as a hard link (link counts of its blobs",
             f"while `cp` ran: {sorted(set(links))}; the archive's is 2), so nothing is copied.",
@@ -323,11 +323,12 @@ def targets(results: dict[str, Any], ratio: dict[str, Stat], all_rss: float) -> 
             for n, size in processes["fresh layout blobs"]
             if size == max(s for _, s in processes["fresh layout blobs"])
         )
-        # oras writes, the built-in client reads (registry/oras.py): one `cp -r` per fresh pack, split in two
-        # while others wait for its slot (within issue 13's three); nothing to write once published
+        # oras writes, the built-in client reads (registry/oras.py): one `cp -r` per fresh pack, after a
+        # `blob push` while others wait for its slot (within issue 13's three); nothing to write once published
         ok = processes["fresh"] <= 2 and processes["re-run"] == 0 and links >= 2
         rows.append(
-            "| oras: <= 2 processes per fresh pack (a `cp -r`, split while others wait), none per published one, "
+            "| oras: <= 2 processes per fresh pack (a `cp -r`, after a `blob push` while others wait), "
+            "none per published one, "
             f"no copy into the layout | "
             f"{processes['fresh']:.1f} and {processes['re-run']:.1f}; archive link count {links} | {verdict(ok)} |"
         )

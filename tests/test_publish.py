@@ -8,11 +8,12 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import requests
 
 from testsupport.registries import PASSWORD, USER, Registry
 
-from .conftest import RunInvoke, git
+from .conftest import RunInvoke, git, oras_path
 
 PACK = "messaging-provider-bundle"
 REPO = f"acme/greentic-packs/{PACK}"
@@ -216,6 +217,40 @@ def test_an_archive_changed_behind_a_blob_the_registry_holds_gets_no_tag(
     assert result.returncode == 1, result.stdout
     assert f"FAILED {PACK}: pack '{PACK}': {gtpack} changed since it was built; rebuild it" in result.stdout
     assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # no tag names the changed file's build
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["sent", "held"])
+def test_oras_tags_no_changed_archive_of_a_pack_that_others_wait_behind(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry, held: bool
+) -> None:
+    """With packs waiting for its slot, oras puts only the archive in it (`blob push`, by the build's
+    digest) and copies the manifests later: the registry refuses a changed file it receives, and one it
+    already holds is not sent, so the push's own hash refuses it; either way no tag names it."""
+    add_pack(project_copy, "second-pack")
+    git(project_copy, "add", "-A")
+    git(project_copy, "commit", "-qm", "a second pack")
+    env = env_for(registry, OCI_CLIENT="oras", ORAS_BIN=oras_path())
+    assert run_invoke(project_copy, "build", **env).returncode == 0
+    gtpack = project_copy / "dist" / "packs" / f"{PACK}.gtpack"
+    if held:  # the built archive's blob, as an earlier, interrupted run left it
+        layer = json.loads((project_copy / "dist" / "packs" / f"{PACK}.manifest.json").read_text())["layers"][0]
+        started = requests.post(f"{registry.url}/v2/{REPO}/blobs/uploads/", timeout=10)
+        location = requests.compat.urljoin(registry.url, started.headers["Location"])
+        assert requests.put(f"{location}&digest={layer['digest']}", data=gtpack.read_bytes(), timeout=10).ok
+    built = gtpack.stat()
+    _tamper(gtpack)
+    os.utime(gtpack, ns=(built.st_atime_ns, built.st_mtime_ns))
+    result = run_invoke(project_copy, "--echo", "push", "--jobs", "1", **env)
+    assert result.returncode == 1, result.stdout
+    assert " blob push " in result.stdout  # the first pack waited behind: only its archive went in the slot
+    [failed] = [line for line in result.stdout.splitlines() if line.startswith(f"FAILED {PACK}: ")]
+    if held:
+        assert failed.endswith(f"pack '{PACK}': {gtpack} changed since it was built; rebuild it"), failed
+    else:
+        assert "DIGEST_INVALID" in failed or "digest invalid" in failed, failed  # the registry's answer
+    assert registry.raw_manifest(REPO, "1.2.3").status_code == 404  # no tag names the changed file
+    assert registry.raw_manifest("acme/greentic-packs/second-pack", "1.2.3").status_code == 200
+    assert "Traceback" not in result.stderr
 
 
 def test_an_archive_forged_after_its_release_is_never_recorded(

@@ -96,11 +96,11 @@ def push_all(
     `jobs` bounds the packs uploading at once: what follows a pack's upload runs beside the next packs'
     uploads (as many at once as planning) instead of holding a push slot. That is a staged push's
     `commit` (the built-in client's manifests, a round trip or two of small requests; for oras, while
-    other packs wait, the SBOM's referrer, an `oras cp` of its own) and the read-back, which only reads.
+    other packs wait, the `oras cp -r` of everything but the archive) and the read-back, which only reads.
     Each archive is hashed again while its blobs go up, and a commit runs only if it still is the one
     built, so no tag or record names a file that is not, even when the registry already held its blob
-    and nothing was uploaded to prove it. (oras moves the tags in its slot: there, every blob the
-    registry receives is hashed by it, and the manifest names the digests of the build.)
+    and nothing was uploaded to prove it. (oras moves the tags in its slot when no pack waits for it:
+    there, every blob the registry receives is hashed by it, and the manifest names the build's digests.)
     """
     planned = plan_all(run, built, registry, latest=latest, force=force)
     with beside(max(run.settings.jobs, CONSULT_JOBS), "prove") as prove_beside:

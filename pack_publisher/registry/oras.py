@@ -2,7 +2,7 @@
 
 Publishing writes an OCI image layout itself (the archive hard-linked, the exact manifest bytes composed
 here) and runs `oras cp -r --from-oci-layout` to copy the pack and its SBOM referrer byte for byte: no
-second composition to compare, no copy of the archive (see `push` for when the referrer goes apart).
+second composition to compare, no copy of the archive (see `push` for when the archive goes first).
 Everything read (the plan's resolve, the read-back, the blob checks, the referrers) goes through the
 built-in client with the same credentials: an oras process costs 15-40 ms of start-up where a request
 costs about one, and the proofs come from a client other than the one that wrote.
@@ -23,7 +23,6 @@ bounded by the time budget (at most `WHOLE_COMMAND_ATTEMPTS`), not by one reques
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -182,7 +181,7 @@ class OrasTransport:
         if done.returncode == 0:
             self._accepted = True
             return done.stdout
-        error = self._classify(done.stderr_tail, done.returncode, operation, pushing=args[0] == "cp")
+        error = self._classify(done.stderr_tail, done.returncode, operation, pushing=args[0] in ("cp", "blob"))
         if isinstance(error, NotFound):
             self._accepted = True  # the registry looked: the credentials got through
         raise error
@@ -260,30 +259,34 @@ class OrasTransport:
         """`oras cp` of a layout holding the pack and its referrer (`-r`): the graph by digest, the tags last.
 
         oras-go copies that graph one step after another: fourteen round trips. While other packs wait
-        for the slot (`slot_wanted`, in a `staged` push), the pack goes alone (six round trips, its tags
-        included) and its referrer is the outcome's `commit`: its own `cp` by digest (`attach`, eight),
-        run by the caller beside the next packs' uploads (the tags are visible first; see docs/sbom.md).
+        for the slot (`slot_wanted`, in a `staged` push), only the archive goes in it (`oras blob push`
+        by the build's digest: three round trips, and the registry refuses other bytes), and the copy is
+        the outcome's `commit`, run by the caller beside the next packs' uploads once the archive is
+        proven: oras-go finds the archive there and sends the rest, the tags still last.
         """
         artifact = request.artifact
         blobs: list[tuple[Descriptor, Path | bytes]] = [(artifact.layer, request.gtpack), (artifact.blobs[0], b"{}")]
         manifests = [(artifact.descriptor, artifact.manifest)]
-        split = request.staged and request.slot_wanted
-        if request.referrer is not None and not split:
+        if request.referrer is not None:
             referrer = request.referrer.referrer
             blobs.append((referrer.layer, request.referrer.document))
             manifests.append((referrer.descriptor, referrer.manifest))  # listed untagged: `-r` finds it
         operation = f"copying {request.repository}:{','.join(request.tags)} to the registry"
-        self._copy(request.repository, blobs, manifests, request.tags, operation)
-        if not split or request.referrer is None:
-            return PushOutcome(uploaded_blobs=None, referrer_written=request.referrer is not None)
-        referrer_alone = request.referrer
+        written = request.referrer is not None
 
-        def commit() -> PushOutcome:
-            with contextlib.suppress(NotFound):  # oras-go deleting an old index another writer deleted: the
-                self.attach(referrer_alone)  # proof lists the referrer, and indexes it again if it is missing
-            return PushOutcome(uploaded_blobs=None, referrer_written=True)
+        def copy() -> PushOutcome:
+            self._copy(request.repository, blobs, manifests, request.tags, operation)
+            return PushOutcome(uploaded_blobs=None, referrer_written=written)
 
-        return PushOutcome(uploaded_blobs=None, referrer_written=True, commit=commit)
+        if not (request.staged and request.slot_wanted):
+            return copy()
+        layer = artifact.layer
+        self._run(
+            ["blob", "push", *self._remote(), self._ref(request.repository, layer.digest), str(request.gtpack)],
+            f"uploading {request.repository}@{layer.short}",
+            timeout=self._small_timeout() + layer.size / MIN_UPLOAD_RATE,
+        )
+        return PushOutcome(uploaded_blobs=None, referrer_written=written, commit=copy)
 
     def _copy(
         self,
