@@ -1,5 +1,6 @@
 """The command runner starts children either through `setpriv --pdeathsig` (vfork, the fast way) or with
-`preexec_fn` (a fork): both must behave alike, and every child must die with a parent killed outright."""
+`preexec_fn` (a fork): both must behave as `subprocess` does, and every child must die with a parent
+killed outright."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from pack_publisher.runtime.processes import Commands
 
 @pytest.fixture(params=["setpriv", "fork"])
 def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(processes, "_SETPRIV_REFUSED", set())  # whatever an earlier test made of it
     if request.param == "setpriv":
         # util-linux is on every Debian system and in CI: without its setpriv the fast way is never tested
         runner().run(["true"], timeout=10)  # an older setpriv refuses --pdeathsig here, and is then not used
-        found = processes._setpriv(os.environ.get("PATH", os.defpath))
-        assert found is not None, "setpriv --pdeathsig is missing (util-linux 2.33 or later)"
+        assert processes._setpriv() is not None, "setpriv --pdeathsig is missing (util-linux 2.33 or later)"
     else:
-        monkeypatch.setattr(processes, "_setpriv", lambda search_path: None)
+        monkeypatch.setattr(processes, "_setpriv", lambda: None)
     yield request.param
 
 
@@ -55,6 +56,25 @@ def test_the_working_folder_and_environment_are_the_childs(launcher: str, tmp_pa
     assert done.stdout.decode().split() == [str(tmp_path), "yes"]
 
 
+def test_the_environment_reaches_the_program_untouched(launcher: str) -> None:
+    """Names no shell would keep (GitHub's `INPUT_MY-INPUT`, dotted ones) and ones a shell rewrites."""
+    given = {"PATH": "/usr/bin:/bin", "INPUT_MY-INPUT": "1", "a.b": "2", "IFS": "z", "PPID": "77", "SHLVL": "9"}
+    done = runner().run(["env"], timeout=10, env=given)
+    assert dict(line.split("=", 1) for line in done.stdout.decode().splitlines()) == given
+
+
+def test_a_program_that_fails_like_a_failed_start_runs_once(launcher: str, tmp_path: Path) -> None:
+    """A wrapper whose own `exec` fails, or whose message starts like setpriv's: its result, run once."""
+    count = tmp_path / "count"
+    script = f'echo x >> {count}; echo "sh: 1: exec: /no/tool: not found" >&2; exit 127'
+    done = runner().run(["sh", "-c", script], timeout=10)
+    refused = runner().run(
+        ["sh", "-c", f"echo x >> {count}; echo 'setpriv: cannot switch uid' >&2; exit 1"], timeout=10
+    )
+    assert (done.returncode, refused.returncode, count.read_text()) == (127, 1, "x\nx\n")
+    assert (processes._setpriv() is None) == (launcher == "fork")  # and setpriv is still used
+
+
 def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
     folder = tmp_path / "a-folder"
     folder.mkdir()
@@ -66,7 +86,9 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
     other_machine.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(56))  # an ELF header the kernel refuses
     no_interpreter = tmp_path / "no-interpreter"
     no_interpreter.write_text("#!/no/such/interpreter\n")
-    for path in (no_header, other_machine, no_interpreter, folder):
+    here_only = tmp_path / "only-here"
+    here_only.write_text("#!/bin/sh\necho ran from the working folder\n")
+    for path in (no_header, other_machine, no_interpreter, folder, here_only):
         path.chmod(0o755)
     return {
         "missing path": (str(tmp_path / "missing"), None),
@@ -77,6 +99,7 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
         "another machine's program": (str(other_machine), None),
         "a script without its interpreter": (str(no_interpreter), None),
         "relative to the working folder": ("./missing", tmp_path),
+        "in the working folder but not on PATH": ("only-here", tmp_path),
     }
 
 
@@ -91,6 +114,7 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
         "another machine's program",
         "a script without its interpreter",
         "relative to the working folder",
+        "in the working folder but not on PATH",
     ],
 )
 def test_a_program_that_cannot_start_raises_what_subprocess_raises(launcher: str, tmp_path: Path, case: str) -> None:
@@ -103,22 +127,12 @@ def test_a_program_that_cannot_start_raises_what_subprocess_raises(launcher: str
     assert raised.value.strerror == expected.value.strerror
 
 
-def test_the_guard_starts_the_program_only_under_the_parent_that_asked() -> None:
-    """setpriv sets the death signal a moment after the start: a child whose parent died in between must
-    not run on (its parent is then init or a subreaper, not the process id the guard was given)."""
-    argv = ["/bin/sh", "-c", processes._GUARD]
-    ours = subprocess.run([*argv, str(os.getpid()), "echo", "ran"], capture_output=True, check=False)
-    other = subprocess.run([*argv, "1", "echo", "ran"], capture_output=True, check=False)
-    assert (ours.returncode, ours.stdout) == (0, b"ran\n")
-    assert other.returncode != 0 and other.stdout == b""
-
-
 CHILD = textwrap.dedent(
     """
     import sys
     from pack_publisher.runtime import processes
     if sys.argv[1] == "fork":
-        processes._setpriv = lambda search_path: None
+        processes._setpriv = lambda: None
     processes.Commands({"PATH": "/usr/bin:/bin"}, print).run(["sleep", sys.argv[2]], timeout=60)
     """
 )
@@ -144,7 +158,7 @@ def test_a_child_dies_with_its_parent_killed_outright(launcher: str) -> None:
         while not _sleeping(marker) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _sleeping(marker), "the child never started"
-        # started by the guard, the program is named by its full path (found as subprocess finds it)
+        # started by setpriv, the program is named by its full path (found as subprocess finds it)
         assert bool(_sleeping(marker, b"/sleep")) == (launcher == "setpriv")
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
@@ -159,7 +173,9 @@ def test_a_child_dies_with_its_parent_killed_outright(launcher: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_setpriv_without_pdeathsig_is_asked_once_and_the_command_still_runs(tmp_path: Path) -> None:
+def test_a_setpriv_without_pdeathsig_is_asked_once_and_the_command_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """util-linux before 2.33 has setpriv but not --pdeathsig: it refuses the first command before
     starting anything, which then runs the other way, and so do the later ones."""
     folder = tmp_path / "bin"
@@ -171,10 +187,11 @@ def test_a_setpriv_without_pdeathsig_is_asked_once_and_the_command_still_runs(tm
         "echo \"Try 'setpriv --help' for more information.\" >&2\nexit 1\n"
     )
     old.chmod(0o755)
-    search_path = f"{folder}:/usr/bin:/bin"
-    commands = Commands({"PATH": search_path}, lambda line: None)
+    monkeypatch.setattr(processes, "SETPRIV_SEARCH", str(folder))
+    monkeypatch.setattr(processes, "_SETPRIV_REFUSED", set())
+    commands = Commands({"PATH": "/usr/bin:/bin"}, lambda line: None)
     first = commands.run(["sh", "-c", "read line; echo got $line"], timeout=10, stdin=b"input\n")
     second = commands.run(["echo", "again"], timeout=10)
     assert (first.returncode, first.stdout, second.stdout) == (0, b"got input\n", b"again\n")
     assert asked.read_text() == "x\n"
-    assert processes._setpriv(search_path) is None
+    assert processes._setpriv() is None

@@ -3,15 +3,15 @@
 Publishing writes an OCI image layout itself (the archive hard-linked, the exact manifest bytes composed
 here) and runs `oras cp -r --from-oci-layout` to copy the pack and its SBOM referrer byte for byte: no
 second composition to compare, no copy of the archive (see `push` for when the archive goes first).
-Everything read (the plan's resolve, the read-back, the blob checks, the referrers) goes through the
-built-in client with the same credentials: an oras process costs 15-40 ms of start-up where a request
-costs about one, and the proofs come from a client other than the one that wrote.
+Every read (the plan's resolve, the read-back, the blob checks, the referrers) is the built-in client's,
+with the same credentials: a request costs a ms where an oras process costs 15-40, and a client other than
+the writer proves what was written.
 
 Credentials live in the run's private registry config (`credentials.PrivateRegistryConfig`: in memory
 on Linux), never in the user's Docker config, which oras never reads; it is written directly rather
 than by `oras login`, which may hand the password to a native credential store. Before oras gets the
 credentials, the built-in client answers the registry's challenge once (`connect.probe_token_realm`),
-whose rules decide where they may go. Each oras command dies with this process.
+whose rules decide where they may go. Each oras command dies with this process (`runtime.processes`).
 
 oras reports everything on stderr as text; the classification below reads only its stable parts
 (`response status code NNN`, the registry's error codes as oras prints them, oras-go's
@@ -70,8 +70,6 @@ _DENIED = re.compile(r": (unauthorized|denied|forbidden): ")
 _UNAUTHORIZED = re.compile(r"(?:^|: )unauthorized: ")
 WHOLE_COMMAND_ATTEMPTS = 10  # a command is many requests, each may fail once in turn: the time budget bounds it
 _QUERY = re.compile(r"\?[^\"\s]*")  # upload URLs carry long state tokens: not worth showing
-
-
 LAYOUT_PREFIX = ".oras-layout-"
 Answer = TypeVar("Answer")
 
@@ -181,7 +179,8 @@ class OrasTransport:
         if done.returncode == 0:
             self._accepted = True
             return done.stdout
-        error = self._classify(done.stderr_tail, done.returncode, operation, pushing=args[0] in ("cp", "blob"))
+        pushing = args[0] == "cp" or args[:2] == ["blob", "push"]  # the read-back proves what a push wrote
+        error = self._classify(done.stderr_tail, done.returncode, operation, pushing=pushing)
         if isinstance(error, NotFound):
             self._accepted = True  # the registry looked: the credentials got through
         raise error
@@ -274,19 +273,21 @@ class OrasTransport:
         operation = f"copying {request.repository}:{','.join(request.tags)} to the registry"
         written = request.referrer is not None
 
-        def copy() -> PushOutcome:
-            self._copy(request.repository, blobs, manifests, request.tags, operation)
+        layer = artifact.layer
+
+        def copy(sent: frozenset[str] = frozenset()) -> PushOutcome:
+            self._copy(request.repository, blobs, manifests, request.tags, operation, already_sent=sent)
             return PushOutcome(uploaded_blobs=None, referrer_written=written)
 
         if not (request.staged and request.slot_wanted):
             return copy()
-        layer = artifact.layer
         self._run(
             ["blob", "push", *self._remote(), self._ref(request.repository, layer.digest), str(request.gtpack)],
             f"uploading {request.repository}@{layer.short}",
             timeout=self._small_timeout() + layer.size / MIN_UPLOAD_RATE,
         )
-        return PushOutcome(uploaded_blobs=None, referrer_written=written, commit=copy)
+        sent = frozenset([layer.digest])  # oras-go finds it there and skips it
+        return PushOutcome(uploaded_blobs=None, referrer_written=written, commit=lambda: copy(sent))
 
     def _copy(
         self,
@@ -295,10 +296,11 @@ class OrasTransport:
         manifests: list[tuple[Descriptor, bytes]],
         tags: list[str],
         operation: str,
+        already_sent: frozenset[str] = frozenset(),
     ) -> None:
         """`oras cp` of a layout written here (the exact bytes composed here; files linked, not copied) to
         the registry: its first manifest under `tags`, or by digest when there are none; with a second
-        manifest (a referrer of the first), `-r`."""
+        manifest (a referrer of the first), `-r`; its deadline allows for every blob but `already_sent`."""
         gtpack_or_document = next(source for _, source in blobs if isinstance(source, Path))
         cleanup.sweep_stale(gtpack_or_document.parent, LAYOUT_PREFIX)  # left by a run killed outright
         work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=gtpack_or_document.parent))
@@ -311,7 +313,7 @@ class OrasTransport:
             recursive = ["-r"] if len(manifests) > 1 else []
             to_remote = ["--to-registry-config", str(self.config.path)]
             to_remote += ["--to-plain-http"] if self.plain_http else []
-            size = sum(blob.size for blob, _ in blobs)
+            size = sum(blob.size for blob, _ in blobs if blob.digest not in already_sent)
             self._run(
                 ["cp", *recursive, "--from-oci-layout", *to_remote, source, target],
                 operation,

@@ -54,7 +54,7 @@ class PushRequest:
     on_sent: Callable[[int], None] | None = None
     # the pack's SBOM referrer, written with it: whether it is listed is proven afterwards, as for any attach
     referrer: AttachRequest | None = None
-    # other packs wait for this push's slot: oras then leaves the referrer to `commit`
+    # other packs wait for this push's slot: oras then puts only the archive in it, the rest in `commit`
     slot_wanted: bool = False
     # the caller takes the manifests as a step of their own (`PushOutcome.commit`), once the bytes are in
     staged: bool = False
@@ -64,7 +64,7 @@ class PushRequest:
 class PushOutcome:
     uploaded_blobs: int | None  # the pack's blobs sent; None when the transport cannot tell
     referrer_written: bool = False  # the request's referrer went up with the pack
-    # a staged push's remaining writes (the built-in client's manifests; oras' referrer), for the caller
+    # a staged push's remaining writes (the built-in client's manifests; oras' `cp -r`), for the caller
     # to run once the archive is proven; it returns the final outcome. None: everything is written
     commit: Callable[[], PushOutcome] | None = None
 

@@ -14,19 +14,21 @@ tail) and registration with `cleanup`, so Ctrl-C and SIGTERM stop it too. The ec
 On Linux every command also dies with this process, even when it is killed outright (`PR_SET_PDEATHSIG`).
 Setting that from Python code run between fork and exec (`preexec_fn`) forces a full fork of this process:
 about 7 ms of wall time and as much CPU per command, and a publish of 20 packs through oras runs 40 of
-them. So where util-linux's setpriv takes `--pdeathsig` (2.33 and later), the command is started as
-`setpriv --pdeathsig KILL -- /bin/sh -c GUARD PID PROGRAM ARGS...` instead, which Python starts with
-vfork. The guard is one line of shell: it execs the program only if its parent is still this process,
-since one killed before setpriv set the signal would leave the child running (about 1 ms in all).
-The `preexec_fn` way stays where setpriv cannot do it.
+them. So where util-linux's setpriv takes `--pdeathsig` (2.33 and later, in /usr/bin or /bin), a program
+known to start (`_startable`) runs as `setpriv --pdeathsig KILL -- PROGRAM ARGS...`, which Python starts
+with vfork; its environment, arguments and descriptors reach the program untouched. The price: setpriv
+sets the signal about a millisecond after it starts, and a parent killed outright within that
+millisecond leaves that one command running to its end (the `preexec_fn` way checks for it). Anything
+else (no setpriv, an old one, a program `subprocess` might refuse or the kernel might hand to another
+loader) takes the `preexec_fn` way, so it behaves, and fails, exactly as `subprocess` does.
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -85,25 +87,23 @@ class Commands:
 
         `pass_fds`: descriptors the child inherits (oras reads its registry config from one). On Linux
         the child is killed when this process dies, even by SIGKILL (`PR_SET_PDEATHSIG`, see above).
-        Raises OSError when the program cannot be started (missing, not executable).
+        Raises OSError when the program cannot be started (missing, not executable), as `subprocess` does.
         """
         if self.echo:
             self._show(self.echo_format.format(command=shlex.join(argv)))
         child_env = dict(env) if env is not None else self.env
         started = functools.partial(_start, timeout=timeout, stdin=stdin, stdout=stdout, env=child_env, cwd=cwd)
-        setpriv = _setpriv(self.env.get("PATH", os.defpath))
-        if setpriv is None:
+        setpriv = _setpriv()
+        program = _startable(argv[0], child_env, cwd) if setpriv is not None else None
+        if setpriv is None or program is None:
             return started(list(argv), _die_with_parent(), pass_fds)
-        program = _executable(argv[0], child_env, cwd)
-        guarded = [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _GUARD, str(os.getpid()), program, *argv[1:]]
-        done = started(guarded, None, pass_fds)
-        if done.returncode != 0 and done.stderr_tail.startswith("setpriv: "):
-            # setpriv refused before starting anything (util-linux before 2.33 has no --pdeathsig)
+        done = started([setpriv, "--pdeathsig", "KILL", "--", program, *argv[1:]], None, pass_fds)
+        if _setpriv_refused(done):  # util-linux before 2.33: nothing started
             _SETPRIV_REFUSED.add(setpriv)
-            return started(list(argv), _die_with_parent(), pass_fds)
-        if done.returncode in (126, 127):
-            _raise_if_not_started(argv[0], done.stderr_tail)
-        return done
+        elif not _exec_failed(done, program):
+            return done
+        # the program never ran: started the other way, it runs, or fails as `subprocess` fails
+        return started(list(argv), _die_with_parent(), pass_fds)
 
 
 def _start(
@@ -180,10 +180,7 @@ if sys.platform.startswith("linux"):
         _LIBC = None
 
 
-# $0 is this process's id; "$PPID" is the shell's parent when it started, after setpriv set the signal
-_GUARD = '[ "$PPID" = "$0" ] && exec "$@"'
-
-
+SETPRIV_SEARCH = "/usr/bin:/bin"  # the system's own: not whatever a PATH offers first
 _SETPRIV_REFUSED: set[str] = set()  # setprivs that refused --pdeathsig: not asked again by this process
 
 
@@ -192,50 +189,71 @@ def _find_setpriv(search_path: str) -> str | None:
     return shutil.which("setpriv", path=search_path) if _LIBC is not None else None
 
 
-def _setpriv(search_path: str) -> str | None:
-    """util-linux's setpriv on the children's PATH, unless it refused `--pdeathsig` already. It is not
-    asked beforehand (a process of its own, 4 ms at every start): an old one refuses the first command,
-    which then runs the other way."""
-    found = _find_setpriv(search_path)
+def _setpriv() -> str | None:
+    """util-linux's setpriv, unless it refused `--pdeathsig` already. It is not asked beforehand (a
+    process of its own, 4 ms at every start): an old one refuses the first command, which then runs the
+    other way."""
+    found = _find_setpriv(SETPRIV_SEARCH)
     return None if found in _SETPRIV_REFUSED else found
 
 
-def _executable(program: str, env: Mapping[str, str], cwd: Path | None) -> str:
-    """The file `program` names, found as `subprocess` finds it (the child's PATH, or a path from `cwd`).
+def _setpriv_refused(done: Completed) -> bool:
+    """An old setpriv's refusal of the option, before any exec: its getopt's exact line (glibc's, musl's)."""
+    first = done.stderr_tail.lstrip().partition("\n")[0].rstrip()
+    return done.returncode == 1 and _REFUSAL.fullmatch(first) is not None
 
-    What `subprocess` would refuse with an OSError is refused here the same way before anything starts: a
-    missing file, one that is not executable, one that is neither a program nor a script (the shell would
-    run it as a script).
-    """
+
+_REFUSAL = re.compile(r"setpriv: unrecognized option(?: '--pdeathsig'|: pdeathsig)")
+
+
+def _exec_failed(done: Completed, program: str) -> bool:
+    """setpriv could not exec `program` (126/127 and its `failed to execute PROGRAM: REASON` line)."""
+    lines = done.stderr_tail.rstrip().splitlines()
+    return (
+        done.returncode in (126, 127)
+        and bool(lines)
+        and lines[-1].startswith(f"setpriv: failed to execute {program}: ")
+    )
+
+
+def _startable(program: str, env: Mapping[str, str], cwd: Path | None) -> str | None:
+    """The absolute path of `program` when it will surely start as `subprocess` would start it: found as
+    `subprocess` finds it (the child's PATH, or a path from `cwd`), a regular executable file, and an ELF
+    program for this machine or a `#!` script. None otherwise: the caller then starts it the `subprocess`
+    way, which runs it or fails exactly as before (a missing file, a folder, another machine's program,
+    a format the kernel hands to a registered loader)."""
     if os.sep in program:
         path = os.path.join(cwd, program) if cwd is not None else program
     else:
-        path = shutil.which(program, path=env.get("PATH", os.defpath)) or program
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            return None
+        path = found
     try:
         with open(path, "rb") as file:
-            head = file.read(4)
-    except OSError:  # executable but not readable: only the kernel can tell
-        head = b"#!"
-    if not head.startswith((b"\x7fELF", b"#!")):
-        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
-    return os.path.abspath(path)
+            head = file.read(20)
+    except OSError:
+        return None
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return None
+    if head.startswith(b"#!") or (head.startswith(b"\x7fELF") and _elf_kind(head) == _own_elf_kind()):
+        return os.path.abspath(path)
+    return None
 
 
-def _raise_if_not_started(program: str, stderr_tail: str) -> None:
-    """The guard's failure to exec the program (126 or 127, and the shell's `exec: PATH: REASON` line: a
-    script's missing interpreter, a program for another machine) as the OSError `subprocess` would raise."""
-    lines = [line for line in stderr_tail.splitlines() if line.strip()]
-    if lines and ": exec: " in lines[-1]:
-        reason = lines[-1].rsplit(": ", 1)[-1]
-        code = errno.ENOENT if reason == "not found" else _ERRNO_BY_TEXT.get(reason, errno.ENOEXEC)
-        raise OSError(code, os.strerror(code), program)
+def _elf_kind(head: bytes) -> bytes:
+    """An ELF file's class, byte order and machine: what must match for this kernel to run it here."""
+    return head[4:6] + head[18:20]
 
 
-_ERRNO_BY_TEXT = {os.strerror(code): code for code in errno.errorcode}
+@functools.cache
+def _own_elf_kind() -> bytes | None:
+    try:
+        with open(sys.executable, "rb") as file:
+            head = file.read(20)
+    except OSError:
+        return None
+    return _elf_kind(head) if head.startswith(b"\x7fELF") else None
 
 
 def _die_with_parent() -> Callable[[], None] | None:
