@@ -5,6 +5,7 @@ killed outright."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,24 +16,30 @@ from pathlib import Path
 
 import pytest
 
-from pack_publisher.runtime import processes
+from pack_publisher.runtime import launch
 from pack_publisher.runtime.processes import Commands
+
+PATH = os.environ.get("PATH", os.defpath)
 
 
 @pytest.fixture(params=["setpriv", "fork"])
 def launcher(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setattr(processes, "_SETPRIV_REFUSED", set())  # whatever an earlier test made of it
+    monkeypatch.setattr(launch, "_REFUSED", set())  # whatever an earlier test made of it
     if request.param == "setpriv":
         # util-linux is on every Debian system and in CI: without its setpriv the fast way is never tested
         runner().run(["true"], timeout=10)  # an older setpriv refuses --pdeathsig here, and is then not used
-        assert processes._setpriv() is not None, "setpriv --pdeathsig is missing (util-linux 2.33 or later)"
+        assert launch._setpriv() is not None, "setpriv --pdeathsig is missing (util-linux 2.33 or later)"
+        for program in ("sh", "env", "cat", "git", sys.executable, "tests/../tests/gtpacks.py"):
+            if program.endswith(".py"):
+                continue  # a file of the tree, not a program
+            assert launch.fast_start([program], {"PATH": PATH}, None) is not None, program
     else:
-        monkeypatch.setattr(processes, "_setpriv", lambda: None)
+        monkeypatch.setattr(launch, "fast_start", lambda argv, env, cwd: None)
     yield request.param
 
 
 def runner() -> Commands:
-    return Commands({"PATH": os.environ.get("PATH", os.defpath)}, lambda line: None)
+    return Commands({"PATH": PATH}, lambda line: None)
 
 
 def test_input_output_status_and_stderr_pass_through(launcher: str) -> None:
@@ -63,16 +70,26 @@ def test_the_environment_reaches_the_program_untouched(launcher: str) -> None:
     assert dict(line.split("=", 1) for line in done.stdout.decode().splitlines()) == given
 
 
-def test_a_program_that_fails_like_a_failed_start_runs_once(launcher: str, tmp_path: Path) -> None:
-    """A wrapper whose own `exec` fails, or whose message starts like setpriv's: its result, run once."""
+@pytest.mark.parametrize(
+    ("message", "status"),
+    [
+        ("sh: 1: exec: /no/tool: not found", 127),
+        ("setpriv: unrecognized option '--pdeathsig'", 1),
+        ("setpriv: failed to execute $0: No such file or directory", 127),
+        ("setpriv-0123456789abcdef: failed to execute $0: No such file or directory", 127),
+    ],
+)
+def test_a_program_that_fails_like_a_failed_start_runs_once(
+    launcher: str, tmp_path: Path, message: str, status: int
+) -> None:
+    """A wrapper whose own `exec` fails, or whose message forges setpriv's: its result, after one run."""
     count = tmp_path / "count"
-    script = f'echo x >> {count}; echo "sh: 1: exec: /no/tool: not found" >&2; exit 127'
-    done = runner().run(["sh", "-c", script], timeout=10)
-    refused = runner().run(
-        ["sh", "-c", f"echo x >> {count}; echo 'setpriv: cannot switch uid' >&2; exit 1"], timeout=10
-    )
-    assert (done.returncode, refused.returncode, count.read_text()) == (127, 1, "x\nx\n")
-    assert (processes._setpriv() is None) == (launcher == "fork")  # and setpriv is still used
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho x >> {count}\necho "{message}" >&2\nexit {status}\n')
+    wrapper.chmod(0o755)
+    done = runner().run([str(wrapper)], timeout=10)
+    assert (done.returncode, count.read_text()) == (status, "x\n")
+    assert launcher == "fork" or launch._setpriv() is not None  # and setpriv is still used
 
 
 def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
@@ -88,7 +105,21 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
     no_interpreter.write_text("#!/no/such/interpreter\n")
     here_only = tmp_path / "only-here"
     here_only.write_text("#!/bin/sh\necho ran from the working folder\n")
-    for path in (no_header, other_machine, no_interpreter, folder, here_only):
+    empty_interpreter = tmp_path / "empty-interpreter"
+    empty_interpreter.write_text("#!\necho I would run as a shell script\n")
+    script_interpreter = tmp_path / "script-interpreter"
+    script_interpreter.write_text(f"#!{no_header}\n")
+    long_interpreter = tmp_path / "long-interpreter"
+    long_interpreter.write_text("#!/" + "x" * 300 + "\necho I would run as a shell script\n")
+    object_file = tmp_path / "object-file"  # this machine's ELF, but an object file (ET_REL), not a program
+    own = bytearray(Path(sys.executable).resolve().read_bytes()[:64])
+    own[16:18] = (1).to_bytes(2, "little" if own[5] == 1 else "big")
+    object_file.write_bytes(bytes(own))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (no_header, other_machine, no_interpreter, folder, here_only, empty_interpreter):
+        path.chmod(0o755)
+    for path in (script_interpreter, long_interpreter, object_file, fifo):
         path.chmod(0o755)
     return {
         "missing path": (str(tmp_path / "missing"), None),
@@ -100,6 +131,11 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
         "a script without its interpreter": (str(no_interpreter), None),
         "relative to the working folder": ("./missing", tmp_path),
         "in the working folder but not on PATH": ("only-here", tmp_path),
+        "a script with an empty #! line": (str(empty_interpreter), None),
+        "a script whose interpreter is a script without #!": (str(script_interpreter), None),
+        "a script whose #! line is too long": (str(long_interpreter), None),
+        "an object file of this machine": (str(object_file), None),
+        "a FIFO": (str(fifo), None),
     }
 
 
@@ -115,24 +151,69 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
         "a script without its interpreter",
         "relative to the working folder",
         "in the working folder but not on PATH",
+        "a script with an empty #! line",
+        "a script whose interpreter is a script without #!",
+        "a script whose #! line is too long",
+        "an object file of this machine",
+        "a FIFO",
     ],
 )
 def test_a_program_that_cannot_start_raises_what_subprocess_raises(launcher: str, tmp_path: Path, case: str) -> None:
     program, cwd = _unstartable(tmp_path)[case]
     with pytest.raises(OSError) as expected:
-        subprocess.run([program], cwd=cwd, env={"PATH": os.environ.get("PATH", os.defpath)}, check=False)
+        subprocess.run([program], cwd=cwd, env={"PATH": PATH}, check=False, timeout=10)
     with pytest.raises(OSError) as raised:
         runner().run([program], timeout=10, cwd=cwd)
     assert (type(raised.value), raised.value.errno) == (type(expected.value), expected.value.errno)
     assert raised.value.strerror == expected.value.strerror
 
 
+def test_the_program_is_the_file_subprocess_would_run(
+    launcher: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`..` after a symlink resolves through the link. A relative PATH folder is the child's, not ours: there,
+    a file the kernel refuses is passed over for the next one on PATH (setpriv's exec would run it with sh)."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    ours, theirs, later = tmp_path / "ours" / "bin", tmp_path / "theirs" / "bin", tmp_path / "later"
+    for folder in (ours, theirs, later):
+        folder.mkdir(parents=True)
+    scripts = {
+        tmp_path / "real" / "tool": "#!/bin/sh\necho right\n",
+        tmp_path / "tool": "#!/bin/sh\necho wrong\n",
+        ours / "tool": "#!/bin/sh\necho ours\n",
+        theirs / "tool": "echo headerless\n",  # execve refuses it; subprocess goes on along PATH
+        later / "tool": "#!/bin/sh\necho later\n",
+    }
+    for path, text in scripts.items():
+        path.write_text(text)
+        path.chmod(0o755)
+    through_link = str(tmp_path / "link" / ".." / "tool")
+    monkeypatch.chdir(ours.parent)
+    relative_path = {"PATH": f"bin:{later}:{PATH}"}
+    expected = [
+        subprocess.run([through_link], capture_output=True, check=True).stdout,
+        subprocess.run(["tool"], cwd=theirs.parent, env=relative_path, capture_output=True, check=True).stdout,
+    ]
+    got = [
+        runner().run([through_link], timeout=10).stdout,
+        runner().run(["tool"], timeout=10, cwd=theirs.parent, env=relative_path).stdout,
+    ]
+    assert got == expected == [b"right\n", b"later\n"]
+
+
+def test_loader_variables_keep_setpriv_out(tmp_path: Path) -> None:
+    """LD_PRELOAD and its kind would act on setpriv as on the program: such a command takes the other way."""
+    assert launch.fast_start(["env"], {"PATH": PATH, "LD_PRELOAD": ""}, None) is None
+    assert launch.fast_start(["env"], {"PATH": PATH, "LD_LIBRARY_PATH": str(tmp_path)}, None) is None
+
+
 CHILD = textwrap.dedent(
     """
     import sys
-    from pack_publisher.runtime import processes
+    from pack_publisher.runtime import launch, processes
     if sys.argv[1] == "fork":
-        processes._setpriv = lambda: None
+        launch.fast_start = lambda argv, env, cwd: None
     processes.Commands({"PATH": "/usr/bin:/bin"}, print).run(["sleep", sys.argv[2]], timeout=60)
     """
 )
@@ -173,25 +254,19 @@ def test_a_child_dies_with_its_parent_killed_outright(launcher: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_setpriv_without_pdeathsig_is_asked_once_and_the_command_still_runs(
+def test_a_setpriv_without_pdeathsig_is_not_used_and_the_command_still_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """util-linux before 2.33 has setpriv but not --pdeathsig: it refuses the first command before
-    starting anything, which then runs the other way, and so do the later ones."""
+    """util-linux before 2.33 has setpriv but not --pdeathsig: its getopt refuses the option before
+    anything starts, and the command runs the other way, as every later one does. GNU sleep stands in
+    for it: the same getopt, the same refusal under the name it was started as."""
     folder = tmp_path / "bin"
     folder.mkdir()
-    asked = tmp_path / "asked"
-    old = folder / "setpriv"
-    old.write_text(
-        f"#!/bin/sh\necho x >> {asked}\necho \"setpriv: unrecognized option '$1'\" >&2\n"
-        "echo \"Try 'setpriv --help' for more information.\" >&2\nexit 1\n"
-    )
-    old.chmod(0o755)
-    monkeypatch.setattr(processes, "SETPRIV_SEARCH", str(folder))
-    monkeypatch.setattr(processes, "_SETPRIV_REFUSED", set())
+    (folder / "setpriv").symlink_to(shutil.which("sleep") or "/bin/sleep")
+    monkeypatch.setattr(launch, "SETPRIV_SEARCH", str(folder))
+    monkeypatch.setattr(launch, "_REFUSED", set())
     commands = Commands({"PATH": "/usr/bin:/bin"}, lambda line: None)
     first = commands.run(["sh", "-c", "read line; echo got $line"], timeout=10, stdin=b"input\n")
+    assert launch._setpriv() is None
     second = commands.run(["echo", "again"], timeout=10)
     assert (first.returncode, first.stdout, second.stdout) == (0, b"got input\n", b"again\n")
-    assert asked.read_text() == "x\n"
-    assert processes._setpriv() is None
