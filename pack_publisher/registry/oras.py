@@ -11,7 +11,7 @@ Credentials live in the run's private registry config (`credentials.PrivateRegis
 on Linux), never in the user's Docker config, which oras never reads; it is written directly rather
 than by `oras login`, which may hand the password to a native credential store. Before oras gets the
 credentials, the built-in client answers the registry's challenge once (`connect.probe_token_realm`),
-whose rules decide where they may go. Each oras command dies with this process (`runtime.processes`).
+whose rules decide where they may go. Each oras command dies with this process (`runtime.launch`).
 
 oras reports everything on stderr as text; the classification below reads only its stable parts
 (`response status code NNN`, the registry's error codes as oras prints them, oras-go's
