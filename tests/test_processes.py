@@ -121,7 +121,7 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
         path.chmod(0o755)
     for path in (script_interpreter, long_interpreter, object_file, fifo):
         path.chmod(0o755)
-    return {
+    cases = {
         "missing path": (str(tmp_path / "missing"), None),
         "missing on PATH": ("no-such-program-anywhere", None),
         "a folder": (str(folder), None),
@@ -137,27 +137,29 @@ def _unstartable(tmp_path: Path) -> dict[str, tuple[str, Path | None]]:
         "an object file of this machine": (str(object_file), None),
         "a FIFO": (str(fifo), None),
     }
+    assert tuple(cases) == UNSTARTABLE
+    return cases
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "missing path",
-        "missing on PATH",
-        "a folder",
-        "not executable",
-        "no header",
-        "another machine's program",
-        "a script without its interpreter",
-        "relative to the working folder",
-        "in the working folder but not on PATH",
-        "a script with an empty #! line",
-        "a script whose interpreter is a script without #!",
-        "a script whose #! line is too long",
-        "an object file of this machine",
-        "a FIFO",
-    ],
+UNSTARTABLE = (
+    "missing path",
+    "missing on PATH",
+    "a folder",
+    "not executable",
+    "no header",
+    "another machine's program",
+    "a script without its interpreter",
+    "relative to the working folder",
+    "in the working folder but not on PATH",
+    "a script with an empty #! line",
+    "a script whose interpreter is a script without #!",
+    "a script whose #! line is too long",
+    "an object file of this machine",
+    "a FIFO",
 )
+
+
+@pytest.mark.parametrize("case", UNSTARTABLE)
 def test_a_program_that_cannot_start_raises_what_subprocess_raises(launcher: str, tmp_path: Path, case: str) -> None:
     program, cwd = _unstartable(tmp_path)[case]
     with pytest.raises(OSError) as expected:
