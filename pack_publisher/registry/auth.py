@@ -28,8 +28,9 @@ from pack_publisher.registry.retry import TRANSIENT_STATUS, Transient
 from pack_publisher.runtime.errors import AccessError, ConfigError, PublisherError
 from pack_publisher.runtime.redact import Redactor
 
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a header value can carry unchanged
+# compiled on first use (the `re` module's cache): a registry without auth never needs them
+_CHALLENGE_PARAM = r'(\w+)="([^"]*)"'
+_HEADER_SAFE = r"[\x21-\x7e]+"  # visible ASCII: what a header value can carry unchanged
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 # Reads a (streamed) answer whole, refusing more than `cap` bytes: response, cap -> body.
 ReadBody = Callable[[Response, int], bytes]
@@ -45,7 +46,7 @@ class TokenRefused(AccessError):
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
-    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
+    return scheme.lower(), dict(re.findall(_CHALLENGE_PARAM, rest))
 
 
 def retry_after_seconds(response: Response) -> float | None:
@@ -156,7 +157,7 @@ class Authenticator:
         if not token:
             raise PublisherError(f"{self.registry}: the token service answered without a token")
         self.redact.add(token)  # before any use: nothing said about it from here on can show it
-        if not _TOKEN_TEXT.fullmatch(token):
+        if not re.fullmatch(_HEADER_SAFE, token):
             raise TokenRefused(
                 f"{self.registry}: the token service answered a token with control characters, spaces or "
                 "non-ASCII characters (it cannot go in a header as it is); refused"

@@ -55,21 +55,21 @@ if TYPE_CHECKING:
     from pack_publisher.registry.http import HttpTransport
 
 MIN_UPLOAD_RATE = 256 * 1024  # bytes/s below which an upload command is cut off (wall clock, on average)
-_NOT_FOUND = re.compile(r"^Error response from registry: .*: not found$")
-_STATUS = re.compile(r"response status code (\d{3})")
-_NETWORK = re.compile(
-    r"connection reset|connection refused|broken pipe|unexpected EOF|\bEOF\b|i/o timeout|timeout|"
-    r"no such host|server misbehaving|invalid response|server closed",
-    re.IGNORECASE,
+# How oras words a failure; compiled on first use (the `re` module's cache): a push that works never needs them.
+_NOT_FOUND = r"^Error response from registry: .*: not found$"
+_STATUS = r"response status code (\d{3})"
+_NETWORK = (
+    r"(?i)connection reset|connection refused|broken pipe|unexpected EOF|\bEOF\b|i/o timeout|timeout|"
+    r"no such host|server misbehaving|invalid response|server closed"
 )
 # Content that is not what was asked for: tampering (or a broken registry), never an outage to retry.
-_TAMPERED = re.compile(r"digest mismatch|size mismatch|mismatched (digest|size)", re.IGNORECASE)
+_TAMPERED = r"(?i)digest mismatch|size mismatch|mismatched (digest|size)"
 # The registry's own error codes for 503 / 429 / 500 (its JSON error body): oras prints them without a status.
-_REGISTRY_TRANSIENT = re.compile(r"(?:^|: )(unavailable|toomanyrequests|unknown): ")
-_DENIED = re.compile(r": (unauthorized|denied|forbidden): ")
-_UNAUTHORIZED = re.compile(r"(?:^|: )unauthorized: ")
+_REGISTRY_TRANSIENT = r"(?:^|: )(unavailable|toomanyrequests|unknown): "
+_DENIED = r": (unauthorized|denied|forbidden): "
+_UNAUTHORIZED = r"(?:^|: )unauthorized: "
 WHOLE_COMMAND_ATTEMPTS = 10  # a command is many requests, each may fail once in turn: the time budget bounds it
-_QUERY = re.compile(r"\?[^\"\s]*")  # upload URLs carry long state tokens: not worth showing
+_QUERY = r"\?[^\"\s]*"  # upload URLs carry long state tokens: not worth showing
 LAYOUT_PREFIX = ".oras-layout-"
 Answer = TypeVar("Answer")
 
@@ -191,11 +191,11 @@ class OrasTransport:
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("Error")]  # oras may add a hint line after it
         last = (errors or lines or [f"exit {code}"])[-1]
-        cause = self.redact(_QUERY.sub("", last))[:400]
-        status = _STATUS.search(last)
-        if _NOT_FOUND.match(last) and status is None:
+        cause = self.redact(re.sub(_QUERY, "", last))[:400]
+        status = re.search(_STATUS, last)
+        if re.match(_NOT_FOUND, last) and status is None:
             return NotFound(cause)
-        if _TAMPERED.search(last) and not pushing:
+        if re.search(_TAMPERED, last) and not pushing:
             return PublisherError(f"{self.registry}: {operation}: the registry served other content ({cause})")
         if status is not None:
             number = int(status.group(1))
@@ -206,20 +206,20 @@ class OrasTransport:
             if number == 403:
                 return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
             return PublisherError(f"{self.registry}: {operation}: {cause}")
-        if _REGISTRY_TRANSIENT.search(last.removeprefix("Error response from registry: ")):
+        if re.search(_REGISTRY_TRANSIENT, last.removeprefix("Error response from registry: ")):
             return Transient(cause)
-        if _UNAUTHORIZED.search(last.removeprefix("Error response from registry: ")):
+        if re.search(_UNAUTHORIZED, last.removeprefix("Error response from registry: ")):
             return Unauthorized(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
         if "credential not found" in last:
             return AccessError(
                 f"{self.registry}: {operation}: the registry requires credentials; set OCI_USERNAME and OCI_PASSWORD "
                 "or log in with `oras login` / `docker login`"
             )
-        if _DENIED.search(last):  # registry error codes UNAUTHORIZED / DENIED, as oras words them
+        if re.search(_DENIED, last):  # registry error codes UNAUTHORIZED / DENIED, as oras words them
             return AccessError(f"{self.registry}: {operation}: access denied {self.who} ({cause})")
         if "x509:" in last or "certificate" in last:
             return AccessError(f"{self.registry}: {operation}: TLS failed ({cause})")
-        if _NETWORK.search(last) or (pushing and _TAMPERED.search(last)):
+        if re.search(_NETWORK, last) or (pushing and re.search(_TAMPERED, last)):
             return Transient(cause)
         return PublisherError(f"{self.registry}: {operation}: {cause}")
 

@@ -29,7 +29,6 @@ prints; the command then runs the other way.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import secrets
@@ -48,12 +47,19 @@ _EXECUTABLE_ELF_TYPES = (2, 3)  # ET_EXEC, ET_DYN; an object file (ET_REL) or a 
 _SCRIPT_HEAD = 256  # the kernel reads a script's `#!` line from this many bytes (BINPRM_BUF_SIZE)
 
 PR_SET_PDEATHSIG = 1
-_LIBC: Any = None
-if sys.platform.startswith("linux"):
+_LINUX = sys.platform.startswith("linux")
+
+
+@functools.cache
+def _libc() -> Any:
+    """The C library, for prctl; loaded in the parent (never between fork and exec), and only by the first
+    command that cannot go through setpriv: ctypes costs about a millisecond to import."""
+    import ctypes
+
     try:
-        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:  # no C library to ask: children then end by `cleanup` alone
-        _LIBC = None
+        return None
 
 
 class FastStart:
@@ -85,7 +91,7 @@ def fast_start(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) ->
 
 @functools.cache
 def _find_setpriv(search_path: str) -> str | None:
-    return shutil.which("setpriv", path=search_path) if _LIBC is not None else None
+    return shutil.which("setpriv", path=search_path) if _LINUX else None
 
 
 def _setpriv() -> str | None:
@@ -163,12 +169,13 @@ def die_with_parent() -> Callable[[], None] | None:
     The signal follows the thread that started the child, which here waits for it to end
     (`Commands.run`).
     """
-    if _LIBC is None:
+    libc = _libc() if _LINUX else None
+    if libc is None:
         return None
     parent = os.getpid()
 
     def child() -> None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the line above: go with it
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -127,7 +127,8 @@ class Git:
         return sorted(Path(top) / name for name in names)
 
 
-_REMOTE_RE = re.compile(
+# compiled on first use (the `re` module's cache): most runs name the source in the environment
+_REMOTE_RE = (
     r"^(?:(?:https?|ssh|git)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d+)?/|(?:[^@/]+@)?(?P<scp_host>[^/:]+):)"
     r"(?P<owner>[^/]+)/(?P<path>.+?)(?:\.git)?/?$"
 )
@@ -140,7 +141,7 @@ def remote_slug(url: str | None) -> tuple[str, str, str] | None:
     """
     if not url:
         return None
-    match = _REMOTE_RE.match(url.strip())
+    match = re.match(_REMOTE_RE, url.strip())
     if not match:
         return None
     host = (match.group("host") or match.group("scp_host")).lower()
