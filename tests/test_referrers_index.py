@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -25,6 +28,7 @@ from pack_publisher.registry.http_referrers import INDEX_ATTEMPTS
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.transport import AttachRequest, PushRequest
 from pack_publisher.runtime.errors import PublisherError
+from testsupport.referrers_api import ReferrersApiProxy
 from testsupport.registries import Registry
 
 from .conftest import PROJECT
@@ -119,3 +123,88 @@ def test_an_index_that_keeps_changing_is_an_error_after_bounded_attempts(registr
         racing.attach(AttachRequest(repository=REPO, referrer=ours, document=our_doc))
     assert racing.index_puts == INDEX_ATTEMPTS
     assert index_digests(registry, subject.digest) == [other.descriptor.digest]  # never left without the others'
+
+
+# the first listing of a run: the API's answer and the tag-schema index read side by side
+
+HOLD_SECONDS = 10  # how long the first API answer waits for the index read; only a client asking in turn waits
+
+
+class FirstAnswerHeld(ReferrersApiProxy):
+    """docker-registry behind a proxy that holds its first referrers-API answer until the tag-schema index of
+    the same subject is asked for: only a client that reads the index beside the API is answered at once.
+    `has_api`: the proxy answers the API (ReferrersApiProxy), else 404 as docker-registry 2.8 does."""
+
+    def __init__(self, upstream_port: int, *, has_api: bool) -> None:
+        self.has_api = has_api
+        self.index_asked = threading.Event()
+        self.held: list[bool] = []  # for the first API request: whether the index read came while it waited
+        super().__init__(upstream_port)
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(req.path).path
+        if req.command == "GET" and "/manifests/sha256-" in path:
+            self.index_asked.set()
+        if "/referrers/" in path:
+            with self.lock:
+                first = not self.held
+                self.held.append(False)
+            if first:
+                self.held[0] = self.index_asked.wait(HOLD_SECONDS)
+            if not self.has_api:
+                with self.lock:
+                    self.seen.append((req.command, path))
+                req.send_response(404)
+                req.send_header("Content-Type", "text/plain; charset=utf-8")
+                req.send_header("Content-Length", "19")
+                req.end_headers()
+                req.wfile.write(b"404 page not found\n")
+                return
+        super().handle(req)
+
+    def asked(self, part: str) -> int:
+        with self.lock:
+            return sum(1 for method, path in self.seen if method == "GET" and part in path)
+
+
+def test_without_the_api_the_first_listing_reads_the_index_beside_it_and_later_ones_the_index_alone(
+    registry: Registry, tmp_path: Path
+) -> None:
+    subject = pushed_subject(registry, tmp_path)
+    ours, document = sbom_referrer(tmp_path, subject, "ours")
+    HttpTransport(registry.host, None, True).attach(AttachRequest(repository=REPO, referrer=ours, document=document))
+    proxy = FirstAnswerHeld(registry.port, has_api=False)
+    try:
+        reader = HttpTransport(proxy.host, None, True)
+        assert reader.referrers_api is None  # a run that pushed nothing through this client does not know yet
+        assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
+        assert proxy.held == [True], "the index was read only after the API's answer"
+        assert reader.referrers_api is False
+        assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
+        assert proxy.asked("/referrers/") == 1 and proxy.asked("/manifests/sha256-") == 2  # the API not asked again
+    finally:
+        proxy.close()
+
+
+def test_with_the_api_its_answer_stands_and_later_listings_ask_it_alone(registry: Registry, tmp_path: Path) -> None:
+    proxy = FirstAnswerHeld(registry.port, has_api=True)
+    try:
+        writer = HttpTransport(proxy.host, None, True)
+        layer = file_descriptor("application/vnd.greentic.gtpack.v1+zip", LAYER)
+        artifact = compose(layer, "race.gtpack", {"org.opencontainers.image.created": "2026-01-02T03:04:05Z"})
+        writer.push(PushRequest(repository=REPO, tags=["1.0.0"], gtpack=LAYER, artifact=artifact))
+        ours, document = sbom_referrer(tmp_path, artifact.descriptor, "ours")
+        writer.attach(AttachRequest(repository=REPO, referrer=ours, document=document))  # the API indexes it
+        stale, stale_document = sbom_referrer(tmp_path, artifact.descriptor, "stale")
+        behind = HttpTransport(registry.host, None, True)  # an older tool, past the proxy: a tag-schema index
+        behind.attach(AttachRequest(repository=REPO, referrer=stale, document=stale_document))
+        assert index_digests(registry, artifact.descriptor.digest) == [stale.descriptor.digest]
+
+        reader = HttpTransport(proxy.host, None, True)
+        assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
+        assert proxy.held == [True] and reader.referrers_api is True
+        index_reads = proxy.asked("/manifests/sha256-")
+        assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
+        assert proxy.asked("/manifests/sha256-") == index_reads  # known to have the API: the index is not read
+    finally:
+        proxy.close()

@@ -29,7 +29,10 @@ README = (PROJECT / "README.md").read_text()
 PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text())
 PYTHON_VERSION = (PROJECT / ".python-version").read_text().strip()
 LOCK = PROJECT / "requirements-release.txt"
-DEV_INSTALL = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt && python -m compileall -q pack_publisher"
+DEV_INSTALL = (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements-dev.txt"
+    " && python -m compileall -q pack_publisher"
+)
 RELEASE_INSTALL = (
     "python3 -m venv .venv && . .venv/bin/activate"
     " && pip install --require-hashes --no-deps -r requirements-release.txt"

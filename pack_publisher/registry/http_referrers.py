@@ -66,7 +66,9 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
         if kind != INDEX_MEDIA_TYPE:
             t.referrers_api = False
             return None  # not the API (a catch-all page): the tag schema decides
-        return parse_index(body, f"{t.registry}/{repository}: the referrers of {subject[:19]}")
+        listed = parse_index(body, f"{t.registry}/{repository}: the referrers of {subject[:19]}")
+        t.referrers_api = True  # an index where the API answers: later listings need no tag-schema read beside
+        return listed
 
     return t._retrying(f"listing the referrers of {repository}@{subject[:19]}", attempt)  # type: ignore[no-any-return]
 
@@ -92,10 +94,35 @@ def read_index(t: HttpTransport, repository: str, tag: str) -> list[dict[str, An
 
 
 def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str, Any]]:
-    found = _api_referrers(t, repository, subject)
+    """The referrers of `subject`: the API's list, else the tag-schema index's.
+
+    While the run does not know whether the registry has the API (the first listing after an oras push,
+    or of a pack published before), the index is read beside the API's answer instead of after it: a round
+    trip fewer where there is no API, one unused read where there is.
+    """
+    tag = referrers_tag(subject)
+    if t.referrers_api is not None:
+        found = _api_referrers(t, repository, subject)
+        return found if found is not None else read_index(t, repository, tag)
+
+    failed: list[PublisherError] = []
+
+    def api() -> list[dict[str, Any]] | None:
+        return _api_referrers(t, repository, subject)
+
+    def index() -> list[dict[str, Any]] | None:
+        try:
+            return read_index(t, repository, tag)
+        except PublisherError as exc:  # raised only when the API's answer does not stand in for it
+            failed.append(exc)
+            return None
+
+    found, indexed = together([api, index])
     if found is not None:
         return found
-    return read_index(t, repository, referrers_tag(subject))
+    if failed:
+        raise failed[0]
+    return indexed or []
 
 
 def attach(t: HttpTransport, request: AttachRequest) -> None:
