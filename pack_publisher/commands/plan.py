@@ -5,7 +5,6 @@ will do about it (`oci.plan` decides); a dry run stops here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from pack_publisher.commands import consumers
 from pack_publisher.config.run import Run
@@ -16,6 +15,7 @@ from pack_publisher.oci.plan import LATEST, Held, PackPlan, Seen, is_prerelease,
 from pack_publisher.oci.referrers import Referrer
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.parallel import each
 from pack_publisher.state import lockfile, records
 from pack_publisher.state.records import BuiltPack, PublishedPack
@@ -23,7 +23,7 @@ from pack_publisher.state.records import BuiltPack, PublishedPack
 CONSULT_JOBS = 16  # packs planned at once, whatever --jobs is (see plan_all)
 
 
-@dataclass(frozen=True)
+@frozen
 class Planned:
     built: BuiltPack
     artifact: Artifact

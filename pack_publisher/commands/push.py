@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
@@ -24,13 +23,14 @@ from pack_publisher.oci.descriptor import file_digest
 from pack_publisher.registry.transport import AttachRequest, NotFound, PushOutcome, PushRequest
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.parallel import beside, each, together
 from pack_publisher.runtime.progress import SentBytes
 from pack_publisher.state import records
 from pack_publisher.state.records import BuiltPack, PublishedPack
 
 
-@dataclass(frozen=True)
+@frozen
 class PackResult:
     name: str
     reference: str

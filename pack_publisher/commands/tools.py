@@ -18,12 +18,13 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.frozen import frozen
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 10
@@ -33,7 +34,7 @@ BINSTALL_ENV = {"BINSTALL_DISABLE_STRATEGIES": "quick-install,compile", "BINSTAL
 NOT_RECORDED = "not recorded"
 
 
-@dataclass(frozen=True)
+@frozen
 class Asset:
     """One downloadable archive of a tool for one platform; `sha256` None means not recorded yet."""
 
@@ -42,7 +43,7 @@ class Asset:
     note: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Tool:
     name: str  # the executable's name, also the name `--tool` takes
     version: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from pack_publisher.oci.names import (
 )
 from pack_publisher.registry.connect import PublishOptions
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.redact import SecretStr, withheld_from_children
 from pack_publisher.runtime.values import Invalid, as_bool, as_choice, as_float, as_int, as_str
 
@@ -70,7 +71,7 @@ OciClient = Literal["auto", "oras", "python"]
 OCI_CLIENTS: tuple[OciClient, ...] = ("auto", "oras", "python")
 
 
-@dataclass(kw_only=True)
+@frozen(kw_only=True)
 class EnvSettings:
     """The raw inputs, one field per environment variable; task flags are passed as init values.
 

@@ -6,7 +6,7 @@ Git answers what the environment does not (version tag, commit, origin owner, co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from pack_publisher.oci.names import (
 )
 from pack_publisher.registry.connect import PublishOptions, secret_values
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import SecretStr
 from pack_publisher.runtime.safe_files import lock_file_path
@@ -34,7 +35,7 @@ from pack_publisher.sources.git import Git, describe_origin, remote_slug
 LOCAL_ORG = "local"  # the placeholder org of a dry run that has none
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class Settings:
     """Everything a task needs, resolved and checked once; shared by every task of one invocation.
 

@@ -7,17 +7,17 @@ the one place digests are made, so no other module builds a `sha256:` string by 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pack_publisher.oci.names import DIGEST_RE
+from pack_publisher.runtime.frozen import frozen
 
 ALGORITHM = "sha256"
 CHUNK = 1024 * 1024
 
 
-@dataclass(frozen=True)
+@frozen
 class Descriptor:
     media_type: str
     digest: str  # "sha256:<hex>"

@@ -7,11 +7,11 @@ manifest digest is known before anything is pushed, whichever transport pushes i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from pack_publisher.oci.descriptor import Descriptor, describe
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 
 GTPACK_MEDIA_TYPE = "application/vnd.greentic.gtpack.v1+zip"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -38,7 +38,7 @@ def go_json(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
-@dataclass(frozen=True)
+@frozen
 class Artifact:
     """One pack's OCI artifact: the manifest bytes exactly as they are pushed, and what they describe."""
 

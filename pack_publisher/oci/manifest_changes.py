@@ -9,10 +9,10 @@ annotations moved, and the way out is to release that version from the commit it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from pack_publisher.oci.manifest import CREATED, REVISION, SOURCE
+from pack_publisher.runtime.frozen import frozen
 
 ANNOTATION_PREFIX = "org.opencontainers.image."
 NEW_VERSION = "publish a new version"
@@ -21,7 +21,7 @@ SHOWN_KEYS = 6  # annotations (or manifest fields) named before "and N more"
 DIGEST_LENGTH = 71  # sha256:<64 hex>
 
 
-@dataclass(frozen=True)
+@frozen
 class Changes:
     what: str  # "the archive is byte-identical; the annotations differ: revision (a -> b)"
     remedy: str  # "release 1.2.3 from the commit it was published from (a), or publish a new version"

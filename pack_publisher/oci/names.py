@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from pack_publisher.runtime.frozen import frozen
 
 PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 # Every pattern ends with \Z, not $: `$` also matches before a final newline, so "name\n" would pass.
@@ -65,7 +67,7 @@ def semver_problem(value: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class Reference:
     """Where an artifact lives: `<registry>/<repository>[:<tag>][@<digest>]`, built in one place.
 

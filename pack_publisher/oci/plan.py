@@ -11,10 +11,10 @@ Rules (README, "What a push does to tags"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
 from pack_publisher.oci.manifest_changes import Changes
+from pack_publisher.runtime.frozen import frozen
 
 LATEST = "latest"
 
@@ -28,7 +28,7 @@ class Kind(Enum):
     LEAVE = "leave"
 
 
-@dataclass(frozen=True)
+@frozen
 class Held:
     """What a tag holds in the registry: a manifest digest and the version its annotations give."""
 
@@ -37,7 +37,7 @@ class Held:
     changes: Changes | None = None  # how it differs from this build, when it was compared
 
 
-@dataclass(frozen=True)
+@frozen
 class Seen:
     """What the registry was found to hold for one pack; `consulted` False when it could not be asked."""
 
@@ -49,7 +49,7 @@ class Seen:
 NOT_CONSULTED = Seen(consulted=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class TagAction:
     tag: str
     kind: Kind
@@ -89,7 +89,7 @@ class TagAction:
         return f"{verb}{why}: {self.old or 'nothing'} -> {self.new}"
 
 
-@dataclass(frozen=True)
+@frozen
 class PackPlan:
     version: TagAction
     latest: TagAction | None

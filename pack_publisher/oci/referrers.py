@@ -14,18 +14,18 @@ order they were added, a new one appended, Go's JSON), so both transports leave 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from pack_publisher.oci.descriptor import Descriptor, describe
 from pack_publisher.oci.manifest import CREATED, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE, TITLE, empty_config, go_json
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 
 CYCLONEDX_MEDIA_TYPE = "application/vnd.cyclonedx+json"  # the SBOM document, its layer and the artifactType
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
-@dataclass(frozen=True)
+@frozen
 class Referrer:
     """A referrer manifest ready to push: its exact bytes, their descriptor, and what they name."""
 

@@ -7,7 +7,7 @@ returns, checks what they move and owns the transport for the whole run.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -16,6 +16,7 @@ from pack_publisher.registry.credentials import Credentials, PrivateRegistryConf
 from pack_publisher.registry.retry import RetryPolicy
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.proxies import proxies_for
 from pack_publisher.runtime.redact import Redactor, SecretStr
@@ -29,7 +30,7 @@ def secret_values(*secrets: SecretStr | None) -> list[str]:
     return [s.get_secret_value() for s in secrets if s is not None]
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class PublishOptions:
     """How to reach the registry: transport choice, plain HTTP, timeouts, credentials (secrets), proxies.
 

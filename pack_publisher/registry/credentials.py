@@ -14,12 +14,13 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.processes import Commands
 from pack_publisher.runtime.redact import SecretStr
 from pack_publisher.runtime.safe_files import read_regular
@@ -31,7 +32,7 @@ HELPER_TIMEOUT_SECONDS = 30
 MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024  # far above a real one; a link to /dev/zero must not fill the memory
 
 
-@dataclass(frozen=True)
+@frozen
 class Credentials:
     username: str
     password: SecretStr = field(repr=False)

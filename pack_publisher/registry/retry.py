@@ -10,10 +10,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol, TypeVar
 
 from pack_publisher.runtime.errors import AccessError
+from pack_publisher.runtime.frozen import frozen
 
 T = TypeVar("T")
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -33,7 +34,7 @@ class RealClock:
         time.sleep(seconds)
 
 
-@dataclass(frozen=True)
+@frozen
 class RetryPolicy:
     """Bounds for one operation.
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.oci.manifest import Artifact
 from pack_publisher.oci.referrers import Referrer
+from pack_publisher.runtime.frozen import frozen
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what oras accepts; a bigger "manifest" is not one of ours
 
@@ -27,13 +27,13 @@ class NotFound(Exception):
     """The registry answered that the tag, manifest or blob does not exist (404), and nothing else went wrong."""
 
 
-@dataclass(frozen=True)
+@frozen
 class FetchedManifest:
     data: bytes
     reported_digest: str | None  # Docker-Content-Digest, when the transport sees it
 
 
-@dataclass(frozen=True)
+@frozen
 class AttachRequest:
     """A referrer to attach to a pushed manifest: its exact manifest bytes and the document it carries."""
 
@@ -42,7 +42,7 @@ class AttachRequest:
     document: Path  # the layer's bytes (the SBOM file); its name is the layer title
 
 
-@dataclass(frozen=True)
+@frozen
 class PushRequest:
     """One pack's artifact, ready to go: the archive on disk and the exact manifest bytes."""
 
@@ -60,7 +60,7 @@ class PushRequest:
     staged: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class PushOutcome:
     uploaded_blobs: int | None  # the pack's blobs sent; None when the transport cannot tell
     referrer_written: bool = False  # the request's referrer went up with the pack

@@ -23,18 +23,18 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from pack_publisher.runtime import cleanup, launch
+from pack_publisher.runtime.frozen import frozen
 
 INVOKE_ECHO_FORMAT = "\033[1;37m{command}\033[0m"  # Invoke's default `run.echo_format`
 STDERR_TAIL_BYTES = 64 * 1024  # enough for the last lines; a builder may write megabytes before failing
 CHUNK = 1024 * 1024
 
 
-@dataclass(frozen=True)
+@frozen
 class Completed:
     returncode: int
     stdout: bytes  # empty when streamed into a sink or discarded

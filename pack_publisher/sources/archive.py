@@ -6,7 +6,6 @@ import stat
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -16,6 +15,7 @@ import cbor2
 from pack_publisher.oci.descriptor import Descriptor, file_descriptor
 from pack_publisher.oci.manifest import GTPACK_MEDIA_TYPE
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
@@ -40,7 +40,7 @@ ZIP_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class ArchiveFacts:
     pack_id: str
     version: str

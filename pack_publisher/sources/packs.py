@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ import yaml
 
 from pack_publisher.oci.names import MAX_REPOSITORY_LENGTH, is_semver, pack_name_problem
 from pack_publisher.runtime.errors import ConfigError, PublisherError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.runtime.values import Invalid, as_choice, as_optional_str, as_str
 
 PACK_FILE = "pack.yaml"
@@ -27,7 +28,7 @@ Kind = Literal["application", "provider", "infrastructure", "library"]
 KINDS: tuple[Kind, ...] = ("application", "provider", "infrastructure", "library")
 
 
-@dataclass(kw_only=True)
+@frozen(kw_only=True)
 class PackMeta:
     """The fields of `pack.yaml` the publisher relies on; everything else passes through untouched (`extra`).
     Checked by hand in `_validate`: pydantic's import cost ~60 ms of a ~0.3 s command (issue 24)."""
@@ -60,7 +61,7 @@ _FIELDS: dict[str, Callable[[object], object]] = {
 _OPTIONAL = frozenset({"name", "description"})
 
 
-@dataclass(frozen=True)
+@frozen
 class PackSource:
     name: str  # the folder name: names the OCI repository and the .gtpack file
     path: Path

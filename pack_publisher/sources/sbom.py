@@ -21,6 +21,7 @@ from typing import Any
 import cbor2
 
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 
 SBOM_ENTRY = "sbom.cbor"
 SBOM_FORMAT = "greentic-sbom-v1"
@@ -31,7 +32,7 @@ BLAKE3 = "BLAKE3"  # as the CycloneDX schema spells it (HashAlgorithm.BLAKE3)
 SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://greentic.ai/pack-publisher/sbom")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True)  # not @frozen: sorted, and made by builds only (never on a push's path)
 class SbomFile:
     """One entry of `sbom.cbor`: what the Greentic builder recorded for a file of the archive."""
 
@@ -41,7 +42,7 @@ class SbomFile:
     hash_blake3: str  # lowercase hex
 
 
-@dataclass(frozen=True)
+@frozen
 class PackIdentity:
     """What the SBOM says about the pack as a whole."""
 

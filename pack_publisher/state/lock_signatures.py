@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pack_publisher.oci import signing
 from pack_publisher.runtime.errors import ConfigError
+from pack_publisher.runtime.frozen import frozen
 from pack_publisher.state.components import oci_reference
 
 MAX_KEY_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
+@frozen
 class Trust:
     keys: dict[str, Ed25519PublicKey]  # key id -> public key
     require_signature: bool

@@ -12,17 +12,18 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.runtime.errors import PublisherError
+from pack_publisher.runtime.frozen import frozen
 
 RECORDS_DIR = "records"
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class BuiltPack:
     """One validated `.gtpack` and the artifact composed for it."""
 
@@ -41,7 +42,7 @@ class BuiltPack:
     sbom_referrer: Descriptor | None = None  # the manifest attaching it to `manifest_descriptor`
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class PublishedPack:
     """A push that the registry confirmed (or, in a dry run, what would be pushed)."""
 
