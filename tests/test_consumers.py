@@ -7,7 +7,11 @@ import base64
 import json
 import os
 import stat
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +21,7 @@ from pack_publisher.oci import signing
 from pack_publisher.runtime.errors import ConfigError
 from pack_publisher.runtime.redact import Redactor
 from pack_publisher.state import lockfile
+from testsupport.referrers_api import ReferrersApiProxy
 from testsupport.registries import PASSWORD, USER, Registry
 
 from .conftest import RunInvoke, git
@@ -263,6 +268,71 @@ def test_only_the_private_packs_are_named(
     again = run_invoke(project_copy, "release", **env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "all 2 pack(s) can be pulled anonymously" in again.stdout
+
+
+HOLD_SECONDS = 10  # how long the proof's read-back waits for the anonymous check; only a check after it waits
+
+
+class ReadBackHeld(ReferrersApiProxy):
+    """docker-registry behind a proxy that holds the proof's first read-back of the version tag until the
+    anonymous check fetches the manifest by digest: a push that checks only after the proof waits the
+    whole hold. `refuse_read_back`: the read-back is answered 404 instead, so the proof fails."""
+
+    def __init__(self, upstream_port: int, *, refuse_read_back: bool = False) -> None:
+        self.refuse_read_back = refuse_read_back
+        self.checked = threading.Event()
+        self.held: list[bool] = []  # for the first read-back: whether the anonymous check came while it waited
+        super().__init__(upstream_port, api=False)
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(req.path).path
+        ours = req.headers.get("User-Agent", "").startswith("greentic-pack-publisher/")  # not oras' own reads
+        if req.command == "GET" and ours and "/manifests/sha256:" in path:
+            self.checked.set()
+        if req.command == "GET" and ours and path.endswith("/manifests/1.2.3"):
+            with self.lock:
+                first = not self.held
+                self.held.append(False)
+            if first:
+                self.held[0] = self.checked.wait(HOLD_SECONDS)
+            if self.refuse_read_back:
+                req.send_response(404)
+                req.send_header("Content-Length", "0")
+                req.end_headers()
+                return
+        super().handle(req)
+
+
+@pytest.fixture
+def read_back_held(registry: Registry) -> Iterator[ReadBackHeld]:
+    proxy = ReadBackHeld(registry.port)
+    yield proxy
+    proxy.close()
+
+
+def test_the_anonymous_check_runs_beside_the_proof(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, read_back_held: ReadBackHeld
+) -> None:
+    env = {"OCI_REGISTRY": read_back_held.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **client}
+    result = run_invoke(project_copy, "release", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_back_held.held[:1] == [True], "the anonymous check waited for the proof"
+    assert "all 1 pack(s) can be pulled anonymously" in result.stdout
+
+
+def test_a_pack_that_fails_its_proof_is_not_reported_pullable(
+    project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    proxy = ReadBackHeld(registry.port, refuse_read_back=True)
+    try:
+        env = {"OCI_REGISTRY": proxy.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "OCI_CLIENT": "python"}
+        result = run_invoke(project_copy, "release", **env)
+    finally:
+        proxy.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAILED {PACK}: " in result.stdout
+    assert proxy.held[:1] == [True]  # its check ran, beside the proof that failed, and is not reported
+    assert "pulled anonymously" not in result.stdout + result.stderr
 
 
 def test_ghcr_settings_pages() -> None:

@@ -133,13 +133,12 @@ HOLD_SECONDS = 10  # how long the first API answer waits for the index read; onl
 class FirstAnswerHeld(ReferrersApiProxy):
     """docker-registry behind a proxy that holds its first referrers-API answer until the tag-schema index of
     the same subject is asked for: only a client that reads the index beside the API is answered at once.
-    `has_api`: the proxy answers the API (ReferrersApiProxy), else 404 as docker-registry 2.8 does."""
+    `has_api`: the proxy answers the API (ReferrersApiProxy), else passes it to docker-registry 2.8 (404)."""
 
     def __init__(self, upstream_port: int, *, has_api: bool) -> None:
-        self.has_api = has_api
         self.index_asked = threading.Event()
         self.held: list[bool] = []  # for the first API request: whether the index read came while it waited
-        super().__init__(upstream_port)
+        super().__init__(upstream_port, api=has_api)
 
     def handle(self, req: BaseHTTPRequestHandler) -> None:
         path = urlsplit(req.path).path
@@ -151,15 +150,6 @@ class FirstAnswerHeld(ReferrersApiProxy):
                 self.held.append(False)
             if first:
                 self.held[0] = self.index_asked.wait(HOLD_SECONDS)
-            if not self.has_api:
-                with self.lock:
-                    self.seen.append((req.command, path))
-                req.send_response(404)
-                req.send_header("Content-Type", "text/plain; charset=utf-8")
-                req.send_header("Content-Length", "19")
-                req.end_headers()
-                req.wfile.write(b"404 page not found\n")
-                return
         super().handle(req)
 
     def asked(self, part: str) -> int:

@@ -6,6 +6,8 @@ registry with the API: a manifest `PUT` whose manifest has a `subject` is answer
 manifests stored with that subject (their artifactType and annotations, filtered by `?artifactType=`),
 or, for a repository the registry does not hold yet, 404 NAME_UNKNOWN, as Quay does.
 The referrers it knows are those put through it, kept in memory: enough for one test's registry.
+With `api=False` it passes every request through unchanged (a registry without the API, as docker-registry
+2.8 is), for tests that only watch or hold requests by overriding `handle`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$")
 class ReferrersApiProxy:
     """docker-registry behind a proxy that implements the referrers API; `host` is what OCI_REGISTRY takes."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, *, api: bool = True) -> None:
         self.upstream_port = upstream_port
+        self.api = api
         self.referrers: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (name, subject) -> descriptors
         self.seen: list[tuple[str, str]] = []  # (method, path) of every request
         self.lock = threading.Lock()
@@ -50,12 +53,12 @@ class ReferrersApiProxy:
             self.seen.append((req.command, parts.path))
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
-        api = _REFERRERS.match(parts.path)
+        api = _REFERRERS.match(parts.path) if self.api else None
         if api and req.command == "GET":
             self._answer_referrers(req, api["name"], api["digest"], parse_qs(parts.query).get("artifactType"))
             return
         status, headers, payload = self._forward(req, body)
-        manifest = _MANIFEST.match(parts.path)
+        manifest = _MANIFEST.match(parts.path) if self.api else None
         if manifest and req.command == "PUT" and status == 201:
             subject = self._record(manifest["name"], body, headers)
             if subject is not None:

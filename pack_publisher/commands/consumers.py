@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -210,18 +211,34 @@ def anonymous_problem(transport: HttpTransport, repository: str, digest: str) ->
 
 
 class AnonymousCheck:
-    """Fetch every published pack anonymously, each as soon as it is proven: the checks of the first packs
-    run while the last ones are still being pushed, so the release waits for the last pack's only."""
+    """Fetch every published pack anonymously, each as soon as the registry holds it: the checks of the first
+    packs run while the last ones are still being pushed, so the release waits for the last pack's only.
+
+    A pack's check starts when its manifest is written (`start`), beside the proof that it landed, and is
+    reported once that proof holds (`add`): a pack that fails its proof is never reported as pullable.
+    """
 
     def __init__(self, run: Run, transport: HttpTransport, submit: Callable[..., Future[str | None]]) -> None:
         self.run = run
         self.transport = transport
         self.submit = submit
         self.checks: list[tuple[PublishedPack, Future[str | None]]] = []
+        self.started: dict[tuple[str, str], Future[str | None]] = {}  # (pack, manifest digest): its check
+        self.lock = threading.Lock()  # `start` is called from the threads proving packs
+
+    def start(self, name: str, digest: str) -> None:
+        """The registry holds pack `name` at `digest` (written now or before): check it while it is proven."""
+        check = self.submit(anonymous_problem, self.transport, self.run.settings.repository(name), digest)
+        with self.lock:
+            self.started[(name, digest)] = check
 
     def add(self, pack: PublishedPack) -> None:
-        repository = self.run.settings.repository(pack.name)
-        self.checks.append((pack, self.submit(anonymous_problem, self.transport, repository, pack.digest)))
+        """`pack` is proven published: its check (started beside the proof, or now) goes into the report."""
+        with self.lock:
+            check = self.started.pop((pack.name, pack.digest), None)
+        if check is None:
+            check = self.submit(anonymous_problem, self.transport, self.run.settings.repository(pack.name), pack.digest)
+        self.checks.append((pack, check))
 
     def report(self) -> list[str]:
         """Warn for each pack that cannot be pulled, in pack order; the names that failed."""

@@ -45,7 +45,8 @@ def push_packs(run: Run, names: list[str] | None, *, force: bool) -> None:
     preflight.check(run, building=False, pushing=True)
     with consumers.anonymous_check(run) as check:
         with preflight.registry_access(run) as access:
-            publish(run, load_built(run, select_packs(run, names)), access, force=force, on_published=check.add)
+            built = load_built(run, select_packs(run, names))
+            publish(run, built, access, force=force, on_written=check.start, on_published=check.add)
         refused = check.report()
     consumers.enforce(run, refused, lock_written=False)
 
@@ -56,12 +57,14 @@ def publish(
     access: VerifiedRegistry | str,
     *,
     force: bool,
+    on_written: Callable[[str, str], None] | None = None,
     on_published: Callable[[PublishedPack], None] | None = None,
 ) -> list[PackResult]:
     """Publish the built packs (or plan them, in a dry run); report every pack, then fail if any did not make it.
 
-    Returns what each pack's push did (nothing in a dry run); `on_published` is told of each pack as soon
-    as it is proven (the anonymous-pull check starts there).
+    Returns what each pack's push did (nothing in a dry run). `on_written` is told of each pack (name,
+    manifest digest) once the registry holds its manifest, before its proof (the anonymous-pull check
+    starts there, beside the proof); `on_published`, as soon as it is proven.
     """
     s = run.settings
     if s.dry_run:
@@ -69,7 +72,9 @@ def publish(
         return []
     if not isinstance(access, VerifiedRegistry):  # registry_access never gives a reason for a real push
         raise PublisherError(f"internal: a real push without its registry ({access})")
-    results = push_all(run, built, access, latest=s.latest, force=force, on_published=on_published)
+    results = push_all(
+        run, built, access, latest=s.latest, force=force, on_written=on_written, on_published=on_published
+    )
     write_step_summary(run, results)
     failed = [r.name for r in results if r.record is None]
     done = len(results) - len(failed)
@@ -89,6 +94,7 @@ def push_all(
     *,
     latest: bool,
     force: bool,
+    on_written: Callable[[str, str], None] | None = None,
     on_published: Callable[[PublishedPack], None] | None = None,
 ) -> list[PackResult]:
     """Plan every pack, then apply the plans, up to `jobs` at once; one failing pack does not stop the others.
@@ -104,7 +110,7 @@ def push_all(
     """
     planned = plan_all(run, built, registry, latest=latest, force=force)
     with beside(max(run.settings.jobs, CONSULT_JOBS), "prove") as prove_beside:
-        return _apply(run, registry, planned, prove_beside, on_published)
+        return _apply(run, registry, planned, prove_beside, on_written, on_published)
 
 
 def _apply(
@@ -112,6 +118,7 @@ def _apply(
     registry: VerifiedRegistry,
     planned: list[Planned],
     prove_beside: Callable[..., Future[PackResult]],
+    on_written: Callable[[str, str], None] | None,
     on_published: Callable[[PublishedPack], None] | None,
 ) -> list[PackResult]:
     """Write each pack (up to `jobs` at once), prove it beside the next writes, report in pack order."""
@@ -126,6 +133,8 @@ def _apply(
         try:
             if outcome.commit is not None:  # the staged push's manifests, now that its bytes are proven
                 outcome = outcome.commit()
+            if on_written is not None:
+                on_written(item.built.name, item.artifact.descriptor.digest)
             return prove_one(run, registry, item, outcome)
         except PublisherError as exc:
             return failed(item, exc)

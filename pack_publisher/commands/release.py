@@ -24,7 +24,7 @@ def release(run: Run, names: list[str] | None, changed_since: str, *, force: boo
                 run.say(f"no pack changed since {changed_since}: nothing to release, no lockfile written")
                 return
             built = build(run, selected, builder_path or "", release=True)
-            publish(run, built, access, force=force, on_published=check.add)
+            publish(run, built, access, force=force, on_written=check.start, on_published=check.add)
         refused = check.report()
     lock(run, selected)
     consumers.enforce(run, refused, lock_written=True)
