@@ -32,6 +32,7 @@ from testsupport.referrers_api import ReferrersApiProxy
 from testsupport.registries import Registry
 
 from .conftest import PROJECT
+from .test_retry import FakeClock
 
 REPO = "acme/greentic-packs/race"
 LAYER = PROJECT / "tests" / "data" / "oras-1.3.3" / "layer.gtpack"
@@ -196,5 +197,66 @@ def test_with_the_api_its_answer_stands_and_later_listings_ask_it_alone(registry
         index_reads = proxy.asked("/manifests/sha256-")
         assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
         assert proxy.asked("/manifests/sha256-") == index_reads  # known to have the API: the index is not read
+    finally:
+        proxy.close()
+
+
+class IndexUnavailable(ReferrersApiProxy):
+    """A registry whose tag-schema index reads answer 503 (`failures` times), the API as `api` says."""
+
+    def __init__(self, upstream_port: int, *, api: bool, failures: int) -> None:
+        self.failures = failures
+        super().__init__(upstream_port, api=api)
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(req.path).path
+        if req.command == "GET" and "/manifests/sha256-" in path:
+            with self.lock:
+                failing = self.failures > 0
+                self.failures -= 1
+                if failing:  # answered here: the pass-through below records the others
+                    self.seen.append((req.command, path))
+            if failing:
+                req.send_response(503)
+                req.send_header("Retry-After", "1")
+                req.send_header("Content-Length", "0")
+                req.end_headers()
+                return
+        super().handle(req)
+
+    def index_reads(self) -> int:
+        with self.lock:
+            return sum(1 for method, path in self.seen if method == "GET" and "/manifests/sha256-" in path)
+
+
+def test_the_index_read_beside_the_api_is_one_attempt(registry: Registry, tmp_path: Path) -> None:
+    """An index that answers 503 never holds up the API's answer with its retries (nor their waits)."""
+    proxy = IndexUnavailable(registry.port, api=True, failures=1000)
+    try:
+        writer = HttpTransport(proxy.host, None, True)
+        layer = file_descriptor("application/vnd.greentic.gtpack.v1+zip", LAYER)
+        artifact = compose(layer, "race.gtpack", {"org.opencontainers.image.created": "2026-01-02T03:04:05Z"})
+        writer.push(PushRequest(repository=REPO, tags=["1.0.0"], gtpack=LAYER, artifact=artifact))
+        ours, document = sbom_referrer(tmp_path, artifact.descriptor, "ours")
+        writer.attach(AttachRequest(repository=REPO, referrer=ours, document=document))
+        clock = FakeClock()
+        reader = HttpTransport(proxy.host, None, True, RetryPolicy(attempts=5, clock=clock))
+        assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
+        assert proxy.index_reads() == 1 and clock.slept == []
+    finally:
+        proxy.close()
+
+
+def test_without_the_api_a_failed_index_read_beside_it_is_retried(registry: Registry, tmp_path: Path) -> None:
+    subject = pushed_subject(registry, tmp_path)
+    ours, document = sbom_referrer(tmp_path, subject, "ours")
+    HttpTransport(registry.host, None, True).attach(AttachRequest(repository=REPO, referrer=ours, document=document))
+    proxy = IndexUnavailable(registry.port, api=False, failures=2)
+    try:
+        clock = FakeClock()
+        reader = HttpTransport(proxy.host, None, True, RetryPolicy(attempts=5, clock=clock))
+        assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
+        assert proxy.index_reads() == 3  # the one beside the API, then the retried read: a 503, then the index
+        assert clock.slept == [1.0]  # the 503's Retry-After, once
     finally:
         proxy.close()

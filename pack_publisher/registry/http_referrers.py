@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pack_publisher.oci.descriptor import Descriptor
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE, Referrer, lists, parse_index, referrers_tag, with_referrer
+from pack_publisher.registry.retry import retrying
 from pack_publisher.registry.transport import MAX_MANIFEST_BYTES, AttachRequest, NotFound
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import together
@@ -73,8 +74,8 @@ def _api_referrers(t: HttpTransport, repository: str, subject: str) -> list[dict
     return t._retrying(f"listing the referrers of {repository}@{subject[:19]}", attempt)  # type: ignore[no-any-return]
 
 
-def read_index(t: HttpTransport, repository: str, tag: str) -> list[dict[str, Any]]:
-    """The entries of the tag-schema index under `tag` (none when there is no index)."""
+def read_index(t: HttpTransport, repository: str, tag: str, *, once: bool = False) -> list[dict[str, Any]]:
+    """The entries of the tag-schema index under `tag` (none when there is no index); `once`: one attempt."""
 
     def attempt() -> list[dict[str, Any]]:
         url = t._url(repository, f"manifests/{tag}")
@@ -88,7 +89,10 @@ def read_index(t: HttpTransport, repository: str, tag: str) -> list[dict[str, An
         return parse_index(body, f"{t.registry}/{repository}:{tag}")
 
     try:
-        return t._retrying(f"reading {repository}:{tag}", attempt)  # type: ignore[no-any-return]
+        operation = f"reading {repository}:{tag}"
+        if once:
+            return retrying(t.policy, t.registry, operation, attempt, attempts=1)
+        return t._retrying(operation, attempt)  # type: ignore[no-any-return]
     except NotFound:
         return []
 
@@ -98,7 +102,8 @@ def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str,
 
     While the run does not know whether the registry has the API (the first listing after an oras push,
     or of a pack published before), the index is read beside the API's answer instead of after it: a round
-    trip fewer where there is no API, one unused read where there is.
+    trip fewer where there is no API, one unused read where there is. That read is one attempt, so the
+    API's answer never waits for its retries; where it is needed and failed, it is read again, retried.
     """
     tag = referrers_tag(subject)
     if t.referrers_api is not None:
@@ -112,17 +117,15 @@ def referrers(t: HttpTransport, repository: str, subject: str) -> list[dict[str,
 
     def index() -> list[dict[str, Any]] | None:
         try:
-            return read_index(t, repository, tag)
-        except PublisherError as exc:  # raised only when the API's answer does not stand in for it
+            return read_index(t, repository, tag, once=True)
+        except PublisherError as exc:  # read again below, with retries, if the API's answer does not stand in
             failed.append(exc)
             return None
 
     found, indexed = together([api, index])
     if found is not None:
         return found
-    if failed:
-        raise failed[0]
-    return indexed or []
+    return read_index(t, repository, tag) if failed else indexed or []
 
 
 def attach(t: HttpTransport, request: AttachRequest) -> None:
