@@ -335,6 +335,43 @@ def test_a_pack_that_fails_its_proof_is_not_reported_pullable(
     assert "pulled anonymously" not in result.stdout + result.stderr
 
 
+class FirstFetchLags(ReferrersApiProxy):
+    """A registry that serves a manifest it just stored a moment late: the first fetch by digest of our
+    client (the anonymous check's, made beside the proof) is answered 404, as for a private package."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.fetches: list[int] = []  # the status each fetch by digest was answered with
+        super().__init__(upstream_port, api=False)
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(req.path).path
+        ours = req.headers.get("User-Agent", "").startswith("greentic-pack-publisher/")
+        if req.command == "GET" and ours and "/manifests/sha256:" in path:
+            with self.lock:
+                lagging = not self.fetches
+                self.fetches.append(404 if lagging else 200)
+            if lagging:
+                req.send_response(404)
+                req.send_header("Content-Length", "0")
+                req.end_headers()
+                return
+        super().handle(req)
+
+
+def test_a_check_made_before_the_proof_is_asked_again_before_naming_a_pack(
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
+) -> None:
+    proxy = FirstFetchLags(registry.port)
+    try:
+        env = {"OCI_REGISTRY": proxy.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "REQUIRE_PUBLIC": "1"}
+        result = run_invoke(project_copy, "release", **env, **client)
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert proxy.fetches == [404, 200]  # the early check's answer was not taken as the last word
+    assert "all 1 pack(s) can be pulled anonymously" in result.stdout and "anonymously (" not in result.stderr
+
+
 def test_ghcr_settings_pages() -> None:
     org_page, user_page = pullability.settings_pages("acme", "packs/messaging", "provider")
     assert org_page == "https://github.com/orgs/acme/packages/container/packs%2Fmessaging%2Fprovider/settings"

@@ -215,37 +215,42 @@ class AnonymousCheck:
     packs run while the last ones are still being pushed, so the release waits for the last pack's only.
 
     A pack's check starts when its manifest is written (`start`), beside the proof that it landed, and is
-    reported once that proof holds (`add`): a pack that fails its proof is never reported as pullable.
+    reported once that proof holds (`add`): a pack that fails its proof is never reported as pullable. A
+    check made before its proof that finds a problem is made again at the end, after the proof: a registry
+    slow to serve what it just stored (read-after-write lag) does not get a pack named as private.
     """
 
     def __init__(self, run: Run, transport: HttpTransport, submit: Callable[..., Future[str | None]]) -> None:
         self.run = run
         self.transport = transport
         self.submit = submit
-        self.checks: list[tuple[PublishedPack, Future[str | None]]] = []
+        self.checks: list[tuple[PublishedPack, Future[str | None], bool]] = []  # (pack, check, made before proof)
         self.started: dict[tuple[str, str], Future[str | None]] = {}  # (pack, manifest digest): its check
         self.lock = threading.Lock()  # `start` is called from the threads proving packs
 
+    def _check(self, name: str, digest: str) -> Future[str | None]:
+        return self.submit(anonymous_problem, self.transport, self.run.settings.repository(name), digest)
+
     def start(self, name: str, digest: str) -> None:
         """The registry holds pack `name` at `digest` (written now or before): check it while it is proven."""
-        check = self.submit(anonymous_problem, self.transport, self.run.settings.repository(name), digest)
+        check = self._check(name, digest)
         with self.lock:
             self.started[(name, digest)] = check
 
     def add(self, pack: PublishedPack) -> None:
         """`pack` is proven published: its check (started beside the proof, or now) goes into the report."""
         with self.lock:
-            check = self.started.pop((pack.name, pack.digest), None)
-        if check is None:
-            check = self.submit(anonymous_problem, self.transport, self.run.settings.repository(pack.name), pack.digest)
-        self.checks.append((pack, check))
+            early = self.started.pop((pack.name, pack.digest), None)
+        self.checks.append((pack, early or self._check(pack.name, pack.digest), early is not None))
 
     def report(self) -> list[str]:
         """Warn for each pack that cannot be pulled, in pack order; the names that failed."""
         s = self.run.settings
+        found = [(pack, check.result(), early) for pack, check, early in self.checks]
+        again = {pack.name: self._check(pack.name, pack.digest) for pack, problem, early in found if problem and early}
         refused = []
-        for pack, check in self.checks:
-            problem = check.result()
+        for pack, problem, _ in found:
+            problem = again[pack.name].result() if pack.name in again else problem
             if problem is None:
                 continue
             refused.append(pack.name)
