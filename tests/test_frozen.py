@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from dataclasses import FrozenInstanceError, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -80,6 +80,43 @@ def test_keyword_only_fields_and_default_factories() -> None:
         KeywordsOnly(1)  # type: ignore[misc]
     one, two = KeywordsOnly(size=1), KeywordsOnly(size=1)
     assert one == two and one.items is not two.items
+
+
+def test_hash_follows_the_fields_hash_setting_and_a_class_keeps_its_own_methods() -> None:
+    @frozen
+    class Cached:
+        key: str
+        memo: list[str] = field(default_factory=list, hash=False)  # compared, not hashed: a list
+
+        def __repr__(self) -> str:
+            return f"<{self.key}>"
+
+    assert hash(Cached("k", ["a"])) == hash(("k",)) and Cached("k") != Cached("k", ["a"])
+    assert repr(Cached("k")) == "<k>"
+
+
+def test_what_frozen_does_not_support_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match="ClassVar and InitVar annotations are not supported"):
+
+        @frozen
+        class Counted:
+            name: str
+            made: ClassVar[int] = 0
+
+    with pytest.raises(TypeError, match="no dataclass may be a base"):
+
+        @frozen
+        class Derived(Stdlib):
+            extra: int = 0
+
+    with pytest.raises(TypeError, match="defines __setattr__ or __delattr__"):
+
+        @frozen
+        class Guarded:
+            name: str
+
+            def __setattr__(self, name: str, value: object) -> None:
+                object.__setattr__(self, name, value)
 
 
 PROBE = """
