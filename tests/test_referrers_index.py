@@ -153,9 +153,22 @@ class FirstAnswerHeld(ReferrersApiProxy):
                 self.held[0] = self.index_asked.wait(HOLD_SECONDS)
         super().handle(req)
 
-    def asked(self, part: str) -> int:
-        with self.lock:
-            return sum(1 for method, path in self.seen if method == "GET" and part in path)
+
+def asked(proxy: ReferrersApiProxy, part: str) -> int:
+    """How many GETs the proxy passed whose path holds `part`."""
+    with proxy.lock:
+        return sum(1 for method, path in proxy.seen if method == "GET" and part in path)
+
+
+def pushed_through_api(proxy: ReferrersApiProxy, folder: Path) -> tuple[Any, Referrer]:
+    """A pack pushed through a registry with the referrers API, and its SBOM referrer, which the API indexes."""
+    writer = HttpTransport(proxy.host, None, True)
+    layer = file_descriptor("application/vnd.greentic.gtpack.v1+zip", LAYER)
+    artifact = compose(layer, "race.gtpack", {"org.opencontainers.image.created": "2026-01-02T03:04:05Z"})
+    writer.push(PushRequest(repository=REPO, tags=["1.0.0"], gtpack=LAYER, artifact=artifact))
+    ours, document = sbom_referrer(folder, artifact.descriptor, "ours")
+    writer.attach(AttachRequest(repository=REPO, referrer=ours, document=document))
+    return artifact.descriptor, ours
 
 
 def test_without_the_api_the_first_listing_reads_the_index_beside_it_and_later_ones_the_index_alone(
@@ -172,7 +185,7 @@ def test_without_the_api_the_first_listing_reads_the_index_beside_it_and_later_o
         assert proxy.held == [True], "the index was read only after the API's answer"
         assert reader.referrers_api is False
         assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
-        assert proxy.asked("/referrers/") == 1 and proxy.asked("/manifests/sha256-") == 2  # the API not asked again
+        assert asked(proxy, "/referrers/") == 1 and asked(proxy, "/manifests/sha256-") == 2  # the API not asked again
     finally:
         proxy.close()
 
@@ -180,23 +193,18 @@ def test_without_the_api_the_first_listing_reads_the_index_beside_it_and_later_o
 def test_with_the_api_its_answer_stands_and_later_listings_ask_it_alone(registry: Registry, tmp_path: Path) -> None:
     proxy = FirstAnswerHeld(registry.port, has_api=True)
     try:
-        writer = HttpTransport(proxy.host, None, True)
-        layer = file_descriptor("application/vnd.greentic.gtpack.v1+zip", LAYER)
-        artifact = compose(layer, "race.gtpack", {"org.opencontainers.image.created": "2026-01-02T03:04:05Z"})
-        writer.push(PushRequest(repository=REPO, tags=["1.0.0"], gtpack=LAYER, artifact=artifact))
-        ours, document = sbom_referrer(tmp_path, artifact.descriptor, "ours")
-        writer.attach(AttachRequest(repository=REPO, referrer=ours, document=document))  # the API indexes it
-        stale, stale_document = sbom_referrer(tmp_path, artifact.descriptor, "stale")
+        subject, ours = pushed_through_api(proxy, tmp_path)
+        stale, stale_document = sbom_referrer(tmp_path, subject, "stale")
         behind = HttpTransport(registry.host, None, True)  # an older tool, past the proxy: a tag-schema index
         behind.attach(AttachRequest(repository=REPO, referrer=stale, document=stale_document))
-        assert index_digests(registry, artifact.descriptor.digest) == [stale.descriptor.digest]
+        assert index_digests(registry, subject.digest) == [stale.descriptor.digest]
 
         reader = HttpTransport(proxy.host, None, True)
-        assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
+        assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
         assert proxy.held == [True] and reader.referrers_api is True
-        index_reads = proxy.asked("/manifests/sha256-")
-        assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
-        assert proxy.asked("/manifests/sha256-") == index_reads  # known to have the API: the index is not read
+        index_reads = asked(proxy, "/manifests/sha256-")
+        assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
+        assert asked(proxy, "/manifests/sha256-") == index_reads  # known to have the API: the index is not read
     finally:
         proxy.close()
 
@@ -224,25 +232,16 @@ class IndexUnavailable(ReferrersApiProxy):
                 return
         super().handle(req)
 
-    def index_reads(self) -> int:
-        with self.lock:
-            return sum(1 for method, path in self.seen if method == "GET" and "/manifests/sha256-" in path)
-
 
 def test_the_index_read_beside_the_api_is_one_attempt(registry: Registry, tmp_path: Path) -> None:
     """An index that answers 503 never holds up the API's answer with its retries (nor their waits)."""
     proxy = IndexUnavailable(registry.port, api=True, failures=1000)
     try:
-        writer = HttpTransport(proxy.host, None, True)
-        layer = file_descriptor("application/vnd.greentic.gtpack.v1+zip", LAYER)
-        artifact = compose(layer, "race.gtpack", {"org.opencontainers.image.created": "2026-01-02T03:04:05Z"})
-        writer.push(PushRequest(repository=REPO, tags=["1.0.0"], gtpack=LAYER, artifact=artifact))
-        ours, document = sbom_referrer(tmp_path, artifact.descriptor, "ours")
-        writer.attach(AttachRequest(repository=REPO, referrer=ours, document=document))
+        subject, ours = pushed_through_api(proxy, tmp_path)
         clock = FakeClock()
         reader = HttpTransport(proxy.host, None, True, RetryPolicy(attempts=5, clock=clock))
-        assert [r["digest"] for r in reader.referrers(REPO, artifact.descriptor.digest)] == [ours.descriptor.digest]
-        assert proxy.index_reads() == 1 and clock.slept == []
+        assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
+        assert asked(proxy, "/manifests/sha256-") == 1 and clock.slept == []
     finally:
         proxy.close()
 
@@ -256,7 +255,8 @@ def test_without_the_api_a_failed_index_read_beside_it_is_retried(registry: Regi
         clock = FakeClock()
         reader = HttpTransport(proxy.host, None, True, RetryPolicy(attempts=5, clock=clock))
         assert [r["digest"] for r in reader.referrers(REPO, subject.digest)] == [ours.descriptor.digest]
-        assert proxy.index_reads() == 3  # the one beside the API, then the retried read: a 503, then the index
+        # the read beside the API, then the retried one: a 503, then the index
+        assert asked(proxy, "/manifests/sha256-") == 3
         assert clock.slept == [1.0]  # the 503's Retry-After, once
     finally:
         proxy.close()
