@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -273,6 +272,21 @@ def test_only_the_private_packs_are_named(
 HOLD_SECONDS = 10  # how long the proof's read-back waits for the anonymous check; only a check after it waits
 
 
+def env_at(host: str, **extra: str) -> dict[str, str]:
+    return {"OCI_REGISTRY": host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **extra}
+
+
+def ours(req: BaseHTTPRequestHandler) -> bool:
+    """A request of the publisher's own client (the proof's, the anonymous check's), not one of oras'."""
+    return req.headers.get("User-Agent", "").startswith("greentic-pack-publisher/")
+
+
+def not_found(req: BaseHTTPRequestHandler) -> None:
+    req.send_response(404)
+    req.send_header("Content-Length", "0")
+    req.end_headers()
+
+
 class ReadBackHeld(ReferrersApiProxy):
     """docker-registry behind a proxy that holds the proof's first read-back of the version tag until the
     anonymous check fetches the manifest by digest: a push that checks only after the proof waits the
@@ -286,37 +300,30 @@ class ReadBackHeld(ReferrersApiProxy):
 
     def handle(self, req: BaseHTTPRequestHandler) -> None:
         path = urlsplit(req.path).path
-        ours = req.headers.get("User-Agent", "").startswith("greentic-pack-publisher/")  # not oras' own reads
-        if req.command == "GET" and ours and "/manifests/sha256:" in path:
+        if req.command == "GET" and ours(req) and "/manifests/sha256:" in path:
             self.checked.set()
-        if req.command == "GET" and ours and path.endswith("/manifests/1.2.3"):
+        if req.command == "GET" and ours(req) and path.endswith("/manifests/1.2.3"):
             with self.lock:
                 first = not self.held
                 self.held.append(False)
             if first:
                 self.held[0] = self.checked.wait(HOLD_SECONDS)
             if self.refuse_read_back:
-                req.send_response(404)
-                req.send_header("Content-Length", "0")
-                req.end_headers()
+                not_found(req)
                 return
         super().handle(req)
 
 
-@pytest.fixture
-def read_back_held(registry: Registry) -> Iterator[ReadBackHeld]:
-    proxy = ReadBackHeld(registry.port)
-    yield proxy
-    proxy.close()
-
-
 def test_the_anonymous_check_runs_beside_the_proof(
-    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, read_back_held: ReadBackHeld
+    client: dict[str, str], project_copy: Path, run_invoke: RunInvoke, registry: Registry
 ) -> None:
-    env = {"OCI_REGISTRY": read_back_held.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", **client}
-    result = run_invoke(project_copy, "release", **env)
+    proxy = ReadBackHeld(registry.port)
+    try:
+        result = run_invoke(project_copy, "release", **env_at(proxy.host, **client))
+    finally:
+        proxy.close()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert read_back_held.held[:1] == [True], "the anonymous check waited for the proof"
+    assert proxy.held[:1] == [True], "the anonymous check waited for the proof"
     assert "all 1 pack(s) can be pulled anonymously" in result.stdout
 
 
@@ -325,8 +332,7 @@ def test_a_pack_that_fails_its_proof_is_not_reported_pullable(
 ) -> None:
     proxy = ReadBackHeld(registry.port, refuse_read_back=True)
     try:
-        env = {"OCI_REGISTRY": proxy.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "OCI_CLIENT": "python"}
-        result = run_invoke(project_copy, "release", **env)
+        result = run_invoke(project_copy, "release", **env_at(proxy.host, OCI_CLIENT="python"))
     finally:
         proxy.close()
     assert result.returncode == 1, result.stdout + result.stderr
@@ -344,16 +350,12 @@ class FirstFetchLags(ReferrersApiProxy):
         super().__init__(upstream_port, api=False)
 
     def handle(self, req: BaseHTTPRequestHandler) -> None:
-        path = urlsplit(req.path).path
-        ours = req.headers.get("User-Agent", "").startswith("greentic-pack-publisher/")
-        if req.command == "GET" and ours and "/manifests/sha256:" in path:
+        if req.command == "GET" and ours(req) and "/manifests/sha256:" in urlsplit(req.path).path:
             with self.lock:
                 lagging = not self.fetches
                 self.fetches.append(404 if lagging else 200)
             if lagging:
-                req.send_response(404)
-                req.send_header("Content-Length", "0")
-                req.end_headers()
+                not_found(req)
                 return
         super().handle(req)
 
@@ -363,8 +365,7 @@ def test_a_check_made_before_the_proof_is_asked_again_before_naming_a_pack(
 ) -> None:
     proxy = FirstFetchLags(registry.port)
     try:
-        env = {"OCI_REGISTRY": proxy.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "REQUIRE_PUBLIC": "1"}
-        result = run_invoke(project_copy, "release", **env, **client)
+        result = run_invoke(project_copy, "release", **env_at(proxy.host, REQUIRE_PUBLIC="1", **client))
     finally:
         proxy.close()
     assert result.returncode == 0, result.stdout + result.stderr
