@@ -20,7 +20,8 @@ from pack_publisher.commands.plan import CONSULT_JOBS, Planned, dry_run, plan_al
 from pack_publisher.commands.select import select_packs
 from pack_publisher.config.run import Run
 from pack_publisher.oci.descriptor import file_digest
-from pack_publisher.registry.transport import AttachRequest, NotFound, PushOutcome, PushRequest
+from pack_publisher.oci.plan import LATEST
+from pack_publisher.registry.transport import AttachRequest, LikelyPush, NotFound, PushOutcome, PushRequest
 from pack_publisher.registry.verified import VerifiedRegistry
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.frozen import frozen
@@ -108,9 +109,19 @@ def push_all(
     and nothing was uploaded to prove it. (oras moves the tags in its slot when no pack waits for it:
     there, every blob the registry receives is hashed by it, and the manifest names the build's digests.)
     """
+    if len(built) == 1:  # one pack waits for every step of its push: its oras copy starts while the plan is made
+        # (from this thread, which outlives the copy: `Commands.start`)
+        registry.prepare(likely_push(run, built[0], latest=latest))
     planned = plan_all(run, built, registry, latest=latest, force=force)
     with beside(max(run.settings.jobs, CONSULT_JOBS), "prove") as prove_beside:
         return _apply(run, registry, planned, prove_beside, on_written, on_published)
+
+
+def likely_push(run: Run, built: BuiltPack, *, latest: bool) -> LikelyPush:
+    """The push of `built` if its plan is the usual one: a new version tag (and `latest`), its SBOM referrer."""
+    tags = [run.settings.version, *([LATEST] if latest else [])]
+    repository = run.settings.repository(built.name)
+    return LikelyPush(repository, tags, built.gtpack.parent, with_referrer=built.sbom_referrer is not None)
 
 
 def _apply(

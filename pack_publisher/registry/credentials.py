@@ -145,9 +145,7 @@ class PrivateRegistryConfig:
             os.write(self.fd, data)
             self.path = Path(f"/dev/fd/{self.fd}")
             return
-        cleanup.sweep_stale(Path(tempfile.gettempdir()), CONFIG_PREFIX)
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{CONFIG_PREFIX}{os.getpid()}-"))  # mode 0700
-        cleanup.register_folder(self.folder)
+        self.folder = cleanup.scratch_folder(Path(tempfile.gettempdir()), CONFIG_PREFIX)  # mode 0700
         self.path = self.folder / "config.json"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:

@@ -43,6 +43,7 @@ from pack_publisher.registry.transport import (
     MAX_MANIFEST_BYTES,
     AttachRequest,
     FetchedManifest,
+    LikelyPush,
     NotFound,
     PushOutcome,
     PushRequest,
@@ -280,6 +281,9 @@ class HttpTransport:
                     sink.write(chunk)
 
         self._retrying(f"downloading blob {digest[:19]} from {repository}", attempt)
+
+    def prepare(self, likely: LikelyPush) -> None:
+        """Nothing to get ready: a request costs no start-up."""
 
     def push(self, request: PushRequest) -> PushOutcome:
         from pack_publisher.registry.http_push import push

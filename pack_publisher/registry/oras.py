@@ -24,15 +24,12 @@ bounded by the time budget (at most `WHOLE_COMMAND_ATTEMPTS`), not by one reques
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from pack_publisher.oci import layout as layout_files
 from pack_publisher.oci.descriptor import Descriptor, is_digest
 from pack_publisher.oci.referrers import INDEX_MEDIA_TYPE
 from pack_publisher.registry.credentials import Credentials, PrivateRegistryConfig
@@ -41,6 +38,7 @@ from pack_publisher.registry.retry import TRANSIENT_STATUS, RetryPolicy, Transie
 from pack_publisher.registry.transport import (
     AttachRequest,
     FetchedManifest,
+    LikelyPush,
     NotFound,
     PushOutcome,
     PushRequest,
@@ -48,7 +46,7 @@ from pack_publisher.registry.transport import (
 )
 from pack_publisher.runtime import cleanup
 from pack_publisher.runtime.errors import AccessError, PublisherError
-from pack_publisher.runtime.processes import Commands
+from pack_publisher.runtime.processes import Commands, HeldCommands, Started
 from pack_publisher.runtime.redact import Redactor
 
 if TYPE_CHECKING:
@@ -79,7 +77,7 @@ class Unauthorized(AccessError):
 
 
 class OrasTransport:
-    """Safe to share between threads: it holds no per-request state."""
+    """Safe to share between threads: its only state, the copies `prepare` started, is kept under a lock."""
 
     name = "oras CLI"
 
@@ -108,6 +106,7 @@ class OrasTransport:
         self.redact = redactor
         self.policy = policy or RetryPolicy()
         self._accepted = False  # some command got past the registry's auth: a later 401 is an expired token
+        self._held = HeldCommands()  # (repository, tags, with referrer): an `oras cp` at its gate (`prepare`)
 
     # --- running oras -----------------------------------------------------------------------------
 
@@ -129,20 +128,24 @@ class OrasTransport:
         *,
         timeout: float | None = None,
         open_sink: SinkFactory | None = None,
-        cwd: Path | None = None,
         stdin: bytes | None = None,
+        first: Started | None = None,
     ) -> bytes:
-        """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per attempt."""
+        """One oras command under the retry policy: its stdout, or nothing when streamed into a new sink per
+        attempt; `first`: the command already started (`prepare`), which is the first attempt."""
         seconds = timeout or self._small_timeout()
         renewed = False
+        started = [first] if first is not None else []
 
         def attempt() -> bytes:
             nonlocal renewed
             try:
+                if started:
+                    return self._once(args, operation, seconds, None, stdin, started.pop())
                 if open_sink is None:
-                    return self._once(args, operation, seconds, None, cwd, stdin)
+                    return self._once(args, operation, seconds, None, stdin)
                 with open_sink() as sink:
-                    return self._once(args, operation, seconds, sink, cwd, stdin)
+                    return self._once(args, operation, seconds, sink, stdin)
             except Unauthorized as exc:
                 if renewed or not self._accepted:
                     raise
@@ -159,19 +162,21 @@ class OrasTransport:
         operation: str,
         timeout: float,
         sink: IO[bytes] | None,
-        cwd: Path | None = None,
         stdin: bytes | None = None,
+        started: Started | None = None,
     ) -> bytes:
         try:
-            done = self.commands.run(
-                [self.oras, *args],
-                timeout=timeout,
-                stdout=sink or True,
-                env=self.env,
-                cwd=cwd,
-                stdin=stdin,
-                pass_fds=self.config.pass_fds,
-            )
+            if started is not None:
+                done = started.finish(timeout)
+            else:
+                done = self.commands.run(
+                    [self.oras, *args],
+                    timeout=timeout,
+                    stdout=sink or True,
+                    env=self.env,
+                    stdin=stdin,
+                    pass_fds=self.config.pass_fds,
+                )
         except OSError as exc:
             raise PublisherError(f"cannot run {self.oras}: {exc.strerror}") from None
         if done.expired:
@@ -298,29 +303,54 @@ class OrasTransport:
         operation: str,
         already_sent: frozenset[str] = frozenset(),
     ) -> None:
-        """`oras cp` of a layout written here (the exact bytes composed here; files linked, not copied) to
-        the registry: its first manifest under `tags`, or by digest when there are none; with a second
-        manifest (a referrer of the first), `-r`; its deadline allows for every blob but `already_sent`."""
-        gtpack_or_document = next(source for _, source in blobs if isinstance(source, Path))
-        cleanup.sweep_stale(gtpack_or_document.parent, LAYOUT_PREFIX)  # left by a run killed outright
-        work = Path(tempfile.mkdtemp(prefix=f"{LAYOUT_PREFIX}{os.getpid()}-", dir=gtpack_or_document.parent))
-        cleanup.register_folder(work)
+        """`oras cp` of a layout written here (the exact bytes composed here; files linked) to the registry: the
+        first manifest under `tags` (none: by digest), `-r` with a referrer of it; the deadline allows for every
+        blob but `already_sent`. The copy `prepare` started for it is let through its gate, else one starts."""
+        root, recursive = manifests[0][0], len(manifests) > 1
+        near = next(source for _, source in blobs if isinstance(source, Path)).parent
+        held = self._held.take((repository, tuple(tags), recursive))
+        work, started = held or (cleanup.scratch_folder(near, LAYOUT_PREFIX), None)
         try:
-            root = manifests[0][0]
-            layout = _write_layout(work, blobs, manifests, tags[0] if tags else None)
-            source = f"{layout}:{tags[0]}" if tags else f"{layout}@{root.digest}"
-            target = f"{self.registry}/{repository}" + (f":{','.join(tags)}" if tags else f"@{root.digest}")
-            recursive = ["-r"] if len(manifests) > 1 else []
-            to_remote = ["--to-registry-config", str(self.config.path)]
-            to_remote += ["--to-plain-http"] if self.plain_http else []
+            layout = work / "layout"
+            if started is None:
+                layout_files.start_layout(layout, gated=False)
+            layout_files.add_blobs(layout, blobs, manifests)
+            index = layout_files.index_of(manifests, tags[0] if tags else None)
+            wait = self._small_timeout()
+            through = started is not None and layout_files.open_gate(layout, index, started.ended, wait)  # it copies
+            layout_files.write_index(layout, index)  # for any later attempt (and in place of the gate)
             size = sum(blob.size for blob, _ in blobs if blob.digest not in already_sent)
-            self._run(
-                ["cp", *recursive, "--from-oci-layout", *to_remote, source, target],
-                operation,
-                timeout=self._small_timeout() + size / MIN_UPLOAD_RATE,
-            )
+            args = self._copy_args(layout, repository, tags, root.digest, recursive)
+            first = started if through else None
+            self._run(args, operation, timeout=self._small_timeout() + size / MIN_UPLOAD_RATE, first=first)
         finally:
+            if started is not None:
+                started.abandon()  # one never let through (or that ended early): the copy ran the usual way
             cleanup.remove_folder(work)
+
+    def _copy_args(self, layout: Path, repository: str, tags: list[str], root: str, recursive: bool) -> list[str]:
+        source = f"{layout}:{tags[0]}" if tags else f"{layout}@{root}"
+        target = f"{self.registry}/{repository}" + (f":{','.join(tags)}" if tags else f"@{root}")
+        to_remote = ["--to-registry-config", str(self.config.path), *(["--to-plain-http"] if self.plain_http else [])]
+        return ["cp", *(["-r"] if recursive else []), "--from-oci-layout", *to_remote, source, target]
+
+    def prepare(self, likely: LikelyPush) -> None:
+        """Start the `oras cp` this push will run, held at its layout's gate (`oci.layout`) until `_copy` knows
+        it is wanted, so oras' start-up overlaps the plan; where no gate can be made, the push starts it later."""
+        if not likely.tags:
+            return
+        try:
+            work = cleanup.scratch_folder(likely.folder, LAYOUT_PREFIX)
+        except OSError:
+            return  # the push says why, if it comes
+        try:
+            layout_files.start_layout(work / "layout", gated=True)
+            args = self._copy_args(work / "layout", likely.repository, likely.tags, "", likely.with_referrer)
+            started = self.commands.start([self.oras, *args], env=self.env, pass_fds=self.config.pass_fds)
+        except OSError:
+            cleanup.remove_folder(work)
+            return
+        self._held.hold((likely.repository, tuple(likely.tags), likely.with_referrer), work, started)
 
     def referrers(self, repository: str, subject: str) -> list[dict[str, Any]]:
         return self._read(lambda: self.reader.referrers(repository, subject))
@@ -364,36 +394,6 @@ class OrasTransport:
         index_cycle(read, write, request.referrer, f"{self.registry}/{repository}")
 
     def close(self) -> None:
+        self._held.drop_all()  # prepared for a push that did not come (already published, another plan)
         self.config.remove()  # the run's private registry config goes with the transport
         self.reader.close()
-
-
-def _write_layout(
-    work: Path, blobs: list[tuple[Descriptor, Path | bytes]], manifests: list[tuple[Descriptor, bytes]], tag: str | None
-) -> Path:
-    """An OCI image layout holding exactly these manifests and their blobs, the first tagged `tag` in the
-    layout if given (the others untagged); files are linked, not copied."""
-    layout = work / "layout"
-    folder = layout / "blobs" / "sha256"
-    folder.mkdir(parents=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
-    for blob, source in [*blobs, *manifests]:
-        path = folder / blob.digest.split(":", 1)[1]
-        if isinstance(source, Path):
-            _link(source, path)
-        elif not path.exists():  # the empty config, once
-            path.write_bytes(source)
-    entries: list[dict[str, Any]] = []
-    for descriptor, _ in manifests:
-        entries.append({"mediaType": descriptor.media_type, "digest": descriptor.digest, "size": descriptor.size})
-    if tag is not None:
-        entries[0]["annotations"] = {"org.opencontainers.image.ref.name": tag}
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}), encoding="utf-8")
-    return layout
-
-
-def _link(source: Path, blob: Path) -> None:
-    try:
-        os.link(source, blob)
-    except OSError:  # another file system, or links not allowed: a copy is correct, only slower
-        shutil.copyfile(source, blob)

@@ -61,6 +61,16 @@ class PushRequest:
 
 
 @frozen
+class LikelyPush:
+    """A push that may follow (a one-pack push, before its plan): a transport may get it ready, never write."""
+
+    repository: str
+    tags: list[str]  # the tags it would write, as `PushRequest.tags`
+    folder: Path  # the archive's folder: scratch files go beside it
+    with_referrer: bool  # the pack's SBOM referrer goes with it
+
+
+@frozen
 class PushOutcome:
     uploaded_blobs: int | None  # the pack's blobs sent; None when the transport cannot tell
     referrer_written: bool = False  # the request's referrer went up with the pack
@@ -86,6 +96,10 @@ class Transport(Protocol):
 
     def fetch_blob(self, repository: str, digest: str, open_sink: SinkFactory) -> None:
         """Stream the blob into a sink from `open_sink` (a new one per attempt); NotFound when absent."""
+        ...
+
+    def prepare(self, likely: LikelyPush) -> None:
+        """Get ready for a push that may follow; nothing reaches the registry until `push` asks for it."""
         ...
 
     def push(self, request: PushRequest) -> PushOutcome:

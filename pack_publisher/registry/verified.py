@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from pack_publisher.oci.descriptor import Descriptor, DigestWriter, digest_of, is_digest
-from pack_publisher.registry.transport import NotFound, PushOutcome, PushRequest, Transport
+from pack_publisher.registry.transport import LikelyPush, NotFound, PushOutcome, PushRequest, Transport
 from pack_publisher.runtime.errors import PublisherError
 from pack_publisher.runtime.parallel import together
 
@@ -88,6 +88,10 @@ class VerifiedRegistry:
         if last is None or last.digest != blob.digest or last.size != blob.size:
             got = f"{last.digest[:19]}, {last.size} bytes" if last else "nothing"
             raise PublisherError(f"{self.registry}: blob {blob.short} arrived with other content ({got})")
+
+    def prepare(self, likely: LikelyPush) -> None:
+        """A push that may follow: the transport may get it ready (nothing is written before `write`)."""
+        self.transport.prepare(likely)
 
     def write(self, request: PushRequest) -> PushOutcome:
         """Write blobs and manifest as asked; nothing is proven until `check_landed` read it back."""

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -23,6 +24,15 @@ _processes: set[subprocess.Popen[bytes]] = set()
 def register_folder(path: Path) -> None:
     with _lock:
         _folders.add(path)
+
+
+def scratch_folder(parent: Path, prefix: str) -> Path:
+    """A new private folder `<prefix><pid>-*` in `parent` (mode 0700), removed at exit if not before; such
+    folders left by a run killed outright are swept first."""
+    sweep_stale(parent, prefix)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    register_folder(path)
+    return path
 
 
 def remove_folder(path: Path) -> None:

@@ -22,7 +22,7 @@ import shlex
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -75,8 +75,7 @@ class Commands:
         the child is killed when this process dies, even by SIGKILL (`PR_SET_PDEATHSIG`, see above).
         Raises OSError when the program cannot be started (missing, not executable), as `subprocess` does.
         """
-        if self.echo:
-            self._show(self.echo_format.format(command=shlex.join(argv)))
+        self._echo(argv)
         child_env = dict(env) if env is not None else self.env
         started = functools.partial(_start, timeout=timeout, stdin=stdin, stdout=stdout, env=child_env, cwd=cwd)
         fast = launch.fast_start(argv, child_env, cwd)
@@ -86,6 +85,97 @@ class Commands:
                 return done
         # the other way: it runs, or fails as `subprocess` fails
         return started(list(argv), None, launch.die_with_parent(), pass_fds)
+
+    def start(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, pass_fds: Sequence[int] = ()
+    ) -> Started:
+        """Start `argv` now (output captured, no input) and wait for it later (`Started.finish`), or never.
+
+        For a command held at a gate of its own until the caller knows it is wanted (oras reading its
+        layout's index from a FIFO): its start-up overlaps the caller's work. It is echoed, and its
+        deadline starts, at `finish`. The death signal follows the thread that starts it (`launch`): start
+        it from one that outlives it (the main thread). Raises OSError when the program cannot be started.
+        """
+        child_env = dict(env) if env is not None else self.env
+        spawn = functools.partial(_spawn, pass_fds=pass_fds, stdin=None, stdout=True, env=child_env)
+        fast = launch.fast_start(argv, child_env, None)
+        echo = functools.partial(self._echo, argv)  # shown when it is let through: one never wanted did nothing
+        # the caller sees a program setpriv could not start as one that ended early (`Started.ended`)
+        if fast is not None:
+            return Started(*spawn(fast.argv, fast.executable, None), echo)
+        return Started(*spawn(list(argv), None, launch.die_with_parent()), echo)
+
+    def _echo(self, argv: Sequence[str]) -> None:
+        if self.echo:
+            self._show(self.echo_format.format(command=shlex.join(argv)))
+
+
+class Started:
+    """A command started by `Commands.start`: finished (waited for under a deadline) or abandoned, once.
+
+    The caller must know it is wanted before letting it pass its gate; one that ended before (it failed,
+    or setpriv could not start it) is abandoned and its work run the usual way (`Commands.run`).
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], stderr: IO[bytes], echo: Callable[[], None]) -> None:
+        self.process = process
+        self._stderr = stderr
+        self._echo = echo
+        self._done = False  # finished or abandoned
+
+    def ended(self) -> bool:
+        return self.process.poll() is not None
+
+    def finish(self, timeout: float) -> Completed:
+        """Wait for its end, or kill it at `timeout` seconds from now; its output and status."""
+        self._done = True
+        self._echo()
+        return _wait(self.process, self._stderr, timeout=timeout, stdin=None, stdout=True)
+
+    def abandon(self) -> None:
+        """Kill it, with anything it started, and wait for it: it was not wanted (once finished: nothing)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            cleanup.kill_group(self.process)
+            self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+        finally:
+            cleanup.untrack(self.process)
+            self._stderr.close()
+
+
+class HeldCommands:
+    """Commands started ahead of need (`Commands.start`), each with its scratch folder, kept by key until
+    taken; `drop_all` stops the rest and removes their folders. Safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[Hashable, tuple[Path, Started]] = {}
+
+    def hold(self, key: Hashable, folder: Path, started: Started) -> None:
+        with self._lock:
+            replaced = self._held.pop(key, None)
+            self._held[key] = (folder, started)
+        if replaced is not None:
+            _drop(replaced)
+
+    def take(self, key: Hashable) -> tuple[Path, Started] | None:
+        with self._lock:
+            return self._held.pop(key, None)
+
+    def drop_all(self) -> None:
+        with self._lock:
+            unused, self._held = list(self._held.values()), {}
+        for held in unused:
+            _drop(held)
+
+
+def _drop(held: tuple[Path, Started]) -> None:
+    held[1].abandon()
+    cleanup.remove_folder(held[0])
 
 
 def _start(
@@ -101,7 +191,25 @@ def _start(
     cwd: Path | None,
 ) -> Completed:
     """Start one process and wait for its end or its deadline (see `Commands.run`)."""
-    with tempfile.TemporaryFile() as stderr:
+    process, stderr = _spawn(argv, executable, preexec, pass_fds=pass_fds, stdin=stdin, stdout=stdout, env=env, cwd=cwd)
+    return _wait(process, stderr, timeout=timeout, stdin=stdin, stdout=stdout)
+
+
+def _spawn(
+    argv: list[str],
+    executable: str | None,
+    preexec: Callable[[], None] | None,
+    *,
+    pass_fds: Sequence[int],
+    stdin: bytes | None,
+    stdout: IO[bytes] | bool,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """Start one process in a session of its own, stderr into a scratch file; tracked by `cleanup`."""
+    # closed by `_wait` or `Started.abandon`, which outlive this function
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115
+    try:
         process = subprocess.Popen(
             argv,
             executable=executable,  # None: argv[0], found as usual
@@ -115,7 +223,23 @@ def _start(
             pass_fds=tuple(pass_fds),
             preexec_fn=preexec,
         )
-        cleanup.track(process)
+    except BaseException:
+        stderr.close()
+        raise
+    cleanup.track(process)
+    return process, stderr
+
+
+def _wait(
+    process: subprocess.Popen[bytes],
+    stderr: IO[bytes],
+    *,
+    timeout: float,
+    stdin: bytes | None,
+    stdout: IO[bytes] | bool,
+) -> Completed:
+    """Feed `stdin`, read stdout, and wait for the end or the deadline; kill what it left; close `stderr`."""
+    with stderr:
         expired = threading.Event()
 
         def expire() -> None:
