@@ -13,9 +13,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pack_publisher.oci.descriptor import Descriptor
 
@@ -62,7 +61,16 @@ def write_index(layout: Path, index: bytes) -> None:
     path.write_bytes(index)
 
 
-def open_gate(layout: Path, index: bytes, reader_ended: Callable[[], bool], seconds: float) -> bool:
+class Reader(Protocol):
+    """The process waiting at a gate, as `open_gate` sees it."""
+
+    def ended(self) -> bool: ...
+
+    def announce(self) -> None:
+        """Called once it holds the gate, before it gets the index: it has sent nothing yet."""
+
+
+def open_gate(layout: Path, index: bytes, reader: Reader, seconds: float) -> bool:
     """Hand `index` to the process waiting at the layout's gate; False if it ended first, or never came within
     `seconds` (then the caller stops it and copies the usual way)."""
     give_up = time.monotonic() + seconds
@@ -72,9 +80,10 @@ def open_gate(layout: Path, index: bytes, reader_ended: Callable[[], bool], seco
             fd = os.open(layout / INDEX, os.O_WRONLY | os.O_NONBLOCK)
             break
         except OSError as exc:
-            if exc.errno != errno.ENXIO or reader_ended() or time.monotonic() > give_up:
+            if exc.errno != errno.ENXIO or reader.ended() or time.monotonic() > give_up:
                 return False
             time.sleep(_GATE_POLL)  # still starting: it has not opened its gate yet
+    reader.announce()
     os.set_blocking(fd, True)
     try:
         with open(fd, "wb") as gate:  # closing it is the end of the index for the reader

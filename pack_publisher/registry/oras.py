@@ -316,16 +316,16 @@ class OrasTransport:
                 layout_files.start_layout(layout, gated=False)
             layout_files.add_blobs(layout, blobs, manifests)
             index = layout_files.index_of(manifests, tags[0] if tags else None)
-            wait = self._small_timeout()
-            through = started is not None and layout_files.open_gate(layout, index, started.ended, wait)  # it copies
+            if started is not None and not layout_files.open_gate(layout, index, started, self._small_timeout()):
+                started.abandon()  # ended, or never came to its gate: stopped before the file below can start it
+                started = None
             layout_files.write_index(layout, index)  # for any later attempt (and in place of the gate)
             size = sum(blob.size for blob, _ in blobs if blob.digest not in already_sent)
             args = self._copy_args(layout, repository, tags, root.digest, recursive)
-            first = started if through else None
-            self._run(args, operation, timeout=self._small_timeout() + size / MIN_UPLOAD_RATE, first=first)
+            self._run(args, operation, timeout=self._small_timeout() + size / MIN_UPLOAD_RATE, first=started)
         finally:
             if started is not None:
-                started.abandon()  # one never let through (or that ended early): the copy ran the usual way
+                started.abandon()  # an error before it was let through (once finished: nothing)
             cleanup.remove_folder(work)
 
     def _copy_args(self, layout: Path, repository: str, tags: list[str], root: str, recursive: bool) -> list[str]:

@@ -92,14 +92,15 @@ class Commands:
         """Start `argv` now (output captured, no input) and wait for it later (`Started.finish`), or never.
 
         For a command held at a gate of its own until the caller knows it is wanted (oras reading its
-        layout's index from a FIFO): its start-up overlaps the caller's work. It is echoed, and its
-        deadline starts, at `finish`. The death signal follows the thread that starts it (`launch`): start
-        it from one that outlives it (the main thread). Raises OSError when the program cannot be started.
+        layout's index from a FIFO): its start-up overlaps the caller's work. It is echoed when the
+        caller lets it through (`announce`); its deadline starts at `finish`. The death signal follows
+        the thread that starts it (`launch`): start it from one that outlives it (the main thread).
+        Raises OSError when the program cannot be started.
         """
         child_env = dict(env) if env is not None else self.env
         spawn = functools.partial(_spawn, pass_fds=pass_fds, stdin=None, stdout=True, env=child_env)
         fast = launch.fast_start(argv, child_env, None)
-        echo = functools.partial(self._echo, argv)  # shown when it is let through: one never wanted did nothing
+        echo = functools.partial(self._echo, argv)  # shown when let through: one never wanted did nothing
         # the caller sees a program setpriv could not start as one that ended early (`Started.ended`)
         if fast is not None:
             return Started(*spawn(fast.argv, fast.executable, None), echo)
@@ -126,10 +127,13 @@ class Started:
     def ended(self) -> bool:
         return self.process.poll() is not None
 
+    def announce(self) -> None:
+        """Echo it (when commands are echoed): it is let through now, before it does its work."""
+        self._echo()
+
     def finish(self, timeout: float) -> Completed:
         """Wait for its end, or kill it at `timeout` seconds from now; its output and status."""
         self._done = True
-        self._echo()
         return _wait(self.process, self._stderr, timeout=timeout, stdin=None, stdout=True)
 
     def abandon(self) -> None:
@@ -138,7 +142,8 @@ class Started:
             return
         self._done = True
         try:
-            cleanup.kill_group(self.process)
+            if self.process.returncode is None:  # once reaped, its number may be another process's
+                cleanup.kill_group(self.process)
             self.process.wait()
             if self.process.stdout is not None:
                 self.process.stdout.close()
