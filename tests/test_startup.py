@@ -62,6 +62,27 @@ def test_the_built_in_client_imports_neither_requests_nor_urllib3() -> None:
     assert not {*BUILD_ONLY, *NEVER, *LATEST_ONLY, *NOT_IMPORTED, *FALLBACK_ONLY} & modules
 
 
+def test_a_plain_http_request_leaves_the_idna_codec_unloaded() -> None:
+    """A str host given to `getaddrinfo` imports `encodings.idna`, `stringprep` and `unicodedata` (about 2 ms
+    of a plain-HTTP push's first request): the pool's connections give it the ASCII name as bytes."""
+    modules = imported_after(
+        "import socket, threading\n"
+        "listener = socket.socket()\n"
+        "listener.bind(('127.0.0.1', 0))\n"
+        "listener.listen()\n"
+        "def answer():\n"
+        "    peer, _ = listener.accept()\n"
+        "    peer.recv(65536)\n"
+        "    peer.sendall(b'HTTP/1.1 204 No Content\\r\\nContent-Length: 0\\r\\n\\r\\n')\n"
+        "threading.Thread(target=answer, daemon=True).start()\n"
+        "from pack_publisher.registry.connections import Pool\n"
+        "key = ('http', '127.0.0.1', listener.getsockname()[1], '')\n"
+        "assert Pool(lambda: None).send(key, 'GET', '/', None, {}, (5, 5), {}).status_code == 204\n"
+    )
+    assert "pack_publisher.registry.connections" in modules
+    assert not {"encodings.idna", "stringprep", "unicodedata"} & modules
+
+
 def test_listing_the_tasks_imports_no_pydantic() -> None:
     modules = imported_after("import tasks")
     assert "pack_publisher.cli.context" in modules

@@ -157,12 +157,29 @@ def _headers_within_deadline(
     return response
 
 
+def _create_connection(address: tuple[str, int], timeout: Any, source_address: Any) -> socket.socket:
+    """`socket.create_connection` with an ASCII host name given as bytes: CPython's `getaddrinfo` encodes a
+    str host with the IDNA codec, whose first use imports `encodings.idna`, `stringprep` and `unicodedata`
+    (about 2 ms of a plain-HTTP push's first request); a registry's name is ASCII (`oci.names`)."""
+    host, port = address
+    name: Any = host.encode() if host.isascii() else host  # `getaddrinfo` takes bytes; typeshed says str only
+    return socket.create_connection((name, port), timeout, source_address)
+
+
 class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _create_connection
+
     def getresponse(self) -> http.client.HTTPResponse:
         return _headers_within_deadline(self, super().getresponse)
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _create_connection  # TLS still encodes the name with IDNA (`ssl`)
+
     def getresponse(self) -> http.client.HTTPResponse:
         return _headers_within_deadline(self, super().getresponse)
 
