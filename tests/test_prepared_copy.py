@@ -30,10 +30,8 @@ ECHOED_COPY = " cp -r --from-oci-layout "
 
 
 def env_for(registry: Registry, oras: str, **extra: str) -> dict[str, str]:
-    return {"OCI_REGISTRY": registry.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3", "OCI_CLIENT": "oras"} | {
-        "ORAS_BIN": oras,
-        **extra,
-    }
+    target = {"OCI_REGISTRY": registry.host, "OCI_ORG": "acme", "PACK_VERSION": "1.2.3"}
+    return {**target, "OCI_CLIENT": "oras", "ORAS_BIN": oras, **extra}
 
 
 def catalog(registry: Registry) -> list[str]:
