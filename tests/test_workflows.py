@@ -144,16 +144,34 @@ def test_attestation_is_one_job_for_every_digest() -> None:
     assert attest["if"] == ATTEST_IF
     assert attest["needs"] == "lock"  # after the merged lockfile was verified
     assert "strategy" not in attest, "no matrix over digests: one job attests them all"
-    assert attest["permissions"] == {"id-token": "write", "attestations": "write"}
+    assert attest["permissions"] == {"actions": "read", "id-token": "write", "attestations": "write"}
     [attestation] = step_using(doc, "actions/attest-build-provenance")
     assert attestation["with"] == {"subject-checksums": "attestation-subjects.txt"}
     download = next(s for s in attest["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
-    assert download["with"] == {"name": "attestation-subjects"}
+    assert download["with"]["name"] == "attestation-subjects"
     upload = next(s for s in doc["jobs"]["lock"]["steps"] if s.get("with", {}).get("name") == "attestation-subjects")
     assert upload["with"]["path"] == "attestation-subjects.txt" and upload["with"]["if-no-files-found"] == "error"
     assert upload["with"]["overwrite"] is True  # a re-run of the lock job uploads it again
     assert not [s for s in steps(doc) if "oras login" in s.get("run", "")], "nothing is pushed beside the packs"
     assert "ATTEST_PRIVATE_REPOSITORY" in WORKFLOW_DOCS and "subject-checksums" in WORKFLOW_DOCS
+
+
+def test_every_download_survives_re_run_failed_jobs() -> None:
+    """A re-run attempt of one job must find what another job uploaded in an earlier attempt of the run.
+
+    A download by name alone sees the current attempt's artifacts only (actions/download-artifact#486);
+    by run id, through the API with the run's token and `actions: read`, it sees every attempt's.
+    """
+    doc = load(PUBLISH)
+    downloads = 0
+    for name, job in doc["jobs"].items():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/download-artifact@"):
+                downloads += 1
+                assert step["with"]["github-token"] == "${{ github.token }}", (name, step["name"])
+                assert step["with"]["run-id"] == "${{ github.run_id }}", (name, step["name"])
+                assert job["permissions"]["actions"] == "read", name
+    assert downloads == 3  # the builder (shards), the fragments (lock), the subjects (attest)
 
 
 def subjects_script() -> str:
