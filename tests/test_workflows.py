@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -377,12 +379,10 @@ def test_ci_checks_the_lock_is_current() -> None:
 
 
 def builder_steps(doc: dict[Any, Any]) -> list[dict[str, Any]]:
-    """The steps from the cache key to the cache save: the same in both workflows."""
+    """The steps from the cache key to the builder's check: the same in both workflows."""
     job = next(job for job in doc["jobs"].values() if any(s.get("id") == "key" for s in job["steps"]))
-    names = [s.get("id") for s in job["steps"]]
-    start = names.index("key")
-    end = next(i for i, s in enumerate(job["steps"]) if s.get("uses", "").startswith("actions/cache/save@"))
-    return job["steps"][start : end + 1]  # type: ignore[no-any-return]
+    ids = [s.get("id") for s in job["steps"]]
+    return job["steps"][ids.index("key") : ids.index("check") + 1]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("path", [PUBLISH, CI], ids=lambda p: p.name)
@@ -406,12 +406,16 @@ def test_builder_install_is_pinned_and_hardened(path: Path) -> None:
 def test_builder_is_cached_by_version_runner_and_toolchain(path: Path) -> None:
     doc = load(path)
     found = builder_steps(doc)
-    key_step, restore, save = found[0], found[1], found[-1]
-    assert "greentic-pack-${GREENTIC_PACK_VERSION}-${RUNNER_OS}-${RUNNER_ARCH}-rust-${rust}" in key_step["run"]
+    key_step, restore, save, check = found[0], found[1], found[-2], found[-1]
+    assert (
+        "greentic-pack-${GREENTIC_PACK_VERSION}-${ImageOS:-$RUNNER_OS}-${RUNNER_ARCH}-rust-${rust}" in key_step["run"]
+    )
     assert restore["uses"].startswith("actions/cache/restore@") and restore["id"] == "cache"
+    assert save["uses"].startswith("actions/cache/save@")
     assert restore["with"] == save["with"] == {"path": BUILDER_PATH, "key": "${{ steps.key.outputs.key }}"}
-    for step in found[2:]:  # the toolchain, binstall, the install and the save: skipped on a hit
+    for step in found[2:-1]:  # the toolchain, binstall, the install and the save: skipped on a hit
         assert step["if"] == "steps.cache.outputs.cache-hit != 'true'", step["name"]
+    assert "if" not in check and check["id"] == "check"  # what the cache gave back is checked on a hit too
     toolchain = next(s for s in found if "rustup toolchain install" in s.get("run", ""))
     assert toolchain["env"] == {"RUST_TOOLCHAIN": "${{ steps.key.outputs.rust }}"}  # the version in the key
     job = next(j for j in doc["jobs"].values() if key_step in j["steps"])
@@ -435,7 +439,7 @@ def test_builder_is_fetched_once_before_the_shards_never_inside_them() -> None:
     assert "strategy" not in builder and builder["needs"] == "plan"
     assert builder["if"] == release["if"]  # nothing to release: no builder either
     assert builder["permissions"] == {} and "environment" not in builder
-    assert builder["outputs"] == {"key": "${{ steps.key.outputs.key }}"}
+    assert builder["outputs"] == {"key": "${{ steps.key.outputs.key }}", "sha256": "${{ steps.check.outputs.sha256 }}"}
     assert release["needs"] == ["plan", "builder"]
     for step in release["steps"]:
         text = json.dumps(step)
@@ -449,7 +453,9 @@ def test_builder_is_fetched_once_before_the_shards_never_inside_them() -> None:
     assert upload["with"]["path"] == BUILDER_PATH and upload["with"]["if-no-files-found"] == "error"
     assert upload["with"]["overwrite"] is True
     names = [s["name"] for s in release["steps"]]
-    on_path = step_running(doc, 'chmod +x "$RUNNER_TEMP/$BUILDER_DIR/bin/greentic-pack"')
+    on_path = step_running(doc, 'echo "$RUNNER_TEMP/$BUILDER_DIR/bin" >> "$GITHUB_PATH"')
+    assert on_path["env"] == {"BUILDER_SHA256": "${{ needs.builder.outputs.sha256 }}"}
+    assert names.index(download["name"]) < names.index(on_path["name"])
     assert names.index(on_path["name"]) < names.index(step_running(doc, "invoke release")["name"])
     assert '>> "$GITHUB_PATH"' in on_path["run"]
 
@@ -478,30 +484,169 @@ version = "1.100.0 (4567fedcb 2026-11-09)"
 """
 
 
-@pytest.mark.parametrize(("channel", "rust"), [(CHANNEL_TOML, "1.100.0"), ("<html>maintenance</html>", None)])
-def test_cache_key_names_rust_stables_version(tmp_path: Path, channel: str, rust: str | None) -> None:
-    """Run the key step with a stand-in curl that prints the channel manifest."""
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "channel.toml").write_text(channel)
-    curl = tmp_path / "bin" / "curl"
-    curl.write_text(f"#!/bin/sh\ncat {tmp_path / 'channel.toml'}\n")
-    curl.chmod(0o755)
-    output = tmp_path / "output"
-    env = {
-        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
-        "GITHUB_OUTPUT": str(output),
+def step_shell(tmp_path: Path, stand_ins: dict[str, str]) -> dict[str, str]:
+    """An environment whose PATH holds the stand-ins and only the plain tools a step needs (no real rustc)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("sed", "cut", "head", "sha256sum", "chmod", "cat", "touch", "dirname"):
+        real = shutil.which(name)
+        assert real, name
+        (bin_dir / name).symlink_to(real)
+    for name, script in stand_ins.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "output").touch()
+    (tmp_path / "summary").touch()
+    return {
+        "PATH": str(bin_dir),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
         "GREENTIC_PACK_VERSION": "1.1.3",
         "RUNNER_OS": "Linux",
         "RUNNER_ARCH": "X64",
+        "RUNNER_TEMP": str(tmp_path),
+        "BUILDER_DIR": "greentic-builder",
     }
-    result = subprocess.run(
-        ["bash", "-c", builder_steps(load(PUBLISH))[0]["run"]], env=env, capture_output=True, text=True, timeout=30
-    )
-    if rust is None:
+
+
+def run_step(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    bash = shutil.which("bash")
+    assert bash
+    return subprocess.run([bash, "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("rustc", "channel", "image", "key"),
+    [
+        # the runner image's rustc: no request at all (the curl stand-in would fail)
+        (
+            "echo 'rustc 1.99.2 (0123abcde 2026-10-01)'",
+            None,
+            "ubuntu24",
+            "greentic-pack-1.1.3-ubuntu24-X64-rust-1.99.2",
+        ),
+        # no rustc: stable's version from the channel manifest; no ImageOS: the runner's OS family
+        (None, CHANNEL_TOML, None, "greentic-pack-1.1.3-Linux-X64-rust-1.100.0"),
+        # a rustc that is not a stable release does not name the key
+        (
+            "echo 'rustc 1.101.0-beta.3 (0123abcde 2026-11-20)'",
+            CHANNEL_TOML,
+            "ubuntu24",
+            "greentic-pack-1.1.3-ubuntu24-X64-rust-1.100.0",
+        ),
+        (None, "<html>maintenance</html>", None, None),
+        ("exit 1", None, None, None),
+    ],
+)
+def test_cache_key_names_the_rust_that_builds_on_a_miss(
+    tmp_path: Path, rustc: str | None, channel: str | None, image: str | None, key: str | None
+) -> None:
+    """Run the key step with a stand-in rustc and curl (the channel manifest, or a failed request)."""
+    (tmp_path / "channel.toml").write_text(channel or "")
+    stand_ins = {"curl": f"cat {tmp_path / 'channel.toml'}" if channel else "exit 22"}
+    if rustc:
+        stand_ins["rustc"] = rustc
+    env = step_shell(tmp_path, stand_ins) | ({"ImageOS": image} if image else {})
+    result = run_step(builder_steps(load(PUBLISH))[0]["run"], env)
+    if key is None:
         assert result.returncode != 0 and result.stderr == "error: could not read Rust stable's version\n"
+        assert (tmp_path / "output").read_text() == ""
         return
     assert result.returncode == 0, result.stderr
-    assert output.read_text() == f"rust={rust}\nkey=greentic-pack-1.1.3-Linux-X64-rust-{rust}\n"
+    rust = key.rsplit("-", 1)[1]
+    assert (tmp_path / "output").read_text() == f"rust={rust}\nkey={key}\n"
+
+
+BUILDER_STAND_IN = 'touch "$(dirname "$0")/ran"; echo "greentic-pack 1.1.3"'
+
+
+def put_builder(tmp_path: Path, script: str = BUILDER_STAND_IN, executable: bool = True) -> tuple[Path, str]:
+    builder = tmp_path / "greentic-builder" / "bin" / "greentic-pack"
+    builder.parent.mkdir(parents=True)
+    builder.write_text(f"#!/bin/sh\n{script}\n")
+    builder.chmod(0o755 if executable else 0o644)
+    return builder, hashlib.sha256(builder.read_bytes()).hexdigest()
+
+
+def run_check(tmp_path: Path, pinned: str) -> subprocess.CompletedProcess[str]:
+    env = step_shell(tmp_path, {}) | {"KEY": "greentic-pack-1.1.3-ubuntu24-X64-rust-1.99.2", "PINNED_SHA256": pinned}
+    return run_step(builder_steps(load(PUBLISH))[-1]["run"], env)
+
+
+def test_check_passes_the_builder_on_and_says_it_is_not_pinned(tmp_path: Path) -> None:
+    builder, sha256 = put_builder(tmp_path, executable=False)  # an artifact does not keep the mode
+    result = run_check(tmp_path, pinned="")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "output").read_text() == f"sha256={sha256}\n" and (builder.parent / "ran").exists()
+    assert f"::notice::greentic-pack 1.1.3 (sha256 {sha256}) is not pinned" in result.stdout
+    assert "GREENTIC_PACK_SHA256" in result.stdout
+    assert sha256 in (tmp_path / "summary").read_text()
+
+
+def test_check_passes_the_pinned_builder(tmp_path: Path) -> None:
+    _, sha256 = put_builder(tmp_path)
+    result = run_check(tmp_path, pinned=sha256)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "output").read_text() == f"sha256={sha256}\n" and "::notice::" not in result.stdout
+
+
+def test_check_refuses_a_builder_other_than_the_pinned_one_without_running_it(tmp_path: Path) -> None:
+    """A poisoned cache entry: another binary under the key. It is refused before it runs."""
+    builder, sha256 = put_builder(tmp_path)
+    result = run_check(tmp_path, pinned="0" * 64)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"error: the builder for greentic-pack-1.1.3-ubuntu24-X64-rust-1.99.2 has sha256 {sha256}, "
+        f"not GREENTIC_PACK_SHA256 ({'0' * 64}); "
+    )
+    assert "delete the cache entry greentic-pack-1.1.3-ubuntu24-X64-rust-1.99.2" in result.stderr
+    assert not (builder.parent / "ran").exists(), "the refused builder ran"
+    assert (tmp_path / "output").read_text() == ""  # no sha256 for the shards: they do not start
+
+
+def test_check_refuses_a_pin_that_is_not_a_sha256(tmp_path: Path) -> None:
+    put_builder(tmp_path)
+    result = run_check(tmp_path, pinned="sha256:" + "a" * 64)
+    assert result.returncode == 1
+    assert result.stderr == "error: the variable GREENTIC_PACK_SHA256 is not a sha256 (64 lowercase hex digits)\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "reported"), [('echo "greentic-pack 1.1.2"', "1.1.2"), ("echo oops >&2; exit 3", "")]
+)
+def test_check_refuses_a_builder_of_another_version(tmp_path: Path, script: str, reported: str) -> None:
+    put_builder(tmp_path, script)
+    result = run_check(tmp_path, pinned="")
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"error: the builder for greentic-pack-1.1.3-ubuntu24-X64-rust-1.99.2 reports version '{reported}', "
+        "not 1.1.3; delete that cache entry\n"
+    )
+    assert (tmp_path / "output").read_text() == ""
+
+
+def shard_builder_step() -> dict[str, Any]:
+    return step_running(load(PUBLISH), "sha256sum --check")
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_a_shard_runs_only_the_builder_the_builder_job_checked(tmp_path: Path, same: bool) -> None:
+    builder, sha256 = put_builder(tmp_path, executable=False)
+    env = step_shell(tmp_path, {}) | {
+        "BUILDER_SHA256": sha256 if same else "f" * 64,
+        "GITHUB_PATH": str(tmp_path / "path"),
+    }
+    (tmp_path / "path").touch()
+    result = run_step(shard_builder_step()["run"], env)
+    if same:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "path").read_text() == f"{builder.parent}\n" and (builder.parent / "ran").exists()
+        return
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"error: the builder restored here is not the one the builder job checked (sha256 {'f' * 64})\n"
+    )
+    assert (tmp_path / "path").read_text() == "" and not (builder.parent / "ran").exists()
 
 
 def test_readme_installs_the_same_builder() -> None:
@@ -711,5 +856,16 @@ def test_sboms_travel_with_the_packs() -> None:
 
 
 def test_workflow_notes_give_first_and_later_release_times() -> None:
-    for needed in ("## Expected times", "first release", "later release", "cache", "main"):
-        assert needed in WORKFLOW_DOCS, needed
+    """README gives the builder job's time for a first and a later release: the figures of the docs' table."""
+    table = WORKFLOW_DOCS[WORKFLOW_DOCS.index("## Expected times") : WORKFLOW_DOCS.index("## Signing")]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| ")]
+    row = {cells[1].strip(): cells[2].strip() for cells in rows}
+    first = row["first release (no cache: no upstream asset, a locked `cargo install`)"]
+    later = row["later release (cache hit: the same builder, Rust version and runner image)"]
+    assert (first, later) == ("12-20 min, once", "20-40 s")
+    notes = README[README.index("Expected times of a release") : README.index("**First release to GHCR**")]
+    first_line = next(line for line in notes.split("- ") if line.startswith("**First release**"))
+    later_line = next(line for line in notes.split("- ") if line.startswith("**Later release**"))
+    assert "**12-20 min**" in first_line and "about 1 min" in first_line
+    assert "**20-40 s**" in later_line
+    assert "docs/workflows.md#expected-times" in notes
