@@ -445,7 +445,7 @@ def test_builder_is_fetched_once_before_the_shards_never_inside_them() -> None:
     assert "strategy" not in builder and builder["needs"] == "plan"
     assert builder["if"] == release["if"]  # nothing to release: no builder either
     assert builder["permissions"] == {} and "environment" not in builder
-    assert builder["outputs"] == {"key": "${{ steps.key.outputs.key }}", "sha256": "${{ steps.check.outputs.sha256 }}"}
+    assert builder["outputs"] == {"sha256": "${{ steps.check.outputs.sha256 }}"}
     assert release["needs"] == ["plan", "builder"]
     for step in release["steps"]:
         text = json.dumps(step)
@@ -461,9 +461,8 @@ def test_shards_restore_no_cache_and_run_only_the_checked_builder() -> None:
     doc = load(PUBLISH)
     release = doc["jobs"]["release"]
     assert not [s for s in release["steps"] if s.get("uses", "").startswith("actions/cache")]
-    for name, job in doc["jobs"].items():
-        if job.get("permissions", {}).get("packages") == "write" or job.get("environment"):
-            assert "actions/cache" not in json.dumps(job), name
+    for name, job in doc["jobs"].items():  # only the builder job, which holds no permission, restores one
+        assert ("actions/cache" in json.dumps(job)) == (name == "builder"), name
     download = next(s for s in release["steps"] if s.get("with", {}).get("name") == "greentic-builder")
     assert "if" not in download  # always from the builder job's artifact
     assert download["with"]["path"] == "${{ runner.temp }}/greentic-builder-download"  # a scratch folder
@@ -591,9 +590,10 @@ def put_builder(
     return builder, hashlib.sha256(builder.read_bytes()).hexdigest()
 
 
-def run_check(tmp_path: Path, pinned: str, mode: str) -> subprocess.CompletedProcess[str]:
+def run_check(tmp_path: Path, pinned: str, mode: str, cache_hit: str = "true") -> subprocess.CompletedProcess[str]:
     env = step_shell(tmp_path, {}) | {
         "KEY": KEY,
+        "CACHE_HIT": cache_hit,
         "PINNED_SHA256": pinned,
         "IF_NOT_PINNED": mode,
     }
@@ -603,40 +603,59 @@ def run_check(tmp_path: Path, pinned: str, mode: str) -> subprocess.CompletedPro
 BUILDER_FOLDER = Path("greentic-builder", "bin")
 
 
+def a_pin_list(sha256: str) -> str:
+    """Several pins (one per key: a compile is not byte-for-byte reproducible) as people type them:
+    commas, CRLF line breaks, tabs, upper case, `sha256:` prefixes; the match is not on the first line."""
+    return f"{'a' * 64},\t{'b' * 64}\r\nsha256:{sha256.upper()}\r\n{'c' * 64}\n"
+
+
 @pytest.mark.parametrize("mode", ["fail", "warn"])
 def test_check_passes_a_pinned_builder_on(tmp_path: Path, mode: str) -> None:
     builder, sha256 = put_builder(tmp_path / BUILDER_FOLDER)
-    # several pins (one per key: a compile is not byte-for-byte reproducible), any case, commas, prefixes
-    pins = f"{'a' * 64}, sha256:{sha256.upper()}\n{'b' * 64}"
-    result = run_check(tmp_path, pins, mode)
+    result = run_check(tmp_path, a_pin_list(sha256), mode)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "output").read_text() == f"sha256={sha256}\n" and (builder.parent / "ran").exists()
-    assert "::warning::" not in result.stdout and result.stderr == ""
+    assert result.stdout == f"greentic-pack for {KEY}: sha256 {sha256}\n" and result.stderr == ""
     assert f"greentic-pack 1.1.3, sha256 {sha256} (cache key {KEY})" in (tmp_path / "summary").read_text()
 
 
 def test_check_passes_any_builder_when_told_to(tmp_path: Path) -> None:
     _, sha256 = put_builder(tmp_path / BUILDER_FOLDER)
-    result = run_check(tmp_path, "any", "fail")
+    result = run_check(tmp_path, " ANY\n", "fail")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "output").read_text() == f"sha256={sha256}\n"
 
 
-@pytest.mark.parametrize("pinned", ["", "0" * 64])
-def test_release_refuses_an_unpinned_builder_without_running_it(tmp_path: Path, pinned: str) -> None:
+WHY_UNSET = "the repository variable GREENTIC_PACK_SHA256 is not set (the builder for {key} has sha256 {sha256})"
+WHY_UNLISTED = (
+    "the builder for {key} has sha256 {sha256}, which the repository variable GREENTIC_PACK_SHA256 does not list"
+)
+FROM_CACHE = (
+    "it came from the cache: add {sha256} only if this step printed it in the run that built that key "
+    "(where the install step ran), else delete the cache entry {key} (docs/workflows.md)"
+)
+BUILT_HERE = "this job built it: add {sha256} if you trust this run (docs/workflows.md)"
+
+
+@pytest.mark.parametrize(
+    ("pinned", "cache_hit", "why", "advice"),
+    [
+        ("", "true", WHY_UNSET, FROM_CACHE),
+        ("0" * 64, "true", WHY_UNLISTED, FROM_CACHE),
+        ("", "", WHY_UNSET, BUILT_HERE),  # a miss: cache-hit is empty (or false)
+        ("0" * 64, "false", WHY_UNLISTED, BUILT_HERE),
+    ],
+)
+def test_release_refuses_an_unpinned_builder_without_running_it(
+    tmp_path: Path, pinned: str, cache_hit: str, why: str, advice: str
+) -> None:
     """A poisoned cache entry (another binary under the key) is refused before it runs."""
     builder, sha256 = put_builder(tmp_path / BUILDER_FOLDER)
-    result = run_check(tmp_path, pinned, "fail")
+    result = run_check(tmp_path, pinned, "fail", cache_hit)
     assert result.returncode == 1
-    why = (
-        f"the builder for {KEY} has sha256 {sha256}, which the repository variable GREENTIC_PACK_SHA256 does not list"
-        if pinned
-        else f"the repository variable GREENTIC_PACK_SHA256 is not set (the builder for {KEY} has sha256 {sha256})"
-    )
-    assert result.stderr == (
-        f"error: {why}: if you trust the run that built that key, add {sha256} to it (or set it to 'any'); "
-        f"else delete the cache entry {KEY} (docs/workflows.md)\n"
-    )
+    facts = {"key": KEY, "sha256": sha256}
+    assert result.stderr == f"error: {why.format(**facts)}; {advice.format(**facts)}\n"
+    assert "'any'" not in result.stderr  # the way out offered is never to give the pin up
     assert not (builder.parent / "ran").exists(), "the refused builder ran"
     assert (tmp_path / "output").read_text() == ""  # no sha256 for the shards: they do not start
 
@@ -645,16 +664,26 @@ def test_ci_warns_of_an_unpinned_builder(tmp_path: Path) -> None:
     builder, sha256 = put_builder(tmp_path / BUILDER_FOLDER, executable=True)
     result = run_check(tmp_path, "0" * 64, "warn")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"::warning::the builder for {KEY} has sha256 {sha256}, which the repository")
-    assert "; a release will refuse it: if you trust the run that built that key" in result.stdout
+    facts = {"key": KEY, "sha256": sha256}
+    assert result.stdout.splitlines()[1] == (
+        f"::warning::{WHY_UNLISTED.format(**facts)}, so a release will refuse it; {FROM_CACHE.format(**facts)}"
+    )
     assert (tmp_path / "output").read_text() == f"sha256={sha256}\n" and (builder.parent / "ran").exists()
 
 
-def test_check_refuses_a_pin_that_is_neither_a_sha256_nor_any(tmp_path: Path) -> None:
-    put_builder(tmp_path / BUILDER_FOLDER)
-    result = run_check(tmp_path, f"{'a' * 64} *", "warn")  # and no glob expands it
+@pytest.mark.parametrize(
+    ("pinned", "error"),
+    [
+        (f"{'a' * 64} *", "GREENTIC_PACK_SHA256: '*' is neither a sha256 (64 hex digits) nor 'any'"),  # no glob
+        (f"{'a' * 64}0", f"GREENTIC_PACK_SHA256: '{'a' * 64}0' is neither a sha256 (64 hex digits) nor 'any'"),
+        ("{sha256}\nany", "GREENTIC_PACK_SHA256: 'any' stands alone, not in a list of sha256s"),
+    ],
+)
+def test_check_refuses_a_pin_list_it_cannot_read(tmp_path: Path, pinned: str, error: str) -> None:
+    builder, sha256 = put_builder(tmp_path / BUILDER_FOLDER)
+    result = run_check(tmp_path, pinned.format(sha256=sha256), "warn")
     assert result.returncode == 1
-    assert result.stderr == "error: GREENTIC_PACK_SHA256: '*' is neither a sha256 (64 hex digits) nor 'any'\n"
+    assert result.stderr == f"error: {error}\n" and not (builder.parent / "ran").exists()
 
 
 @pytest.mark.parametrize(
@@ -703,7 +732,7 @@ CHECKED = Path("greentic-builder-checked", "greentic-pack")
 @pytest.mark.parametrize("how", ["pinned", "any"])
 def test_a_shard_runs_the_pinned_builder_as_packc_bin(tmp_path: Path, how: str) -> None:
     _, sha256 = put_builder(tmp_path / DOWNLOAD, executable=False)  # an artifact does not keep the mode
-    result = run_shard_check(tmp_path, f"{'c' * 64} {sha256}" if how == "pinned" else "any", sha256)
+    result = run_shard_check(tmp_path, a_pin_list(sha256) if how == "pinned" else "Any\r\n", sha256)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "env").read_text() == f"PACKC_BIN={tmp_path / CHECKED}\n"
     assert (tmp_path / CHECKED).stat().st_mode & 0o777 == 0o755 and (tmp_path / CHECKED.parent / "ran").exists()
@@ -717,37 +746,103 @@ def test_a_shard_runs_the_pinned_builder_as_packc_bin(tmp_path: Path, how: str) 
         ("f" * 64, "same"),  # another builder pinned
         ("any", "other"),  # 'any', but not the bytes the builder job checked
         ("any", ""),  # the builder job gave no sha256
+        ("{sha256} any", "same"),  # 'any' in a list is no pin: the builder job refused it already
+        ("{sha256}x", "same"),  # a pin that only starts with the sha256
     ],
 )
 def test_a_shard_refuses_a_builder_not_pinned(tmp_path: Path, pinned: str, builder_job_says: str) -> None:
     """The builder job restored a cache entry, so its word is not enough: the pin decides, here."""
     _, sha256 = put_builder(tmp_path / DOWNLOAD)
     claimed = {"same": sha256, "other": "e" * 64, "": ""}[builder_job_says]
+    pinned = pinned.format(sha256=sha256)
     result = run_shard_check(tmp_path, pinned, claimed)
+    if pinned == f"{sha256} any":  # the sha256 is listed: the stray word changes nothing here
+        assert result.returncode == 0, result.stderr
+        return
     assert result.returncode == 1
     assert result.stderr == (
-        f"error: the builder artifact has sha256 {sha256}, which GREENTIC_PACK_SHA256 ('{pinned}') does not accept; "
-        "nothing was built (docs/workflows.md)\n"
+        f"error: the builder artifact has sha256 {sha256}, which GREENTIC_PACK_SHA256 ('{pinned}') does not accept "
+        f"(the builder job reported '{claimed}'); nothing was built (docs/workflows.md)\n"
     )
     assert (tmp_path / "env").read_text() == "" and not (tmp_path / CHECKED).exists()
     assert not (tmp_path / DOWNLOAD / "ran").exists(), "the refused builder ran"
 
 
-def test_a_shard_refuses_an_artifact_holding_more_than_the_builder(tmp_path: Path) -> None:
-    """A genuine greentic-pack beside a fake `invoke` would pass a check of the builder alone."""
+@pytest.mark.parametrize("extra", ["invoke", ".invoke"])
+def test_a_shard_refuses_an_artifact_holding_more_than_the_builder(tmp_path: Path, extra: str) -> None:
+    """A genuine greentic-pack beside a fake `invoke` (hidden or not) would pass a check of the builder alone."""
     _, sha256 = put_builder(tmp_path / DOWNLOAD)
-    put_builder(tmp_path / DOWNLOAD, "echo pwned", name="invoke")
+    put_builder(tmp_path / DOWNLOAD, "echo pwned", name=extra)
     result = run_shard_check(tmp_path, sha256, sha256)
     assert result.returncode == 1
-    assert (
-        result.stderr == "error: the builder artifact must hold greentic-pack alone; it holds: greentic-pack invoke\n"
-    )
+    prefix = "error: the builder artifact must hold greentic-pack alone; it holds: "
+    assert result.stderr.startswith(prefix) and result.stderr.endswith("\n")
+    assert sorted(result.stderr[len(prefix) : -1].split(" ")) == sorted(["greentic-pack", extra])
     assert (tmp_path / "env").read_text() == ""
 
 
 def planned_shards_script() -> str:
     script: str = step_running(load(PUBLISH), 'os.listdir("shards")')["run"]
     return script[script.index("<<'PY'\n") + 7 : script.index("\nPY\n")]
+
+
+def test_the_lock_job_checks_the_shards_before_merging_them() -> None:
+    doc = load(PUBLISH)
+    lock = doc["jobs"]["lock"]
+    check = step_running(doc, 'os.listdir("shards")')
+    assert check in lock["steps"] and "if" not in check and "continue-on-error" not in check
+    assert check["env"] == {"MATRIX": "${{ needs.plan.outputs.matrix }}"} and "plan" in lock["needs"]
+    names = [s["name"] for s in lock["steps"]]
+    download = next(s for s in lock["steps"] if s.get("with", {}).get("pattern") == "shard-*")
+    merge = step_running(doc, "invoke lock --merge locks")
+    assert names.index(download["name"]) + 1 == names.index(check["name"]) < names.index(merge["name"])
+    assert "merge-multiple" not in download["with"]  # one folder per artifact: the names are seen
+
+
+def attest_check_step() -> dict[str, Any]:
+    return step_running(load(PUBLISH), "sha256sum --check --strict --quiet")
+
+
+def test_attest_signs_only_the_list_the_lock_job_made() -> None:
+    doc = load(PUBLISH)
+    lock, attest = doc["jobs"]["lock"], doc["jobs"]["attest"]
+    assert lock["outputs"] == {"subjects-sha256": "${{ steps.subjects.outputs.sha256 }}"}
+    listing = next(s for s in lock["steps"] if s.get("id") == "subjects")
+    assert listing["run"].endswith(
+        'echo "sha256=$(sha256sum attestation-subjects.txt | cut -d \' \' -f 1)" >> "$GITHUB_OUTPUT"\n'
+    )
+    check = attest_check_step()
+    assert check["env"] == {"SUBJECTS_SHA256": "${{ needs.lock.outputs.subjects-sha256 }}"}
+    assert "if" not in check and "continue-on-error" not in check
+    names = [s["name"] for s in attest["steps"]]
+    [attestation] = step_using(doc, "actions/attest-build-provenance")
+    assert names.index(check["name"]) + 1 == names.index(attestation["name"])
+
+
+@pytest.mark.parametrize("list_made", ["same", "other", "none"])
+def test_attest_refuses_a_subjects_list_swapped_after_the_lock_job(tmp_path: Path, list_made: str) -> None:
+    """An artifact of the run can be replaced by whoever holds a token of the run: the digest decides."""
+    subjects = tmp_path / "attestation-subjects.txt"
+    subjects.write_text(f"{'a' * 64}  ghcr.io/acme/greentic-packs/a\n")
+    made = {"same": hashlib.sha256(subjects.read_bytes()).hexdigest(), "other": "d" * 64, "none": ""}[list_made]
+    env = step_shell(tmp_path, {}) | {"SUBJECTS_SHA256": made}
+    result = subprocess.run(
+        [str(shutil.which("bash")), "-c", attest_check_step()["run"]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if list_made == "same":
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "error: attestation-subjects.txt is not the list the lock job made; nothing attested\n"
+        if list_made == "other"
+        else "error: the lock job gave no sha256 of the subjects\n"
+    )
 
 
 @pytest.mark.parametrize("extra", [False, True])
