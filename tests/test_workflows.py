@@ -528,10 +528,10 @@ def step_shell(tmp_path: Path, stand_ins: dict[str, str]) -> dict[str, str]:
     }
 
 
-def run_step(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_step(script: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     bash = shutil.which("bash")
     assert bash
-    return subprocess.run([bash, "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run([bash, "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -826,14 +826,7 @@ def test_attest_refuses_a_subjects_list_swapped_after_the_lock_job(tmp_path: Pat
     subjects.write_text(f"{'a' * 64}  ghcr.io/acme/greentic-packs/a\n")
     made = {"same": hashlib.sha256(subjects.read_bytes()).hexdigest(), "other": "d" * 64, "none": ""}[list_made]
     env = step_shell(tmp_path, {}) | {"SUBJECTS_SHA256": made}
-    result = subprocess.run(
-        [str(shutil.which("bash")), "-c", attest_check_step()["run"]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_step(attest_check_step()["run"], env, cwd=tmp_path)
     if list_made == "same":
         assert result.returncode == 0, result.stderr
         return
